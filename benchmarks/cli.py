@@ -1,0 +1,70 @@
+"""Arguments and error handling shared by every command-line entry point."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.errors import BenchError, UsageError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, like every other usage error here."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool = False) -> None:
+    """--task or --data-file (with its column flags), --source and --cache-dir."""
+    parser.add_argument("--task", required=False, help="a registered task (python -m benchmarks.tasks list)")
+    group = parser.add_argument_group("your own data (instead of --task)")
+    group.add_argument("--data-file", type=Path, help="CSV or parquet file with a formula and a target column")
+    group.add_argument("--formula-column", default="formula")
+    group.add_argument("--target-column", default="target")
+    group.add_argument("--structure-column", default=None, help="column of CIF strings (optional)")
+    group.add_argument("--split-column", default=None, help="column of train/val/test labels (optional)")
+    group.add_argument("--split-seed", type=int, default=0, help="seed of the random split without --split-column")
+    group.add_argument("--unit", default="", help="unit of the target, for reports")
+    parser.add_argument("--source", choices=("archive", "matminer"), default="archive",
+                        help="archive: pinned offline archive (default); matminer: official online loader")  # fmt: skip
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="data and feature cache (default $IRNET_BENCH_CACHE or ~/.cache/irnet-bench)")  # fmt: skip
+
+
+def task_from_args(args: argparse.Namespace):
+    """Load the task the arguments name (a registered task or a --data-file)."""
+    from benchmarks.loader import load_task
+    from benchmarks.userdata import load_data_file
+
+    if args.data_file is not None and args.task:
+        raise UsageError("give either --task or --data-file, not both")
+    if args.data_file is not None:
+        return load_data_file(
+            args.data_file,
+            formula_column=args.formula_column,
+            target_column=args.target_column,
+            split_column=args.split_column,
+            structure_column=args.structure_column,
+            seed=args.split_seed,
+            unit=args.unit,
+        )
+    if not args.task:
+        raise UsageError("give --task NAME (python -m benchmarks.tasks list) or --data-file PATH")
+    return load_task(args.task, cache_dir=args.cache_dir, source=args.source)
+
+
+def main_guard(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; turn a BenchError into one line on stderr and its exit code, Ctrl-C into exit 130."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return main(argv)
+    except BenchError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; run the same command again to resume where it stopped\n")
+        return 130

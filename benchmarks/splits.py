@@ -1,0 +1,76 @@
+"""Fold views handed to models and to scoring.
+
+Training code receives a :class:`TrainingData` (train and validation rows only). The test rows live in a
+separate :class:`TestData` that only the final scoring step of a study receives, so no model, trial or
+early-stopping rule can reach them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.metrics import regression_metrics
+
+VALIDATION_FRACTION = 0.1  # carved from each fold's training part when the source gives no validation set
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row positions (into a task's arrays) of one fold. ``val`` is set when the source fixes it (OQMD)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    val: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What models and tuning may see: training rows and validation rows of one fold."""
+
+    task: str
+    fold: int
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    feature_names: tuple[str, ...]
+    val_seed: int  # seed that carved the validation rows (recorded; unused where the split is fixed)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+
+@dataclass(frozen=True)
+class TestData:
+    """The held-out rows of one fold, used once per (model, fold, seed) after the refit."""
+
+    task: str
+    fold: int
+    X: np.ndarray
+    y: np.ndarray
+    ids: np.ndarray
+
+    def score(self, y_pred: np.ndarray) -> dict[str, float]:
+        return regression_metrics(self.y, y_pred)
+
+
+def carve_validation(train_rows: np.ndarray, *, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training rows into (train, validation) with a seeded permutation."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(train_rows)
+    n_val = max(1, int(round(fraction * len(train_rows))))
+    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
+
+
+def subsample(rows: np.ndarray, max_rows: int | None, *, seed: int) -> np.ndarray:
+    """At most ``max_rows`` of ``rows``, chosen with a seeded permutation (all of them when None)."""
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(rows, size=max_rows, replace=False))
