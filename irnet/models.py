@@ -1,0 +1,159 @@
+"""The four networks as :class:`benchmarks.contract.Model` subclasses: irnet, srnet, plain, elemnet.
+
+All share one implementation (:class:`NetworkModel`); a subclass only names its architecture. Parameters
+(``default_params``) are the paper's training setup plus ``depth``, the step cap and the standardisation and
+mixed-precision switches documented in :mod:`irnet.training`.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from benchmarks.contract import FitReport, Model, StepCallback, resolve_device
+from irnet.networks import ARCHITECTURES, Network, build_model
+from irnet.training import Scaler, TrainConfig, predict, train_network
+
+
+class NetworkModel(Model):
+    """A network from :func:`irnet.networks.build_model` trained by :func:`irnet.training.train_network`."""
+
+    family: ClassVar[str] = "network"
+    arch: ClassVar[str]
+
+    def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(params, seed=seed, device=device)
+        # Fail on bad settings at construction, not after featurising.
+        TrainConfig.from_params(self.params)
+        if self.params["depth"] not in ARCHITECTURES:
+            raise ValueError(f"{self.name}: unknown depth {self.params['depth']!r}; valid: {sorted(ARCHITECTURES)}")
+        self._net: Network | None = None
+        self._x_scaler: Scaler | None = None
+        self._y_scaler: Scaler | None = None
+        self._n_features: int | None = None
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {
+            "depth": 17,
+            "lr": 1e-4,
+            "batch_size": 32,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "loss": "mae",
+            "patience": 200,
+            "max_epochs": 1000,  # cap; the paper has none beyond early stopping
+            "standardize_inputs": True,  # departure from the paper (raw inputs); False reproduces it
+            "standardize_target": True,
+            "amp": False,  # bf16 autocast, CUDA only
+        }
+
+    def _torch_device(self) -> str:
+        return resolve_device(self.device)
+
+    def fit(
+        self,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        on_step: StepCallback | None = None,
+        time_limit_s: float | None = None,
+    ) -> FitReport:
+        """Build a fresh network (weights seeded with ``seed``), train it and keep the best epoch's weights."""
+        device = self._torch_device()
+        n_features = int(np.asarray(X_train).shape[1])
+        torch.manual_seed(self.seed)  # weight initialisation
+        net = build_model(self.arch, int(self.params["depth"]), n_features)
+        result = train_network(
+            net,
+            X_train,
+            y_train,
+            X_val,
+            y_val,
+            TrainConfig.from_params(self.params),
+            seed=self.seed,
+            device=device,
+            on_step=on_step,
+            time_limit_s=time_limit_s,
+        )
+        self._net, self._n_features = net, n_features
+        self._x_scaler, self._y_scaler = result.x_scaler, result.y_scaler
+        return result.report
+
+    def _fitted(self) -> tuple[Network, Scaler, Scaler, int]:
+        if self._net is None or self._x_scaler is None or self._y_scaler is None or self._n_features is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() before predict()")
+        return self._net, self._x_scaler, self._y_scaler, self._n_features
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions in the target's original units, 1-D float64."""
+        net, x_scaler, y_scaler, n_features = self._fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != n_features:
+            raise ValueError(f"{self.name}: expected X of shape (n, {n_features}), got {X.shape}")
+        device = next(net.parameters()).device
+        return predict(net, X, x_scaler, y_scaler, device=device, amp=bool(self.params["amp"]))
+
+    def state(self) -> dict[str, Any]:
+        """Weights as CPU tensors, the two scalers and the input width."""
+        net, x_scaler, y_scaler, n_features = self._fitted()
+        return {
+            "arch": self.arch,
+            "depth": int(self.params["depth"]),
+            "n_features": n_features,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            "x_scaler": x_scaler.to_state(),
+            "y_scaler": y_scaler.to_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Rebuild the network from :meth:`state` on this model's device, in eval mode."""
+        if state["arch"] != self.arch:
+            raise ValueError(f"{self.name}: saved state is for architecture {state['arch']!r}")
+        net = build_model(self.arch, int(state["depth"]), int(state["n_features"]))
+        net.load_state_dict(state["state_dict"])
+        net.to(self._torch_device()).eval()
+        self._net, self._n_features = net, int(state["n_features"])
+        self._x_scaler = Scaler.from_state(state["x_scaler"])
+        self._y_scaler = Scaler.from_state(state["y_scaler"])
+
+    @property
+    def network(self) -> Network:
+        """The fitted torch module (for inspection and tests)."""
+        return self._fitted()[0]
+
+
+class IRNetModel(NetworkModel):
+    """IRNet: a residual shortcut around every layer (Jha et al., KDD 2019)."""
+
+    name: ClassVar[str] = "irnet"
+    arch: ClassVar[str] = "irnet"
+
+
+class SRNetModel(NetworkModel):
+    """SRNet: one residual shortcut around every stack of equal-width layers."""
+
+    name: ClassVar[str] = "srnet"
+    arch: ClassVar[str] = "srnet"
+
+
+class PlainNetModel(NetworkModel):
+    """The plain deep network: IRNet's layers without shortcuts."""
+
+    name: ClassVar[str] = "plain"
+    arch: ClassVar[str] = "plain"
+
+
+class ElemNetModel(NetworkModel):
+    """ElemNet's layout (ReLU, no batch norm, dropout after its first four stacks)."""
+
+    name: ClassVar[str] = "elemnet"
+    arch: ClassVar[str] = "elemnet"
+
+
+NETWORK_MODELS: dict[str, type[NetworkModel]] = {
+    cls.name: cls for cls in (IRNetModel, SRNetModel, PlainNetModel, ElemNetModel)
+}

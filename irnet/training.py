@@ -1,0 +1,322 @@
+"""One training loop for every network in :mod:`irnet.networks`.
+
+Paper setup (GUIDE §3): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on validation MAE with
+patience 200 epochs, inputs not scaled. Departures, each a switch:
+
+- ``standardize_inputs`` (default on): features are standardised with the mean and standard deviation of the
+  *training rows only*; zero-variance columns are only centred. Off reproduces the paper's raw inputs.
+- ``standardize_target`` (default on): the network learns ``(y - mean) / std``; every MAE reported here (curve,
+  best_val_mae) and every prediction is in the target's original units.
+- ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"``, ``amp`` (bf16 autocast, CUDA only) are options.
+
+Reproducibility: the caller seeds the weight initialisation (``torch.manual_seed`` before building the network);
+:func:`train_network` seeds again for dropout and uses its own ``torch.Generator`` for the shuffling, so the same
+seed, data and thread count give the same curve and weights on CPU.
+
+The curve's ``train_mae`` is the running mean, over the epoch's training batches, of the batch MAE measured in
+train mode during the forward pass that produced the gradient (so it mixes weights from the whole epoch and
+includes dropout / batch-norm batch statistics). It costs nothing extra; it is not an eval-mode pass.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks.contract import CurvePoint, FitReport, StepCallback
+
+EVAL_BATCH_SIZE = 8192  # rows per forward pass for validation and prediction (no gradients kept)
+LOSSES = ("mae", "mse")
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; defaults are the paper's except the two standardisation switches."""
+
+    lr: float = 1e-4
+    batch_size: int = 32
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    loss: str = "mae"
+    patience: int = 200
+    max_epochs: int = 1000
+    standardize_inputs: bool = True
+    standardize_target: bool = True
+    amp: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if int(self.batch_size) < 1 or int(self.patience) < 1 or int(self.max_epochs) < 1:
+            raise ValueError(
+                f"batch_size, patience and max_epochs must be >= 1, got "
+                f"{self.batch_size}, {self.patience}, {self.max_epochs}"
+            )
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+        """The config from a model's params dict (keys that are not training settings are ignored)."""
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """``(x - mean) / scale`` per column, fitted on training rows; ``scale`` is 1 where a column is constant."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> "Scaler":
+        values = np.asarray(values, dtype=np.float64)
+        mean = values.mean(axis=0)
+        std = values.std(axis=0)
+        # Guard constant (or numerically constant) columns: centre them, do not divide by ~0.
+        scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return cls(mean=mean, scale=scale)
+
+    @classmethod
+    def identity(cls, n_columns: int | None = None) -> "Scaler":
+        shape = () if n_columns is None else (n_columns,)
+        return cls(mean=np.zeros(shape), scale=np.ones(shape))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (np.asarray(values, dtype=np.float64) - self.mean) / self.scale
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float64) * self.scale + self.mean
+
+    def to_state(self) -> dict[str, np.ndarray]:
+        return {"mean": np.array(self.mean, dtype=np.float64), "scale": np.array(self.scale, dtype=np.float64)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> "Scaler":
+        return cls(mean=np.asarray(state["mean"], dtype=np.float64), scale=np.asarray(state["scale"], dtype=np.float64))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_network` returns: the report and the scalers the fitted network needs to predict."""
+
+    report: FitReport
+    x_scaler: Scaler
+    y_scaler: Scaler
+
+
+def _check_xy(X: np.ndarray, y: np.ndarray, what: str, n_features: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[0] == 0:
+        raise ValueError(
+            f"{what}: need X of shape (n, features) and y of shape (n,) with n > 0; got {X.shape}, {y.shape}"
+        )
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{what}: expected {n_features} features, got {X.shape[1]}")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise ValueError(f"{what}: features or targets contain NaN or inf; impute or drop those rows first")
+    return X, y
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU runs are always float32)."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index}"
+    return device.type
+
+
+def predict_scaled(model: nn.Module, X: torch.Tensor, *, amp: bool = False) -> np.ndarray:
+    """Eval-mode predictions (in the network's scaled target units) of an already-scaled float32 tensor."""
+    was_training = model.training
+    model.eval()
+    out: list[torch.Tensor] = []
+    try:
+        with torch.no_grad(), _autocast(X.device, amp):
+            for start in range(0, X.shape[0], EVAL_BATCH_SIZE):
+                out.append(model(X[start : start + EVAL_BATCH_SIZE]).float())
+    finally:
+        model.train(was_training)
+    return torch.cat(out).cpu().numpy().astype(np.float64)
+
+
+def predict(
+    model: nn.Module,
+    X: np.ndarray,
+    x_scaler: Scaler,
+    y_scaler: Scaler,
+    *,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+) -> np.ndarray:
+    """Predictions in original target units as a 1-D float64 array."""
+    device = torch.device(device)
+    Xt = torch.as_tensor(x_scaler.transform(X), dtype=torch.float32, device=device)
+    return y_scaler.inverse(predict_scaled(model, Xt, amp=amp))
+
+
+def _batches(
+    n: int, batch_size: int, generator: torch.Generator, device: torch.device, drop_single: bool
+) -> Iterator[torch.Tensor]:
+    """Shuffled row indices per batch, on ``device``."""
+    order = torch.randperm(n, generator=generator)  # CPU generator: same order on CPU and CUDA
+    if device.type != "cpu":
+        order = order.to(device)
+    for start in range(0, n, batch_size):
+        index = order[start : start + batch_size]
+        if drop_single and index.shape[0] == 1:
+            continue  # BatchNorm cannot normalise a single row in train mode
+        yield index
+
+
+def train_network(
+    model: nn.Module,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    on_step: StepCallback | None = None,
+    time_limit_s: float | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; on return it holds the weights of the epoch with the lowest validation MAE.
+
+    Stops on the first of: ``patience`` epochs without a strictly lower validation MAE ("early_stopping"),
+    ``max_epochs`` ("max_steps"), or ``time_limit_s`` seconds ("time_limit"; checked between batches, and an
+    interrupted epoch is validated and recorded before stopping, flagged in ``extra['partial_last_epoch']``).
+    ``on_step(epoch, val_mae)`` is called after every epoch; whatever it raises propagates.
+    Raises ``FloatingPointError`` when the training loss or the validation predictions become non-finite.
+    """
+    start_time = time.perf_counter()
+    X_train, y_train = _check_xy(X_train, y_train, "training data")
+    X_val, y_val = _check_xy(X_val, y_val, "validation data", n_features=X_train.shape[1])
+    device = torch.device(device)
+    amp = bool(config.amp and device.type == "cuda")
+    drop_single = _has_batch_norm(model)
+    if drop_single and (X_train.shape[0] < 2 or int(config.batch_size) < 2):
+        raise ValueError("a network with batch norm needs batch_size >= 2 and at least 2 training rows")
+
+    x_scaler = Scaler.fit(X_train) if config.standardize_inputs else Scaler.identity(X_train.shape[1])
+    y_scaler = Scaler.fit(y_train) if config.standardize_target else Scaler.identity()
+    y_scale = float(y_scaler.scale)
+
+    # The whole (scaled) data set lives on the device; batches are index gathers there.
+    Xt = torch.as_tensor(x_scaler.transform(X_train), dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y_scaler.transform(y_train), dtype=torch.float32, device=device)
+    Xv = torch.as_tensor(x_scaler.transform(X_val), dtype=torch.float32, device=device)
+
+    torch.manual_seed(seed)  # dropout masks
+    generator = torch.Generator().manual_seed(seed)  # shuffling
+    model.to(device)
+    optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
+
+    n = Xt.shape[0]
+    batch_size = int(config.batch_size)
+    rows_per_epoch = n - (1 if drop_single and n % batch_size == 1 else 0)
+    curve: list[CurvePoint] = []
+    best_val, best_epoch = math.inf, 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stopped = "max_steps"
+    partial = False
+
+    for epoch in range(1, int(config.max_epochs) + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        abs_sum = torch.zeros((), device=device)
+        seen = 0
+        for index in _batches(n, batch_size, generator, device, drop_single):
+            xb, yb = Xt[index], yt[index]
+            with _autocast(device, amp):
+                pred = model(xb)
+            pred = pred.float()
+            loss = loss_fn(pred, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            rows = index.shape[0]
+            # Accumulate on the device; one host sync per epoch, not per batch.
+            loss_sum += loss.detach() * rows
+            abs_sum += (pred.detach() - yb).abs().sum()
+            seen += rows
+            if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
+                partial = seen < rows_per_epoch
+                stopped = "time_limit"
+                break
+
+        mean_loss = float(loss_sum) / max(seen, 1)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training diverged: loss is {mean_loss} at epoch {epoch}")
+        train_mae = float(abs_sum) / max(seen, 1) * y_scale
+        val_pred = y_scaler.inverse(predict_scaled(model, Xv, amp=amp))
+        if not np.isfinite(val_pred).all():
+            raise FloatingPointError(f"training diverged: validation predictions are not finite at epoch {epoch}")
+        val_mae = float(np.mean(np.abs(val_pred - y_val)))
+        seconds = time.perf_counter() - start_time
+        curve.append(CurvePoint(step=epoch, train_mae=train_mae, val_mae=val_mae, seconds=seconds))
+
+        if val_mae < best_val:
+            best_val, best_epoch = val_mae, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+        if on_step is not None:
+            on_step(epoch, val_mae)
+
+        if stopped == "time_limit":
+            break
+        if epoch - best_epoch >= int(config.patience):
+            stopped = "early_stopping"
+            break
+        if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
+            stopped = "time_limit"
+            break
+
+    assert best_state is not None  # at least one epoch ran and val_mae is finite
+    model.load_state_dict(best_state)
+    model.eval()
+    report = FitReport(
+        curve=curve,
+        best_step=best_epoch,
+        best_val_mae=best_val,
+        fit_seconds=time.perf_counter() - start_time,
+        device=_device_name(device),
+        stopped=stopped,
+        extra={
+            "epochs": len(curve),
+            "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "amp": amp,
+            "train_mae_kind": "running mean of train-mode batch MAE over the epoch",
+            "partial_last_epoch": partial,
+            "standardize_inputs": bool(config.standardize_inputs),
+            "standardize_target": bool(config.standardize_target),
+        },
+    )
+    return TrainResult(report=report, x_scaler=x_scaler, y_scaler=y_scaler)
