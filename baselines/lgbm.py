@@ -1,0 +1,201 @@
+"""LightGBM (``lightgbm.train``) under the model contract.
+
+Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
+patience 50 on the validation MAE; GUIDE §5). LightGBM's pip wheel is built for CPU only (its GPU and CUDA
+builds need compiling from source), so this model trains on CPU whatever device it is given and says so in
+its report.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import lightgbm as lgb
+import numpy as np
+
+from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
+from benchmarks.errors import UsageError
+
+TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "l1"  # names in LightGBM's evaluation record
+
+
+class _StepMonitor:
+    """After-iteration callback: seconds per round, ``on_step``, and the time limit.
+
+    ``order`` 25 puts it after ``record_evaluation`` (20), whose record it reads, and before
+    ``early_stopping`` (30), so the round that triggers early stopping is still reported.
+    """
+
+    def __init__(
+        self,
+        start: float,
+        record: dict,
+        on_step: StepCallback | None,
+        time_limit_s: float | None,
+        keep_best: bool,
+    ) -> None:
+        # Instance attributes: lgb.train overwrites an `order` missing from the instance __dict__.
+        self.order = 25
+        self.before_iteration = False
+        self.start = start
+        self.keep_best = keep_best  # on a time-limit stop, keep the best round (early stopping on) or all
+        self.record = record
+        self.on_step = on_step
+        self.time_limit_s = time_limit_s
+        self.seconds: list[float] = []
+        self.hit_time_limit = False
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        self.seconds.append(time.perf_counter() - self.start)
+        val = self.record[VAL_NAME][METRIC]
+        if self.on_step is not None:
+            self.on_step(env.iteration - env.begin_iteration + 1, float(val[-1]))
+        if self.time_limit_s is not None and self.seconds[-1] > self.time_limit_s:
+            self.hit_time_limit = True
+            # LightGBM's only way to end training from a callback (it sets best_iteration = best + 1).
+            best = int(np.argmin(val)) if self.keep_best else len(val) - 1
+            raise lgb.callback.EarlyStopException(best, env.evaluation_result_list or [])
+
+
+class LightGBMModel(Model):
+    """Gradient-boosted trees with LightGBM (leaf-wise growth); early stopping on validation MAE. CPU only."""
+
+    name: ClassVar[str] = "lightgbm"
+    family: ClassVar[str] = "tree"
+
+    def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(params, seed=seed, device=device)
+        self.booster_: lgb.Booster | None = None
+        self.best_iteration_: int | None = None  # 1-based number of rounds kept for prediction
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """LightGBM's own defaults (4.x) under the scikit-learn-API names LightGBM accepts as aliases
+        (``min_child_samples`` = min_data_in_leaf, ``subsample`` = bagging_fraction, ``subsample_freq`` =
+        bagging_freq, ``colsample_bytree`` = feature_fraction, ``reg_lambda`` = lambda_l2, ...), plus
+        ``n_estimators`` (round cap, 2000) and ``early_stopping_rounds`` (50; None or 0 disables it) from
+        GUIDE §5, and ``num_threads`` 1 so parallel tuning workers do not oversubscribe.
+        Bagging only happens when ``subsample`` < 1 and ``subsample_freq`` > 0.
+        """
+        return {
+            "n_estimators": 2000,
+            "early_stopping_rounds": 50,
+            "objective": "regression",
+            "num_leaves": 31,
+            "max_depth": -1,
+            "learning_rate": 0.1,
+            "min_child_samples": 20,
+            "min_child_weight": 1e-3,
+            "subsample": 1.0,
+            "subsample_freq": 0,
+            "colsample_bytree": 1.0,
+            "reg_alpha": 0.0,
+            "reg_lambda": 0.0,
+            "min_split_gain": 0.0,
+            "max_bin": 255,
+            "num_threads": 1,
+        }
+
+    def _train_params(self) -> dict[str, Any]:
+        p = {k: v for k, v in self.params.items() if k not in ("n_estimators", "early_stopping_rounds")}
+        p.update({"metric": METRIC, "seed": self.seed, "verbosity": -1, "device_type": "cpu"})
+        return p
+
+    def fit(
+        self,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        on_step: StepCallback | None = None,
+        time_limit_s: float | None = None,
+    ) -> FitReport:
+        """Boost up to ``n_estimators`` rounds, stopping early on validation MAE; keep the best round.
+
+        The time limit is checked after every round, so a fit overruns it by at most one round.
+        """
+        start = time.perf_counter()
+        X_train = np.asarray(X_train, dtype=np.float64)
+        X_val = np.asarray(X_val, dtype=np.float64)
+        y_train = np.asarray(y_train, dtype=np.float64).ravel()
+        y_val = np.asarray(y_val, dtype=np.float64).ravel()
+        if X_train.ndim != 2 or len(X_train) != y_train.size or len(X_val) != y_val.size or y_val.size == 0:
+            raise UsageError("lightgbm: need 2-D X and matching, non-empty y for training and validation")
+        n_rounds = int(self.params["n_estimators"])
+        patience = self.params["early_stopping_rounds"]
+        params = self._train_params()
+
+        # Dataset parameters (max_bin, seed, ...) reach the datasets through lgb.train's params.
+        dtrain = lgb.Dataset(X_train, y_train, free_raw_data=True)
+        dval = lgb.Dataset(X_val, y_val, reference=dtrain, free_raw_data=True)
+        record: dict = {}
+        monitor = _StepMonitor(start, record, on_step, time_limit_s, keep_best=bool(patience))
+        callbacks: list[Any] = [lgb.record_evaluation(record), monitor]
+        if patience:
+            callbacks.append(lgb.early_stopping(int(patience), first_metric_only=True, verbose=False))
+        booster = lgb.train(
+            params,
+            dtrain,
+            num_boost_round=n_rounds,
+            # The training set passed as the same object is evaluated from LightGBM's cached scores, and
+            # early stopping skips it by name.
+            valid_sets=[dtrain, dval],
+            valid_names=[TRAIN_NAME, VAL_NAME],
+            callbacks=callbacks,
+        )
+        train_mae = record[TRAIN_NAME][METRIC]
+        val_mae = record[VAL_NAME][METRIC]
+        # Rounds trained, from the record: lgb.train returns a booster rebuilt from model_to_string(), which
+        # holds only the rounds up to best_iteration (current_iteration() no longer counts the rest).
+        n_done = len(val_mae)
+        # LightGBM sets best_iteration (1-based) when early stopping or the time limit ends the loop, and its
+        # early-stopping callback also sets it at the last round when patience was never exhausted. Without
+        # either it stays 0 and every round is kept.
+        best = int(booster.best_iteration) if booster.best_iteration > 0 else n_done
+        if monitor.hit_time_limit:
+            stopped = "time_limit"
+        elif n_done < n_rounds:
+            stopped = "early_stopping"
+        else:
+            stopped = "max_steps"
+        self.booster_, self.best_iteration_ = booster, best
+        curve = [
+            CurvePoint(step=i + 1, train_mae=float(train_mae[i]), val_mae=float(val_mae[i]), seconds=monitor.seconds[i])
+            for i in range(n_done)
+        ]
+        extra: dict[str, Any] = {"n_rounds_trained": n_done}
+        if str(self.device) != "cpu":
+            extra["device_note"] = f"lightgbm pip wheel is CPU-only; asked for {self.device}, trained on cpu"
+        return FitReport(
+            curve=curve,
+            best_step=best,
+            best_val_mae=float(val_mae[best - 1]),
+            fit_seconds=time.perf_counter() - start,
+            device="cpu",
+            stopped=stopped,
+            extra=extra,
+        )
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of the trees up to and including the best round."""
+        if self.booster_ is None or self.best_iteration_ is None:
+            raise RuntimeError("lightgbm: predict called before fit")
+        out = self.booster_.predict(
+            np.asarray(X, dtype=np.float64), num_iteration=self.best_iteration_, num_threads=int(self.params["num_threads"])
+        )
+        return np.asarray(out, dtype=np.float64).ravel()
+
+    def state(self) -> Any:
+        if self.booster_ is None:
+            raise RuntimeError("lightgbm: nothing to save before fit")
+        # Every round the booster holds (lgb.train already dropped those after the best one).
+        return {
+            "model": self.booster_.model_to_string(num_iteration=-1),
+            "best_iteration": self.best_iteration_,
+            "lightgbm": lgb.__version__,
+        }
+
+    def load_state(self, state: Any) -> None:
+        self.booster_ = lgb.Booster(model_str=state["model"])
+        self.best_iteration_ = int(state["best_iteration"])

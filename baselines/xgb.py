@@ -1,0 +1,212 @@
+"""XGBoost (``xgboost.train``, hist trees) under the model contract.
+
+Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
+patience 50 on the validation MAE; GUIDE §5). Training and validation MAE are evaluated by XGBoost every round
+and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
+propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import xgboost as xgb
+
+from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
+from benchmarks.errors import UsageError
+
+TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "mae"  # names in XGBoost's evaluation log
+
+
+def cuda_available() -> bool:
+    """Whether this xgboost build can train on a GPU (``xgboost-cpu`` cannot)."""
+    return bool(xgb.build_info().get("USE_CUDA", False))
+
+
+class _StepMonitor(xgb.callback.TrainingCallback):
+    """Records seconds per round, calls ``on_step`` and enforces the time limit.
+
+    It must run before XGBoost's EarlyStopping callback: the container stops calling callbacks at the first
+    one that asks to stop, and the round that triggers early stopping must still be reported.
+    """
+
+    def __init__(self, start: float, on_step: StepCallback | None, time_limit_s: float | None) -> None:
+        super().__init__()
+        self.start = start
+        self.on_step = on_step
+        self.time_limit_s = time_limit_s
+        self.seconds: list[float] = []
+        self.hit_time_limit = False
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+        self.seconds.append(time.perf_counter() - self.start)
+        if self.on_step is not None:
+            self.on_step(epoch + 1, float(evals_log[VAL_NAME][METRIC][-1]))
+        if self.time_limit_s is not None and self.seconds[-1] > self.time_limit_s:
+            self.hit_time_limit = True
+            return True
+        return False
+
+
+class XGBoostModel(Model):
+    """Gradient-boosted trees with XGBoost's hist method; early stopping on validation MAE."""
+
+    name: ClassVar[str] = "xgboost"
+    family: ClassVar[str] = "tree"
+
+    def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(params, seed=seed, device=device)
+        self.booster_: xgb.Booster | None = None
+        self.best_iteration_: int | None = None  # 0-based index of the last tree round kept for prediction
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        """XGBoost's own defaults (3.x), named as XGBoost names them, plus:
+
+        ``n_estimators`` (boosting-round cap, 2000) and ``early_stopping_rounds`` (50; None or 0 disables it)
+        from GUIDE §5, and ``n_jobs`` (threads, 1 so parallel tuning workers do not oversubscribe).
+        """
+        return {
+            "n_estimators": 2000,
+            "early_stopping_rounds": 50,
+            "objective": "reg:squarederror",
+            "tree_method": "hist",
+            "max_depth": 6,
+            "learning_rate": 0.3,
+            "min_child_weight": 1.0,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "reg_alpha": 0.0,
+            "reg_lambda": 1.0,
+            "gamma": 0.0,
+            "max_bin": 256,
+            "n_jobs": 1,
+        }
+
+    def _device(self) -> tuple[str, str | None]:
+        """(XGBoost device, note). Falls back to CPU, with a note, where the build has no CUDA."""
+        if str(self.device).startswith("cuda"):
+            if cuda_available():
+                return str(self.device), None
+            note = "xgboost build has no CUDA support (xgboost-cpu); trained on cpu"
+            warnings.warn(f"xgboost: {note}", RuntimeWarning, stacklevel=3)
+            return "cpu", note
+        return "cpu", None
+
+    def _booster_params(self, device: str) -> dict[str, Any]:
+        p = self.params
+        booster_params = {
+            k: v for k, v in p.items() if k not in ("n_estimators", "early_stopping_rounds", "n_jobs")
+        }
+        booster_params.update(
+            {"eval_metric": METRIC, "nthread": int(p["n_jobs"]), "seed": self.seed, "device": device}
+        )
+        return booster_params
+
+    def fit(
+        self,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        on_step: StepCallback | None = None,
+        time_limit_s: float | None = None,
+    ) -> FitReport:
+        """Boost up to ``n_estimators`` rounds, stopping early on validation MAE; keep the best round.
+
+        The time limit is checked after every round, so a fit overruns it by at most one round.
+        """
+        start = time.perf_counter()
+        X_train = np.asarray(X_train, dtype=np.float64)
+        X_val = np.asarray(X_val, dtype=np.float64)
+        y_train = np.asarray(y_train, dtype=np.float64).ravel()
+        y_val = np.asarray(y_val, dtype=np.float64).ravel()
+        if X_train.ndim != 2 or len(X_train) != y_train.size or len(X_val) != y_val.size or y_val.size == 0:
+            raise UsageError("xgboost: need 2-D X and matching, non-empty y for training and validation")
+        n_rounds = int(self.params["n_estimators"])
+        patience = self.params["early_stopping_rounds"]
+        device, device_note = self._device()
+
+        # QuantileDMatrix is what XGBRegressor uses for hist; the validation matrix reuses the training cuts.
+        max_bin = int(self.params["max_bin"])
+        dtrain = xgb.QuantileDMatrix(X_train, y_train, max_bin=max_bin)
+        dval = xgb.QuantileDMatrix(X_val, y_val, ref=dtrain, max_bin=max_bin)
+        monitor = _StepMonitor(start, on_step, time_limit_s)
+        callbacks: list[xgb.callback.TrainingCallback] = [monitor]
+        if patience:
+            callbacks.append(
+                xgb.callback.EarlyStopping(
+                    rounds=int(patience), metric_name=METRIC, data_name=VAL_NAME, maximize=False, save_best=False
+                )
+            )
+        evals_result: dict = {}
+        booster = xgb.train(
+            self._booster_params(device),
+            dtrain,
+            num_boost_round=n_rounds,
+            evals=[(dtrain, TRAIN_NAME), (dval, VAL_NAME)],
+            evals_result=evals_result,
+            callbacks=callbacks,
+            verbose_eval=False,
+        )
+        train_mae = evals_result[TRAIN_NAME][METRIC]
+        val_mae = evals_result[VAL_NAME][METRIC]
+        n_done = booster.num_boosted_rounds()
+        if patience:
+            # The first minimum: EarlyStopping's rule (strict improvement). Taken from the log rather than
+            # booster.best_iteration because a time-limit stop skips EarlyStopping on the last round.
+            best_iteration = int(np.argmin(val_mae))
+        else:
+            best_iteration = n_done - 1  # no early stopping: every round is kept
+        if monitor.hit_time_limit:
+            stopped = "time_limit"
+        elif n_done < n_rounds:
+            stopped = "early_stopping"
+        else:
+            stopped = "max_steps"
+        # Predictions take host arrays; a CPU booster avoids XGBoost's device-mismatch fallback and warning.
+        booster.set_param({"device": "cpu"})
+        self.booster_, self.best_iteration_ = booster, best_iteration
+        curve = [
+            CurvePoint(step=i + 1, train_mae=float(train_mae[i]), val_mae=float(val_mae[i]), seconds=monitor.seconds[i])
+            for i in range(n_done)
+        ]
+        extra: dict[str, Any] = {"n_rounds_trained": n_done}
+        if device_note:
+            extra["device_note"] = device_note
+        return FitReport(
+            curve=curve,
+            best_step=best_iteration + 1,
+            best_val_mae=float(val_mae[best_iteration]),
+            fit_seconds=time.perf_counter() - start,
+            device="cuda:0" if device == "cuda" else device,
+            stopped=stopped,
+            extra=extra,
+        )
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of the trees up to and including the best round."""
+        if self.booster_ is None or self.best_iteration_ is None:
+            raise RuntimeError("xgboost: predict called before fit")
+        out = self.booster_.inplace_predict(
+            np.asarray(X, dtype=np.float64), iteration_range=(0, self.best_iteration_ + 1)
+        )
+        return np.asarray(out, dtype=np.float64).ravel()
+
+    def state(self) -> Any:
+        if self.booster_ is None:
+            raise RuntimeError("xgboost: nothing to save before fit")
+        return {
+            "booster": bytes(self.booster_.save_raw(raw_format="ubj")),
+            "best_iteration": self.best_iteration_,
+            "xgboost": xgb.__version__,
+        }
+
+    def load_state(self, state: Any) -> None:
+        booster = xgb.Booster(model_file=bytearray(state["booster"]))
+        booster.set_param({"device": "cpu", "nthread": int(self.params["n_jobs"])})
+        self.booster_ = booster
+        self.best_iteration_ = int(state["best_iteration"])
