@@ -88,12 +88,28 @@ def _load_from_archive(spec: TaskSpec, cache_dir: Path | None) -> TaskData:
     return TaskData(spec, ids, formulas, targets, folds, content_sha256(ids, formulas, targets, folds))
 
 
+def _check_matminer_cache(name: str) -> None:
+    """matminer never hash-checks a file placed in its cache by hand ($MATMINER_DATA); check it here."""
+    import json
+
+    import matminer
+    from matminer.datasets.utils import _get_data_home
+
+    metadata = json.loads((Path(matminer.__file__).parent / "datasets" / "dataset_metadata.json").read_text())
+    path = Path(_get_data_home()) / f"{name}.{metadata[name]['file_type']}"
+    if path.is_file() and archive.sha256_of(path) != metadata[name]["hash"]:
+        raise SourceUnavailable(
+            f"{path} does not match the sha256 in matminer's dataset metadata; delete it so matminer fetches it again"
+        )
+
+
 def _load_from_matminer(spec: TaskSpec) -> TaskData:
     """Online path: matminer's official loader, with crystal structures for the structure tasks."""
     if not spec.is_matbench:
         raise UsageError(f"--source matminer serves the Matbench tasks only; {spec.name} comes from the archive")
     from matminer.datasets import load_dataset
 
+    _check_matminer_cache(spec.name)
     try:
         frame = load_dataset(spec.name)
     except Exception as exc:  # requests' ConnectionError and friends, raised deep inside matminer

@@ -230,3 +230,20 @@ def test_user_data_split_column_and_random_split(tmp_path):
     with pytest.raises(DataError, match="has value 'holdout'"):
         rows[0]["part"] = "holdout"
         load_data_file(write_csv(tmp_path / "g.csv", rows), formula_column="f", target_column="y", split_column="part")
+
+
+def test_matminer_source_rejects_a_tampered_cache_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATMINER_DATA", str(tmp_path))
+    (tmp_path / "matbench_steels.json.gz").write_bytes(b"not the dataset")
+    with pytest.raises(SourceUnavailable, match="does not match the sha256"):
+        load_task("matbench_steels", source="matminer")
+
+
+def test_matminer_source_offline_fails_at_once_naming_the_offline_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("MATMINER_DATA", str(tmp_path))
+    try:
+        load_task("matbench_steels", source="matminer")
+    except SourceUnavailable as exc:  # the expected outcome on a machine without internet
+        assert "--source archive" in str(exc)
+    else:  # online: the official loader gave the task, with the same ids and folds as the archive
+        pytest.skip("online: matminer served the dataset")
