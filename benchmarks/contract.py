@@ -12,13 +12,14 @@ import abc
 import importlib
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
+
+from benchmarks.atomic import atomic_write
 
 # Called after every epoch (networks) or boosting round (boosters) with (step, val_mae).
 # It may raise (for example ``optuna.TrialPruned``) to stop the fit; the exception propagates out of ``fit``.
@@ -117,7 +118,6 @@ class Model(abc.ABC):
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the fitted model to one file, atomically (temporary file, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "class": f"{type(self).__module__}:{type(self).__qualname__}",
             "params": self.params,
@@ -125,14 +125,8 @@ class Model(abc.ABC):
             "state": self.state(),
             "saved_at": time.time(),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, "wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
         return path
 
     @staticmethod

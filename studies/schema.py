@@ -54,3 +54,20 @@ ARTIFACT_BEST_PARAMS = "best_params.json"
 
 # Parameters of the parent run are the tuned configuration, logged as-is (mlflow params), plus these:
 PARAM_TASK_UNIT = "task_unit"
+
+# Added with the studies package (issue #4).
+# Settings that decide what a parent run was trained on; a rerun with other values is refused, not mixed in.
+TAG_MAX_TRAIN_ROWS = "max_train_rows"  # "all" or the cap on training rows per fold
+TAG_VAL_SEED = "val_seed"  # seed that carved (and subsampled) the validation rows
+TAG_FINAL_OWNER = "final_owner"  # worker (host:pid:start) doing the refit and the one test scoring
+TAG_ERROR = "benchmark_error"  # on a parent whose tuning or refit failed; a rerun retries it
+TAG_REFIT_STOPPED = "refit_stopped"  # why the refit stopped: early_stopping, max_steps, time_limit, completed
+# On trial runs.
+TAG_TRIAL_FAILURE = "trial_failure"  # "<ExceptionType>: message" of a crashed trial (trial_state FAIL)
+TAG_TRIAL_DEFAULTS = "trial_defaults"  # "true" on the trial that ran the model's defaults (trial 0)
+TAG_TRIAL_RETRY_OF = "trial_retry_of"  # number of the interrupted trial this trial re-ran
+TAG_STOPPED = "stopped"  # why a trial's fit stopped
+# Budget the parent run was tuned with (parameters of the parent run).
+PARAM_BUDGET_TRIALS = "budget_trials"
+PARAM_BUDGET_TUNING_SECONDS = "budget_tuning_seconds"
+PARAM_BUDGET_FIT_SECONDS = "budget_fit_seconds"

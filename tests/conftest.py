@@ -31,3 +31,46 @@ def steels_fold(steels_task):
 @pytest.fixture(scope="session")
 def steels_training(steels_fold):
     return steels_fold[0]
+
+
+POSTGRES_ADMIN_URL = os.environ.get("IRNET_BENCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_reachable() -> str | None:
+    """None when the test server answers, else the reason."""
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=3).close()
+        return None
+    except Exception as exc:  # psycopg.OperationalError and friends
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+
+    Skips with the reason where no server is reachable; CI sets IRNET_BENCH_REQUIRE_POSTGRES=1 so that such a
+    skip fails the run instead.
+    """
+    import uuid
+
+    import psycopg
+
+    reason = _postgres_reachable()
+    if reason is not None:
+        if os.environ.get("IRNET_BENCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL required (IRNET_BENCH_REQUIRE_POSTGRES=1) but not reachable: {reason}")
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_ADMIN_URL}: {reason}")
+    name = f"irnet_bench_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -1,0 +1,146 @@
+"""Build the leaderboard from a benchmark's MLflow store.
+
+    python -m reports.build [--tracking-uri URI] [--task NAME ...] [--preset NAME] --out DIR
+
+Writes into DIR: leaderboard.md (figures linked from plots/), leaderboard.html (self-contained, figures
+embedded), leaderboard.csv (long table: task, model, fold, seed, preset, metric, value, train/inference/tuning seconds,
+device, run_id), plots/*.png and
+matbench/<model>_seed<k>.json(.gz). Every file is written atomically. Everything is computed before the first
+file is written, so empty or inconsistent input leaves DIR untouched: one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.atomic import atomic_write_bytes
+from benchmarks.errors import BenchError
+from benchmarks.paths import default_out_dir
+from reports import document, render, stats
+from reports.collect import Collected, collect
+from reports.matbench_export import MatbenchExport, build_exports
+
+DEFAULT_TRACKING_URI = f"sqlite:///{default_out_dir() / 'mlflow.db'}"  # where `python -m benchmarks.run` writes
+TITLE = "IRNet benchmark leaderboard"
+MANIFEST = ".report-files.json"  # what the last build wrote, so the next one can remove what it no longer writes
+# The columns of the run command's own results table (studies.protocol.results_frame), so the two files stack.
+CSV_COLUMNS = [
+    "task", "model", "fold", "seed", "preset", "metric", "value",
+    "train_seconds", "inference_seconds", "tuning_seconds", "device", "run_id",
+]  # fmt: skip
+CSV_METRICS = {"mae": "test_mae", "rmse": "test_rmse", "r2": "test_r2", "max_error": "test_max_error"}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a build computed, before anything is written."""
+
+    collected: Collected
+    summary: pd.DataFrame
+    ranks: pd.DataFrame
+    comparisons: dict[str, list[stats.PairedComparison]]
+    exports: list[MatbenchExport]
+    files: dict[str, bytes]  # path relative to the output folder -> content
+
+
+def long_table(finals: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, test metric): the TabArena-style long results table."""
+    parts = [
+        finals[[c for c in CSV_COLUMNS if c not in ("metric", "value")]].assign(metric=short, value=finals[column])
+        for short, column in CSV_METRICS.items()
+    ]
+    table = pd.concat(parts, ignore_index=True)[CSV_COLUMNS]
+    return table.sort_values(["task", "model", "fold", "seed", "metric"]).reset_index(drop=True)
+
+
+def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str | None = None) -> Report:
+    """Read the store and compute every output in memory; raises ReportInputError on bad input."""
+    collected = collect(tracking_uri, tasks, preset)
+    summary = stats.summarize(collected.finals)
+    ranks = stats.mean_ranks(summary)
+    comparisons = {task: stats.compare_task(collected.finals, task) for task in collected.tasks}
+    exports = build_exports(collected.finals, collected.predictions)
+    blocks = document.assemble(collected, summary, ranks, comparisons, exports)
+
+    files: dict[str, bytes] = {}
+    for block in blocks:
+        if isinstance(block, render.Figure):
+            files[block.filename] = block.png
+    for export in exports:
+        if export.tasks:
+            files[f"matbench/{export.name}.json"] = export.json_bytes()
+            files[f"matbench/{export.name}.json.gz"] = export.gzip_bytes()
+    buf = io.StringIO()
+    long_table(collected.finals).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
+    files["leaderboard.csv"] = buf.getvalue().encode("utf-8")
+    files["leaderboard.md"] = render.to_markdown(TITLE, blocks).encode("utf-8")
+    files["leaderboard.html"] = render.to_html(TITLE, blocks).encode("utf-8")
+    return Report(collected, summary, ranks, comparisons, exports, files)
+
+
+def write_report(report: Report, out: Path) -> list[Path]:
+    """Write every file atomically; the HTML and Markdown last, so they never point at missing figures.
+
+    Files an earlier build wrote into ``out`` (listed in its manifest) that this build does not write are
+    removed, so a stale figure or Matbench file never sits beside a fresh leaderboard. Nothing else is touched.
+    """
+    manifest = out / MANIFEST
+    previous: list[str] = []
+    if manifest.is_file():
+        try:
+            previous = list(json.loads(manifest.read_text())["files"])
+        except (ValueError, KeyError, TypeError):
+            previous = []  # unreadable: leave old files alone rather than guess
+    order = sorted(report.files, key=lambda name: (name.startswith("leaderboard."), name))
+    written = [atomic_write_bytes(out / name, report.files[name]) for name in order]
+    atomic_write_bytes(manifest, json.dumps({"files": order}, indent=1).encode("utf-8"))
+    for name in set(previous) - set(order):
+        stale = out / name
+        # Only plain relative names this module could have written; never follow "..".
+        if ".." not in Path(name).parts and stale.is_file():
+            stale.unlink()
+    return written
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow store to read (default {DEFAULT_TRACKING_URI})"
+    )
+    parser.add_argument("--task", action="append", metavar="NAME", help="report only this task (repeatable); default all")
+    parser.add_argument("--preset", help="report only runs of this preset (required when the store holds several)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
+    return parser.parse_args(argv)
+
+
+def run(argv: list[str] | None = None) -> Report:
+    """The command without its error handling: parse, compute, write; returns what it wrote."""
+    args = parse_args(argv)
+    report = make_report(args.tracking_uri, args.task, args.preset)
+    write_report(report, args.out)
+    finals = report.collected.finals
+    print(
+        f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), {finals['model'].nunique()} model(s) -> "
+        f"{args.out}/leaderboard.{{md,html,csv}} and {len(report.files) - 3} more file(s)"
+    )
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a BenchError (empty or inconsistent store, bad arguments) is one line on stderr."""
+    try:
+        run(argv)
+    except BenchError as exc:
+        print(f"reports.build: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""Read a benchmark's MLflow store back into pandas frames, and refuse inconsistent input.
+
+Everything the report shows comes from here: one row per finished parent run (``finals``), the refit curves
+(``curves``), the Optuna trials (``trials``) and the test predictions (``predictions``). The names of tags,
+metrics and artifacts are those of :mod:`studies.schema`; nothing else is assumed about the writer.
+
+Reading never creates anything: a tracking URI that points at a missing sqlite file is an error, not a new
+empty store.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.errors import UsageError
+from benchmarks.metrics import regression_metrics
+from studies import schema
+
+PARENT_RUN_TAG = "mlflow.parentRunId"  # set by MLflow on nested runs
+KEY = ["task", "model", "fold", "seed", "preset"]  # one finished parent run per key
+BUDGET_PARAMS = (schema.PARAM_BUDGET_TRIALS, schema.PARAM_BUDGET_TUNING_SECONDS, schema.PARAM_BUDGET_FIT_SECONDS)
+# A stored test_mae and the MAE recomputed from predictions.csv must agree to this relative tolerance.
+MAE_RTOL = 1e-6
+
+
+class ReportInputError(UsageError):
+    """The store is empty or inconsistent; the report is not written (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Collected:
+    """All a report needs, as long tables.
+
+    finals: one row per finished parent run; columns ``run_id``, the :data:`KEY` columns, provenance tags,
+        ``composition_only`` (bool), ``depth`` (int or NA), the test metrics, times and ``params`` (dict).
+    curves: ``run_id, task, model, fold, seed, depth, step, train_mae, val_mae`` of the refits.
+    trials: ``parent_run_id, task, model, fold, seed, trial_number, trial_val_mae, trial_state``.
+    predictions: ``run_id, task, model, fold, seed, id, y_true, y_pred``.
+    skipped: human-readable notes on runs left out (unfinished parent runs), shown in the report.
+    """
+
+    tracking_uri: str
+    finals: pd.DataFrame
+    curves: pd.DataFrame
+    trials: pd.DataFrame
+    predictions: pd.DataFrame
+    skipped: tuple[str, ...]
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted(self.finals["task"].unique())
+
+
+def check_store_exists(tracking_uri: str) -> None:
+    """Fail when a sqlite URI names a file that is not there (MLflow would silently create an empty store)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative/path and sqlite:////absolute/path both end up in parsed.path with one extra "/".
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if str(path) != ":memory:" and not path.is_file():
+            raise ReportInputError(
+                f"no MLflow store at {path} (from --tracking-uri {tracking_uri}); "
+                "run `python -m benchmarks.run` first or point --tracking-uri at its store"
+            )
+    elif parsed.scheme in ("", "file"):
+        raise ReportInputError(
+            f"tracking URI {tracking_uri!r} is a file store, which this suite does not write; use the sqlite:/// "
+            "(or postgresql://) URI of the benchmark run"
+        )
+
+
+def _client(tracking_uri: str) -> Any:
+    # One progress bar per downloaded predictions.csv would bury the command's one line of output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow  # imported late: it is slow, and argument errors should not wait for it
+
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def _all_runs(client: Any, experiment_ids: list[str], filter_string: str) -> Iterator[Any]:
+    """Every run matching ``filter_string``, following MLflow's pages."""
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=5000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _as_int(value: str | None, what: str, run_id: str) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        raise ReportInputError(f"run {run_id}: tag {what}={value!r} is not an integer") from None
+
+
+def _depth(params: dict[str, str]) -> int | None:
+    value = params.get("depth")
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
+    """One parent run as a flat row; raises on a run that claims to be done but lacks what that implies."""
+    tags, metrics, params = run.data.tags, run.data.metrics, dict(run.data.params)
+    run_id = run.info.run_id
+    task = tags.get(schema.TAG_TASK, experiment_name)
+    if task != experiment_name:
+        raise ReportInputError(f"run {run_id}: tag task={task!r} but it sits in experiment {experiment_name!r}")
+    for tag in (schema.TAG_MODEL, schema.TAG_FOLD, schema.TAG_SEED, schema.TAG_PRESET):
+        if not tags.get(tag):
+            raise ReportInputError(f"run {run_id} ({task}): finished parent run without tag {tag!r}")
+    missing = [m for m in schema.TEST_METRICS if m not in metrics]
+    if missing:
+        raise ReportInputError(
+            f"run {run_id} ({task}, {tags[schema.TAG_MODEL]}, fold {tags[schema.TAG_FOLD]}): finished parent run "
+            f"without metric(s) {', '.join(missing)}"
+        )
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "task": task,
+        "model": tags[schema.TAG_MODEL],
+        "fold": _as_int(tags[schema.TAG_FOLD], "fold", run_id),
+        "seed": _as_int(tags[schema.TAG_SEED], "seed", run_id),
+        "preset": tags[schema.TAG_PRESET],
+        "code_version": tags.get(schema.TAG_CODE_VERSION, ""),
+        "data_sha256": tags.get(schema.TAG_DATA_SHA256, ""),
+        "featurizer": tags.get(schema.TAG_FEATURIZER, ""),
+        "device": tags.get(schema.TAG_DEVICE, ""),
+        "composition_only": tags.get(schema.TAG_COMPOSITION_ONLY, "false").lower() == "true",
+        "max_train_rows": tags.get(schema.TAG_MAX_TRAIN_ROWS, ""),
+        "val_seed": tags.get(schema.TAG_VAL_SEED, ""),
+        "unit": params.get(schema.PARAM_TASK_UNIT, ""),
+        "depth": _depth(params),
+        "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS) if any(p in params for p in BUDGET_PARAMS) else "",
+        # The model's configuration only: the unit and the budget are facts about the run.
+        "params": {k: v for k, v in params.items() if k != schema.PARAM_TASK_UNIT and k not in BUDGET_PARAMS},
+        "start_time": run.info.start_time,
+    }
+    for name in schema.TEST_METRICS:
+        row[name] = float(metrics[name])
+    for name in (
+        schema.METRIC_TRAIN_SECONDS,
+        schema.METRIC_INFERENCE_SECONDS,
+        schema.METRIC_TUNING_SECONDS,
+        schema.METRIC_N_TRIALS,
+        schema.METRIC_BEST_VAL_MAE,
+        schema.METRIC_N_TRAIN,
+        schema.METRIC_N_TEST,
+    ):
+        row[name] = float(metrics[name]) if name in metrics else math.nan
+    return row
+
+
+def _curve_rows(client: Any, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The refit's per-step train/val MAE, one row per step."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for key in (schema.CURVE_TRAIN, schema.CURVE_VAL):
+        for m in client.get_metric_history(row["run_id"], key):
+            point = by_step.setdefault(int(m.step), {"step": int(m.step)})
+            point[key] = float(m.value)
+    ident = {k: row[k] for k in ("run_id", "task", "model", "fold", "seed", "depth")}
+    return [{**ident, schema.CURVE_TRAIN: math.nan, schema.CURVE_VAL: math.nan, **p} for _, p in sorted(by_step.items())]
+
+
+def _predictions(client: Any, row: dict[str, Any], scratch: Path) -> pd.DataFrame:
+    """predictions.csv of one parent run, checked against its logged test_mae."""
+    run_id = row["run_id"]
+    where = f"run {run_id} ({row['task']}, {row['model']}, fold {row['fold']}, seed {row['seed']})"
+    try:
+        local = client.download_artifacts(run_id, schema.ARTIFACT_PREDICTIONS, str(scratch / run_id))
+    except Exception as exc:  # MLflow raises several types for a missing artifact
+        raise ReportInputError(f"{where}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})") from None
+    frame = pd.read_csv(local, dtype={"id": str})
+    if list(frame.columns[:3]) != ["id", "y_true", "y_pred"]:
+        raise ReportInputError(
+            f"{where}: {schema.ARTIFACT_PREDICTIONS} has columns {list(frame.columns)}, expected id,y_true,y_pred"
+        )
+    if frame.empty or frame["id"].duplicated().any():
+        raise ReportInputError(f"{where}: {schema.ARTIFACT_PREDICTIONS} is empty or repeats an id")
+    if not np.isfinite(frame[["y_true", "y_pred"]].to_numpy(dtype=float)).all():
+        raise ReportInputError(f"{where}: {schema.ARTIFACT_PREDICTIONS} holds a non-finite value")
+    # Why: the table shows logged metrics and the plots/export use predictions; they must be the same numbers.
+    mae = regression_metrics(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy())["mae"]
+    if not math.isclose(mae, row["test_mae"], rel_tol=MAE_RTOL, abs_tol=1e-12):
+        raise ReportInputError(f"{where}: logged test_mae {row['test_mae']!r} but its predictions give {mae!r}")
+    frame = frame[["id", "y_true", "y_pred"]].copy()
+    for k in ("run_id", "task", "model", "fold", "seed"):
+        frame[k] = row[k]
+    return frame
+
+
+def _check_runs(finals: pd.DataFrame) -> None:
+    """Duplicates and runs that cannot be compared are errors, never silently averaged."""
+    sizes = finals.groupby(KEY).size()
+    if (sizes > 1).any():
+        key = sizes[sizes > 1].index[0]
+        ids = finals.set_index(KEY).loc[key, "run_id"].tolist()
+        task, model, fold, seed, preset = key
+        raise ReportInputError(
+            f"duplicate finished parent runs for task={task} model={model} fold={fold} seed={seed} "
+            f"preset={preset}: {', '.join(ids)}; delete all but one ({int((sizes > 1).sum())} duplicated key(s))"
+        )
+    presets = sorted(finals["preset"].unique())
+    if len(presets) > 1:
+        raise ReportInputError(f"runs of several presets ({', '.join(presets)}) in one store; choose one with --preset")
+    for task, group in finals.groupby("task"):
+        for column, what in (
+            ("data_sha256", "data"),
+            ("composition_only", "composition_only tag"),
+            ("max_train_rows", "training-row cap"),
+        ):
+            values = group[column].unique()
+            if len(values) > 1:
+                raise ReportInputError(
+                    f"task {task}: runs disagree on the {what} ({', '.join(map(str, values))}); they cannot be compared"
+                )
+
+
+def _check_test_rows(predictions: pd.DataFrame) -> None:
+    """Every model of a task must have been scored on the same test rows of each fold."""
+    # Every model of a task must have been scored on the same test rows of each fold.
+    # (A featuriser that drops rows for one model only would otherwise make its MAE look better or worse.)
+    ids = predictions.groupby(["task", "fold", "model", "run_id"])["id"].apply(frozenset)
+    for (task, fold), sets in ids.groupby(level=[0, 1]):
+        if len(set(sets)) > 1:
+            sizes = sorted({(model, len(s)) for (_, _, model, _), s in sets.items()})
+            detail = ", ".join(f"{model}: {n} rows" for model, n in sizes)
+            raise ReportInputError(f"task {task} fold {fold}: runs were scored on different test rows ({detail})")
+
+
+def collect(
+    tracking_uri: str,
+    tasks: Iterable[str] | None = None,
+    preset: str | None = None,
+) -> Collected:
+    """Read every finished parent run (and its trials, curves, predictions) of the given tasks.
+
+    A parent run is finished when MLflow's status is FINISHED and its ``benchmark_status`` tag is ``done``;
+    others (still running, crashed) are left out and listed in ``skipped``. Raises :class:`ReportInputError`
+    on an empty store and on inconsistent input (see :func:`_check_runs`, :func:`_check_test_rows`).
+    """
+    check_store_exists(tracking_uri)
+    client = _client(tracking_uri)
+    wanted = list(tasks) if tasks else None
+    experiments = {e.name: e for e in client.search_experiments()}
+    if wanted:
+        unknown = [t for t in wanted if t not in experiments]
+        if unknown:
+            known = sorted(n for n in experiments if n != "Default")
+            raise ReportInputError(
+                f"no experiment for task(s) {', '.join(unknown)} in {tracking_uri}; found: {', '.join(known) or 'none'}"
+            )
+        experiments = {name: experiments[name] for name in wanted}
+    if not any(name != "Default" for name in experiments):
+        raise ReportInputError(f"no experiments in {tracking_uri}: nothing to report")
+
+    rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []  # (preset, note)
+    trial_rows: list[dict[str, Any]] = []
+    final_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"
+    trial_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_TRIAL}'"
+    for name, exp in sorted(experiments.items()):
+        for run in _all_runs(client, [exp.experiment_id], final_filter):
+            done = run.info.status == "FINISHED" and run.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
+            if not done:
+                tags = run.data.tags
+                note = (
+                    f"{name}: {tags.get(schema.TAG_MODEL, '?')} fold {tags.get(schema.TAG_FOLD, '?')} seed "
+                    f"{tags.get(schema.TAG_SEED, '?')} (run {run.info.run_id}, status {run.info.status}) not finished"
+                )
+                skipped.append((tags.get(schema.TAG_PRESET, ""), note))
+                continue
+            rows.append(_final_row(run, name))
+        for run in _all_runs(client, [exp.experiment_id], trial_filter):
+            tags, metrics = run.data.tags, run.data.metrics
+            if schema.METRIC_TRIAL_VALUE not in metrics or PARENT_RUN_TAG not in tags:
+                continue  # a trial that failed before scoring has nothing to plot
+            trial_rows.append(
+                {
+                    "parent_run_id": tags[PARENT_RUN_TAG],
+                    "trial_number": _as_int(tags.get(schema.TAG_TRIAL_NUMBER), "trial_number", run.info.run_id),
+                    "trial_val_mae": float(metrics[schema.METRIC_TRIAL_VALUE]),
+                    "trial_state": tags.get(schema.TAG_TRIAL_STATE, "COMPLETE"),
+                }
+            )
+    if preset is not None:
+        rows = [r for r in rows if r["preset"] == preset]
+        skipped = [(p, note) for p, note in skipped if p == preset]
+    if not rows:
+        where = f" with preset {preset}" if preset else ""
+        raise ReportInputError(
+            f"no finished parent runs ({schema.TAG_KIND}={schema.KIND_FINAL}, {schema.TAG_STATUS}={schema.STATUS_DONE})"
+            f"{where} in {tracking_uri}: nothing to report"
+        )
+    finals = pd.DataFrame(rows)
+    # Before reading curves and artifacts: a duplicate would otherwise surface as a confusing mismatch further down.
+    _check_runs(finals)
+
+    curve_rows: list[dict[str, Any]] = []
+    pred_frames: list[pd.DataFrame] = []
+    with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
+        for row in rows:
+            curve_rows.extend(_curve_rows(client, row))
+            pred_frames.append(_predictions(client, row, Path(scratch)))
+    predictions = pd.concat(pred_frames, ignore_index=True)
+    _check_test_rows(predictions)
+
+    curves = pd.DataFrame(
+        curve_rows, columns=["run_id", "task", "model", "fold", "seed", "depth", "step", schema.CURVE_TRAIN, schema.CURVE_VAL]
+    )
+    parents = finals.set_index("run_id")[["task", "model", "fold", "seed"]]
+    trials = pd.DataFrame(trial_rows, columns=["parent_run_id", "trial_number", "trial_val_mae", "trial_state"]).astype(
+        {"parent_run_id": str, "trial_number": int, "trial_val_mae": float, "trial_state": str}
+    )
+    trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
+    trials = trials.join(parents, on="parent_run_id").sort_values(["task", "model", "fold", "seed", "trial_number"])
+    finals = finals.sort_values(["task", "model", "fold", "seed"]).reset_index(drop=True)
+    return Collected(
+        tracking_uri=tracking_uri,
+        finals=finals,
+        curves=curves,
+        trials=trials.reset_index(drop=True),
+        predictions=predictions,
+        skipped=tuple(note for _, note in skipped),
+    )

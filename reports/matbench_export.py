@@ -1,0 +1,170 @@
+"""Export results in Matbench's own results-file format, so anyone can reload and rescore them with matbench.
+
+The format is what ``matbench.bench.MatbenchBenchmark.to_file`` (matbench 0.6) writes and ``from_file`` loads:
+JSON of ``{"@module", "@class", "version", "tasks", "user_metadata", "benchmark_name", "datestamp", "hash"}``;
+each task holds ``{"@module", "@class", "benchmark_name", "dataset_name", "results"}`` and its results map
+``fold_i`` to ``{"data": {matbench_id: prediction}, "parameters": {...}, "scores": {mae, rmse, mape,
+max_error}}``. ``from_file`` recomputes ``hash`` (sha256 of the key-sorted JSON without it) and checks every
+fold's ids against the official ``matbench_v0.1_validation.json``; it does not need the dataset itself.
+
+matbench 0.6 reads and writes plain JSON (``open(..., "r")``, even for a ``.json.gz`` name); the Matbench
+repository keeps submissions as gzipped ``results.json.gz``. We write both: ``<name>.json`` loads with
+``MatbenchBenchmark.from_file``; ``<name>.json.gz`` is the same bytes gzipped, for a submission.
+
+This module does not import matbench (it cannot be installed with its dependencies on Python 3.11); the
+tests load our files with the real package.
+"""
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.metrics import regression_metrics
+
+BENCHMARK_NAME = "matbench_v0.1"
+MATBENCH_VERSION = "0.6"  # the package version whose format this is; from_file only warns on a mismatch
+N_FOLDS = 5
+DATESTAMP_FMT = "%Y.%m.%d %H:%M.%S"  # MatbenchBenchmark._DATESTAMP_FMT
+MAPE_THRESHOLD = 1e-5  # matbench.data_ops.mean_absolute_percentage_error ignores |y_true| below this
+
+
+def matbench_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """The four regression scores matbench records per fold (``matbench.data_ops.score_array``)."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    ours = regression_metrics(y_true, y_pred)
+    mask = np.abs(y_true) > MAPE_THRESHOLD
+    mape = float(np.mean(np.fabs((y_true[mask] - y_pred[mask]) / y_true[mask]))) if mask.any() else math.nan
+    return {"mae": ours["mae"], "rmse": ours["rmse"], "mape": mape, "max_error": ours["max_error"]}
+
+
+def _immutify(d: dict[str, Any]) -> dict[str, Any]:
+    """matbench.util.immutify_dictionary: keys sorted at every dict level, lists kept (JSON is the same)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out[k] = _immutify(v) if isinstance(v, dict) else v
+    return dict(sorted(out.items(), key=lambda item: item[0]))
+
+
+def hash_dictionary(d: dict[str, Any]) -> str:
+    """matbench.util.hash_dictionary: sha256 of the JSON of the key-sorted dictionary."""
+    return hashlib.sha256(json.dumps(_immutify(d)).encode("utf-8")).hexdigest()
+
+
+def expected_ids(task: str, n_rows: int) -> list[str]:
+    """Matbench's ids of a task with ``n_rows`` rows (``mb-<task>-<i+1>``, zero-padded)."""
+    from benchmarks.registry import matbench_ids
+
+    return matbench_ids(task, n_rows)
+
+
+def matbench_tasks(tasks: list[str]) -> dict[str, int]:
+    """The Matbench regression tasks among ``tasks``, with their official row counts."""
+    from benchmarks.registry import TASKS
+
+    return {t: TASKS[t].n_rows for t in tasks if t in TASKS and TASKS[t].is_matbench and TASKS[t].metric == "mae"}
+
+
+@dataclass
+class MatbenchExport:
+    """One results file: one model, one seed, every Matbench task it completed."""
+
+    model: str
+    seed: int
+    name: str  # file stem
+    document: dict[str, Any]
+    tasks: list[str]
+    mean_mae: dict[str, float]  # task -> mean over the 5 folds of the recorded MAE (what matbench reports)
+    skipped: dict[str, str] = field(default_factory=dict)  # task -> why it is not in the file
+
+    def json_bytes(self) -> bytes:
+        # Plain json.dumps, as MSONable2File.to_file writes it.
+        return json.dumps(self.document).encode("utf-8")
+
+    def gzip_bytes(self) -> bytes:
+        return gzip.compress(self.json_bytes(), mtime=0)  # mtime=0: identical input gives identical bytes
+
+
+def _task_results(runs: pd.DataFrame, predictions: pd.DataFrame, task: str, n_rows: int) -> tuple[dict[str, Any] | None, str]:
+    """``results`` of one task (one model, one seed), or None and the reason it cannot be exported."""
+    folds = sorted(int(f) for f in runs["fold"].unique())
+    if folds != list(range(N_FOLDS)):
+        return None, f"folds {folds} recorded, Matbench needs all of 0..{N_FOLDS - 1}"
+    results: dict[str, Any] = {}
+    seen: set[str] = set()
+    for _, run in runs.sort_values("fold").iterrows():
+        part = predictions[predictions["run_id"] == run["run_id"]]
+        ids = part["id"].astype(str).tolist()
+        if seen.intersection(ids):
+            return None, f"fold {run['fold']} repeats test ids of an earlier fold"
+        seen.update(ids)
+        params = {str(k): str(v) for k, v in run["params"].items()}
+        params.update(run_id=run["run_id"], code_version=run["code_version"], preset=run["preset"])
+        results[f"fold_{int(run['fold'])}"] = {
+            "data": {i: float(p) for i, p in zip(ids, part["y_pred"].to_numpy(dtype=float))},
+            "parameters": params,
+            "scores": matbench_scores(part["y_true"].to_numpy(), part["y_pred"].to_numpy()),
+        }
+    expected = set(expected_ids(task, n_rows))
+    if seen != expected:
+        missing, extra = len(expected - seen), len(seen - expected)
+        return None, f"test ids do not cover the official {n_rows} rows ({missing} missing, {extra} unknown)"
+    return results, ""
+
+
+def build_exports(finals: pd.DataFrame, predictions: pd.DataFrame) -> list[MatbenchExport]:
+    """One :class:`MatbenchExport` per (model, seed) with at least one complete Matbench task."""
+    official = matbench_tasks(sorted(finals["task"].unique()))
+    exports: list[MatbenchExport] = []
+    rows = finals[finals["task"].isin(official)]
+    for (model, seed), runs in rows.groupby(["model", "seed"], sort=True):
+        tasks_doc: dict[str, Any] = {}
+        skipped: dict[str, str] = {}
+        mean_mae: dict[str, float] = {}
+        for task, task_runs in runs.groupby("task", sort=True):
+            results, why = _task_results(task_runs, predictions, task, official[task])
+            if results is None:
+                skipped[task] = why
+                continue
+            tasks_doc[task] = {
+                "@module": "matbench.task",
+                "@class": "MatbenchTask",
+                "benchmark_name": BENCHMARK_NAME,
+                "dataset_name": task,
+                "results": results,
+            }
+            mean_mae[task] = float(np.mean([results[f"fold_{i}"]["scores"]["mae"] for i in range(N_FOLDS)]))
+        if not tasks_doc:
+            exports.append(MatbenchExport(str(model), int(seed), "", {}, [], {}, skipped))
+            continue
+        latest = datetime.datetime.fromtimestamp(runs["start_time"].max() / 1000, tz=datetime.timezone.utc)
+        composition_only = {t: bool(g["composition_only"].iloc[0]) for t, g in runs.groupby("task") if t in tasks_doc}
+        document: dict[str, Any] = {
+            "@module": "matbench.bench",
+            "@class": "MatbenchBenchmark",
+            "version": MATBENCH_VERSION,
+            "tasks": tasks_doc,
+            "user_metadata": {
+                "algorithm": str(model),
+                "seed": int(seed),
+                "suite": "irnet-bench",
+                "preset": str(runs["preset"].iloc[0]),
+                "composition_only": composition_only,
+            },
+            "benchmark_name": BENCHMARK_NAME,
+            # The latest run's start, not the wall clock: rebuilding the report gives the same file.
+            "datestamp": latest.strftime(DATESTAMP_FMT),
+        }
+        document["hash"] = hash_dictionary(document)
+        exports.append(
+            MatbenchExport(str(model), int(seed), f"{model}_seed{int(seed)}", document, sorted(tasks_doc), mean_mae, skipped)
+        )
+    return exports

@@ -1,0 +1,165 @@
+"""The report's figures, each returned as PNG bytes (nothing is written here; build.py writes atomically).
+
+Every figure is drawn from the collected frames only, so a figure can always be traced back to runs.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from studies import schema  # noqa: E402
+
+# One colour per model in every figure, so a reader can follow a model from plot to plot.
+MODEL_COLORS = {
+    "irnet": "#d62728",
+    "srnet": "#1f77b4",
+    "plain": "#7f7f7f",
+    "elemnet": "#9467bd",
+    "rf": "#2ca02c",
+    "xgboost": "#ff7f0e",
+    "lightgbm": "#8c564b",
+    "dummy": "#bcbd22",
+}
+CONVERGENCE_MODELS = ("irnet", "srnet", "plain")  # the paper's central comparison
+DPI = 110
+
+
+def color(model: str) -> str:
+    return MODEL_COLORS.get(model, "#17becf")
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _log_y(ax: plt.Axes) -> None:
+    """Log-scaled y with plain numbers as labels (a narrow range otherwise reads "2×10²")."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def _legend_below(ax: plt.Axes, ncol: int = 3) -> None:
+    # Below the axes: curves and bars stay visible whatever their shape.
+    ax.legend(fontsize=8, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+
+
+def _mean_curve(runs: pd.DataFrame, column: str) -> pd.Series:
+    """Mean over runs at each step reached by at least half of the runs (early stopping ends runs unevenly)."""
+    table = runs.pivot_table(index="step", columns="run_id", values=column, aggfunc="first")
+    enough = table.notna().sum(axis=1) >= max(1, math.ceil(table.shape[1] / 2))
+    return table[enough].mean(axis=1)
+
+
+def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
+    """Per depth: validation (solid) and training (dashed) MAE against epoch of IRNet, SRNet and plain."""
+    rows = curves[(curves["task"] == task) & curves["model"].isin(CONVERGENCE_MODELS) & curves["depth"].notna()]
+    figures: dict[int, bytes] = {}
+    for depth, at_depth in rows.groupby("depth"):
+        fig, ax = plt.subplots(figsize=(7.0, 4.2))
+        for model in CONVERGENCE_MODELS:
+            runs = at_depth[at_depth["model"] == model]
+            if runs.empty:
+                continue
+            n = runs["run_id"].nunique()
+            val = _mean_curve(runs, schema.CURVE_VAL)
+            train = _mean_curve(runs, schema.CURVE_TRAIN)
+            ax.plot(val.index, val.values, color=color(model), lw=1.8, label=f"{model} validation (n={n})")
+            ax.plot(train.index, train.values, color=color(model), lw=1.0, ls="--", label=f"{model} training")
+        _log_y(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MAE (mean over runs)")
+        ax.set_title(f"{task}: convergence at depth {int(depth)}")
+        ax.grid(alpha=0.3, which="both")
+        _legend_below(ax)
+        figures[int(depth)] = _png(fig)
+    return figures
+
+
+def parity(predictions: pd.DataFrame, task: str, models: list[str], unit: str = "") -> bytes:
+    """Predicted against true test values, one panel per model, pooled over folds (lowest seed only)."""
+    rows = predictions[predictions["task"] == task]
+    seed = int(rows["seed"].min())
+    rows = rows[rows["seed"] == seed]
+    n = len(models)
+    ncols = n if n <= 5 else 4  # one row up to five models, else rows of four
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.2 * nrows), squeeze=False)
+    lo = float(min(rows["y_true"].min(), rows["y_pred"].min()))
+    hi = float(max(rows["y_true"].max(), rows["y_pred"].max()))
+    pad = 0.03 * (hi - lo or 1.0)
+    for ax, model in zip(axes.flat, models):
+        part = rows[rows["model"] == model]
+        ax.scatter(part["y_true"], part["y_pred"], s=6, alpha=0.5, color=color(model), edgecolors="none")
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8)
+        mae = float(np.mean(np.abs(part["y_pred"] - part["y_true"]))) if len(part) else math.nan
+        ax.set_title(f"{model}  MAE {mae:.4g}", fontsize=9)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_aspect("equal")
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    suffix = f" ({unit})" if unit else ""
+    fig.supxlabel(f"true{suffix}", fontsize=9)
+    fig.supylabel(f"predicted{suffix}", fontsize=9)
+    fig.suptitle(f"{task}: test predictions, all folds, seed {seed}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def tuning_history(best: pd.DataFrame, task: str) -> bytes | None:
+    """Best validation MAE so far against trial number, mean over each model's tuning studies."""
+    rows = best[best["task"] == task]
+    if rows.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for model, part in rows.groupby("model"):
+        table = part.pivot_table(index="trial_number", columns="parent_run_id", values="best_so_far", aggfunc="first")
+        table = table.ffill()  # a pruned or failed trial keeps the previous best
+        mean = table.mean(axis=1)
+        ax.step(mean.index, mean.values, where="post", color=color(model), label=f"{model} ({table.shape[1]} studies)")
+    ax.set_xlabel("trial number")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("best validation MAE so far")
+    _log_y(ax)
+    ax.set_title(f"{task}: tuning history (mean over folds and seeds)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_below(ax)
+    return _png(fig)
+
+
+def times(summary: pd.DataFrame, task: str) -> bytes:
+    """Mean refit (training) and tuning wall-clock seconds per model, log scale."""
+    rows = summary[summary["task"] == task].sort_values("rank")
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    tuning = rows["tuning_seconds"].fillna(0.0).to_numpy()
+    train = rows["train_seconds"].fillna(0.0).to_numpy()
+    colors = [color(m) for m in rows["model"]]
+    ax.barh(y - 0.2, train, height=0.4, color=colors, label="refit of the best configuration (model colour)")
+    ax.barh(y + 0.2, tuning, height=0.4, color="#c7c7c7", label="tuning, all trials")
+    ax.set_yticks(y, rows["model"])
+    ax.invert_yaxis()
+    positive = np.concatenate([tuning, train])
+    if (positive > 0).any():
+        ax.set_xscale("log")
+    ax.set_xlabel("wall-clock seconds (mean over folds and seeds)")
+    ax.set_title(f"{task}: time per model")
+    ax.grid(alpha=0.3, axis="x", which="both")
+    _legend_below(ax, ncol=2)
+    fig.tight_layout()
+    return _png(fig)

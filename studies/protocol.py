@@ -1,0 +1,373 @@
+"""The benchmark protocol: for each fold, seed and model, tune on validation, refit, score the test part once.
+
+For every (model, fold, seed):
+
+1. skip it if its parent run is done; otherwise claim (create or resume) the parent run;
+2. tune the model's search space with Optuna on the fold's training rows, early stopping and pruning on the
+   validation rows carved from them (the fixed validation part for OQMD), under the preset's budget;
+3. refit the best configuration with the seed on the same training rows (early stopping on validation);
+4. predict the fold's test part once, score it (MAE, RMSE, R², max error), and log everything; mark done.
+
+Test rows reach step 4 only: trials receive :class:`benchmarks.splits.TrainingData`, never the test view.
+The results come back as a long table (one row per task, model, fold, seed and metric) read from MLflow, so a
+rerun that skips finished work still reports it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.contract import Model
+from benchmarks.errors import BenchError
+from benchmarks.splits import TestData, TrainingData
+from studies import schema
+from studies.presets import Preset
+from studies.registry import get_model_class
+from studies.spaces import Spec, check_space, fixed, get_search, merge_space
+from studies.tracking import (
+    FinalRecord,
+    MlflowTrialRecorder,
+    ParentKey,
+    ResultRow,
+    claim_final_step,
+    claim_parent_run,
+    code_version,
+    ensure_experiment,
+    find_parent_runs,
+    check_parent_config,
+    log_final,
+    make_client,
+    mark_parent_interrupted,
+    package_tags,
+    read_results,
+)
+from studies.tuning import TRIAL_FAILURES, StudyKey, first_line, make_storage, open_study, tune
+
+log = logging.getLogger(__name__)
+
+THREAD_PARAMS = ("n_jobs", "num_threads", "nthread")  # what the models call their thread count
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one benchmark run needs, validated by the command line before any work starts."""
+
+    task: Any  # benchmarks.loader.TaskData
+    models: tuple[str, ...]
+    folds: tuple[int, ...]
+    seeds: tuple[int, ...]
+    preset: Preset  # with command-line overrides applied (budget, max_train_rows)
+    out_dir: Path
+    storage_url: str
+    tracking_uri: str
+    device: str = "cpu"
+    threads: int = 1
+    featurizer: str = "magpie"
+    cache_dir: Path | None = None
+    val_seed: int = 0  # the same validation rows for every model and seed: only the model seed varies
+    progress: bool = True
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task.spec.name)
+
+    def keys(self) -> list[ParentKey]:
+        """Every (model, fold, seed) of the run, fold-major so an interrupted run has whole folds."""
+        return [
+            ParentKey(self.task_name, model, fold, seed, self.preset.name)
+            for fold in self.folds
+            for seed in self.seeds
+            for model in self.models
+        ]
+
+    def config(self) -> dict[str, str]:
+        """What the runs are trained on; a rerun with other values is refused rather than mixed in."""
+        cap = self.preset.max_train_rows
+        return {
+            schema.TAG_DATA_SHA256: str(self.task.sha256),
+            schema.TAG_FEATURIZER: self.featurizer,
+            schema.TAG_MAX_TRAIN_ROWS: "all" if cap is None else str(cap),
+            schema.TAG_VAL_SEED: str(self.val_seed),
+        }
+
+
+def resolved_space(model: str, preset: Preset, threads: int) -> dict[str, Spec]:
+    """The model's declared space, narrowed and capped by the preset, with the thread count fixed."""
+    cls = get_model_class(model)
+    space = merge_space(get_search(model).space, preset.overrides_for(model))
+    defaults = cls.default_params()
+    space.update({name: fixed(threads) for name in THREAD_PARAMS if name in defaults})
+    check_space(space, defaults, model=model)
+    return space
+
+
+def check_plan(plan: RunPlan) -> None:
+    """Checks that need the stores: every existing parent run of the plan matches its settings.
+
+    Raises UsageError before any tuning starts.
+    """
+    client = make_client(plan.tracking_uri)
+    experiment = client.get_experiment_by_name(plan.task_name)
+    if experiment is not None:
+        for key in plan.keys():
+            for run in find_parent_runs(client, experiment.experiment_id, key):
+                check_parent_config(run, plan.config(), key)
+    for model in plan.models:
+        resolved_space(model, plan.preset, plan.threads)
+
+
+@dataclass
+class JobOutcome:
+    """What happened to one (model, fold, seed)."""
+
+    key: ParentKey
+    state: str  # "done" (this process finished it), "skipped" (done before), "elsewhere", "failed"
+    message: str = ""
+
+
+@dataclass
+class RunOutcome:
+    """The run's jobs and its long results table."""
+
+    jobs: list[JobOutcome] = field(default_factory=list)
+    results: list[ResultRow] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[JobOutcome]:
+        return [j for j in self.jobs if j.state == "failed"]
+
+
+def run_benchmark(plan: RunPlan) -> RunOutcome:
+    """Run every (model, fold, seed) of ``plan`` that is not done yet and return all their results."""
+    from benchmarks.loader import task_fold
+
+    client = make_client(plan.tracking_uri)
+    experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
+    storage = make_storage(plan.storage_url)
+    env_tags = {
+        schema.TAG_CODE_VERSION: code_version(),
+        schema.TAG_COMPOSITION_ONLY: str(bool(plan.task.spec.composition_only)).lower(),
+        schema.TAG_DEVICE: plan.device,
+        **package_tags(),
+    }
+    outcome = RunOutcome()
+    keys = plan.keys()
+    bar = _bar(len(keys), plan.progress)
+    try:
+        for fold in plan.folds:
+            fold_keys = [k for k in keys if k.fold == fold]
+            pending = [k for k in fold_keys if not _is_done(client, experiment_id, k)]
+            for key in fold_keys:
+                if key not in pending:
+                    outcome.jobs.append(JobOutcome(key, "skipped", "done in an earlier run"))
+                    _advance(bar, f"{key.run_name}: done earlier")
+            if not pending:
+                continue
+            training, test = task_fold(
+                plan.task,
+                fold,
+                featurizer=plan.featurizer,
+                val_seed=plan.val_seed,
+                max_train_rows=plan.preset.max_train_rows,
+                cache_dir=plan.cache_dir,
+                progress=plan.progress,
+            )
+            for key in pending:
+                job = run_job(plan, key, training, test, client=client, experiment_id=experiment_id,
+                              storage=storage, env_tags=env_tags)  # fmt: skip
+                outcome.jobs.append(job)
+                _advance(bar, f"{key.run_name}: {job.message or job.state}")
+    finally:
+        if bar is not None:
+            bar.close()
+    outcome.results = read_results(client, experiment_id, keys)
+    write_results_table(outcome.results, plan.out_dir / f"results_{plan.task_name}_{plan.preset.name}.csv")
+    return outcome
+
+
+def _is_done(client: Any, experiment_id: str, key: ParentKey) -> bool:
+    return any(r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE for r in find_parent_runs(client, experiment_id, key))
+
+
+def run_job(
+    plan: RunPlan,
+    key: ParentKey,
+    training: TrainingData,
+    test: TestData,
+    *,
+    client: Any,
+    experiment_id: str,
+    storage: Any,
+    env_tags: dict[str, str],
+) -> JobOutcome:
+    """Tune, refit, score once and record one (model, fold, seed)."""
+    study_key = StudyKey(key.task, key.model, key.fold, key.seed, key.preset)
+    tags = {**env_tags, schema.TAG_STUDY_NAME: study_key.name}
+    parent = claim_parent_run(client, experiment_id, key, tags, plan.config())
+    if parent.state == "done":
+        return JobOutcome(key, "skipped", "done in an earlier run")
+    try:
+        model_cls = get_model_class(key.model)
+        search = get_search(key.model)
+        space = resolved_space(key.model, plan.preset, plan.threads)
+        study = open_study(storage, study_key, search=search, preset=plan.preset, config=plan.config())
+        recorder = MlflowTrialRecorder(client, experiment_id, parent.run_id, {**key.tags(), schema.TAG_STUDY_NAME: study_key.name})
+        tuning = tune(
+            study,
+            model_cls=model_cls,
+            search=search,
+            space=space,
+            training=training,
+            budget=plan.preset.budget,
+            seed=key.seed,
+            device=plan.device,
+            recorder=recorder,
+            progress=plan.progress,
+            description=f"tune {key.model} fold {key.fold} seed {key.seed}",
+        )
+        if not claim_final_step(client, parent.run_id):
+            return JobOutcome(key, "elsewhere", "refit and test scoring left to the other worker")
+        record = refit_and_score(model_cls, tuning, training, test, plan, key)
+        log_final(client, parent.run_id, key, record)
+    except KeyboardInterrupt:
+        mark_parent_interrupted(client, parent.run_id)
+        raise
+    except (BenchError, *TRIAL_FAILURES) as exc:
+        # One model failing (every trial crashed, the refit diverged) must not lose the other models' runs.
+        message = f"{type(exc).__name__}: {first_line(exc)}"
+        log.error("%s %s: %s", key.task, key.run_name, message)
+        client.set_tag(parent.run_id, schema.TAG_ERROR, message[:5000])
+        client.set_terminated(parent.run_id, status="FAILED")
+        return JobOutcome(key, "failed", message)
+    mae = record.test_metrics["mae"]
+    return JobOutcome(
+        key,
+        "done",
+        f"test MAE {mae:.4g} ({tuning.n_trials} trials, {tuning.tuning_seconds:.0f} s tuning, "
+        f"{record.train_seconds:.0f} s refit)",
+    )
+
+
+def refit_and_score(
+    model_cls: type[Model], tuning: Any, training: TrainingData, test: TestData, plan: RunPlan, key: ParentKey
+) -> FinalRecord:
+    """Refit the best configuration with the run's seed (early stopping on validation), then predict the
+    test part once and score it."""
+    model = model_cls(dict(tuning.best_params), seed=key.seed, device=plan.device)
+    refit_started = time.time()
+    start = time.perf_counter()
+    report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val,
+                       time_limit_s=plan.preset.budget.fit_seconds)  # fmt: skip
+    train_seconds = time.perf_counter() - start
+    if not math.isfinite(report.best_val_mae):
+        raise FloatingPointError(f"the refit's validation MAE is {report.best_val_mae}")
+    start = time.perf_counter()
+    y_pred = np.asarray(model.predict(test.X), dtype=np.float64)
+    inference_seconds = time.perf_counter() - start
+    test_metrics = test.score(y_pred)  # the one look at the test part for this (model, fold, seed)
+    budget = plan.preset.budget
+    return FinalRecord(
+        params=dict(model.params),
+        report=report,
+        test_metrics=test_metrics,
+        test_ids=test.ids,
+        y_true=test.y,
+        y_pred=y_pred,
+        model=model,
+        tuning=tuning,
+        train_seconds=train_seconds,
+        inference_seconds=inference_seconds,
+        n_train=len(training.y_train),
+        n_val=len(training.y_val),
+        n_test=len(test.y),
+        unit=str(plan.task.spec.unit),
+        extra_params={
+            schema.PARAM_BUDGET_TRIALS: budget.n_trials,
+            schema.PARAM_BUDGET_TUNING_SECONDS: budget.tuning_seconds,
+            schema.PARAM_BUDGET_FIT_SECONDS: budget.fit_seconds,
+        },
+        refit_started=refit_started,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- output ---
+
+
+def results_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
+    """The long results table: task, model, fold, seed, preset, metric, value, times, device, run id."""
+    columns = list(ResultRow.__dataclass_fields__)
+    return pd.DataFrame([r.__dict__ for r in rows], columns=columns)
+
+
+def write_results_table(rows: Sequence[ResultRow], path: Path) -> Path:
+    """Write the long results table as CSV (atomically)."""
+    from benchmarks.atomic import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        results_frame(rows).to_csv(handle, index=False)
+    return path
+
+
+def leaderboard(rows: Sequence[ResultRow], *, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Test MAE per model, mean and (population) std over folds and seeds, ranked by the mean; times are
+    summed over the model's runs (tuning + refit) and the refit's mean training seconds."""
+    frame = results_frame(rows)
+    frame = frame[frame["metric"] == "mae"]
+    records = []
+    for model, group in frame.groupby("model", sort=False):
+        values = group["value"].to_numpy(dtype=np.float64)
+        records.append(
+            {
+                "model": model,
+                "mae_mean": float(values.mean()),
+                "mae_std": float(values.std(ddof=0)),
+                "runs": len(values),
+                "refit_s": float(group["train_seconds"].mean()),
+                "total_s": float((group["tuning_seconds"] + group["train_seconds"] + group["inference_seconds"]).sum()),
+            }
+        )
+    board = pd.DataFrame(records, columns=["model", "mae_mean", "mae_std", "runs", "refit_s", "total_s"])
+    if board.empty:
+        return board.assign(rank=pd.Series(dtype=int))
+    order = {m: i for i, m in enumerate(models or [])}
+    board["_order"] = board["model"].map(lambda m: order.get(m, len(order)))
+    board = board.sort_values(["mae_mean", "_order"]).drop(columns="_order").reset_index(drop=True)
+    board.insert(0, "rank", board["mae_mean"].rank(method="min").astype(int))
+    return board
+
+
+def format_leaderboard(board: pd.DataFrame, *, title: str, unit: str = "") -> str:
+    """The leaderboard as an aligned text table."""
+    unit_text = f" ({unit})" if unit else ""
+    header = f"{'rank':>4}  {'model':<10} {'test MAE' + unit_text:<28} {'runs':>4} {'refit s':>8} {'total s':>8}"
+    lines = [title, header, "-" * len(header)]
+    for row in board.itertuples(index=False):
+        mae = f"{row.mae_mean:.4g} ± {row.mae_std:.2g}"
+        lines.append(f"{row.rank:>4}  {row.model:<10} {mae:<28} {row.runs:>4} {row.refit_s:>8.1f} {row.total_s:>8.0f}")
+    if board.empty:
+        lines.append("(no finished runs)")
+    return "\n".join(lines)
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="runs", unit="run")
+
+
+def _advance(bar: Any, message: str) -> None:
+    if bar is None:
+        log.info(message)
+        return
+    bar.write(message)
+    bar.update(1)

@@ -1,0 +1,585 @@
+"""The report: leaderboards, paired tests and the Matbench export, built from a real MLflow store.
+
+Until the benchmark's own smoke run is wired in here, the store is written by :func:`_write_store` exactly as
+``studies/schema.py`` lays it out, from real fits on real data: matbench_steels, its official folds, Magpie
+features. scikit-learn estimators stand in for the suite's models (the report reads model names, metrics and
+artifacts, never model internals): the three network names get MLPs of equal depth trained epoch by epoch, so
+their curves are real curves; ``rf`` is a random forest; ``dummy`` predicts the training mean.
+
+Expected values are read back from the store with the MLflow client directly, not through ``reports``.
+"""
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reports import build, document, render
+from reports.collect import ReportInputError
+from studies import schema
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline machines; nothing to report home
+
+TASK = "matbench_steels"
+# model -> seeds it runs with, folds it covers, hidden layers (networks) or None.
+PLAN = {
+    "irnet": dict(seeds=(0, 1), folds=range(5), hidden=(32, 32, 32)),
+    "srnet": dict(seeds=(0,), folds=range(5), hidden=(24, 24, 24)),
+    "plain": dict(seeds=(0,), folds=range(5), hidden=(16, 16, 16)),
+    "rf": dict(seeds=(0, 1), folds=range(5), hidden=None),
+    "dummy": dict(seeds=(0,), folds=range(4), hidden=None),  # 4 folds: too few pairs for a test, no Matbench file
+}
+EPOCHS = 15
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+@dataclass
+class _Fit:
+    params: dict[str, str]
+    curve: list[tuple[int, float, float]]  # step, train_mae, val_mae
+    val_mae: float
+    predict: object
+    seconds: float
+
+
+def _fit(model: str, params: dict, seed: int, tr) -> _Fit:
+    """One real fit on the fold's training rows, scored on its validation rows."""
+    from sklearn.dummy import DummyRegressor
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    start = time.perf_counter()
+    curve: list[tuple[int, float, float]] = []
+    if PLAN[model]["hidden"] is not None:
+        xs = StandardScaler().fit(tr.X_train)
+        mu, sd = float(tr.y_train.mean()), float(tr.y_train.std())
+        net = MLPRegressor(
+            hidden_layer_sizes=PLAN[model]["hidden"], learning_rate_init=params["lr"], alpha=params["alpha"], random_state=seed
+        )
+        Xt, Xv = xs.transform(tr.X_train), xs.transform(tr.X_val)
+        for step in range(1, EPOCHS + 1):
+            net.partial_fit(Xt, (tr.y_train - mu) / sd)
+            tm = float(np.mean(np.abs(net.predict(Xt) * sd + mu - tr.y_train)))
+            vm = float(np.mean(np.abs(net.predict(Xv) * sd + mu - tr.y_val)))
+            curve.append((step, tm, vm))
+
+        def predict(X, net=net, xs=xs, mu=mu, sd=sd):
+            return net.predict(xs.transform(X)) * sd + mu
+
+        logged = {"depth": str(len(PLAN[model]["hidden"])), "lr": str(params["lr"]), "alpha": str(params["alpha"])}
+    elif model == "rf":
+        est = RandomForestRegressor(n_estimators=25, max_features=params["max_features"], random_state=seed, n_jobs=1)
+        est.fit(tr.X_train, tr.y_train)
+        predict, logged = est.predict, {"n_estimators": "25", "max_features": str(params["max_features"])}
+    else:
+        est = DummyRegressor(strategy=params["strategy"]).fit(tr.X_train, tr.y_train)
+        predict, logged = est.predict, {"strategy": params["strategy"]}
+    val_mae = float(np.mean(np.abs(predict(tr.X_val) - tr.y_val)))
+    return _Fit(logged, curve, val_mae, predict, time.perf_counter() - start)
+
+
+def _space(model: str) -> list[dict]:
+    if PLAN[model]["hidden"] is not None:
+        return [{"lr": 3e-3, "alpha": 1e-4}, {"lr": 1e-2, "alpha": 1e-2}]
+    if model == "rf":
+        return [{"max_features": 0.3}, {"max_features": 1.0}]
+    return [{"strategy": "mean"}, {"strategy": "median"}]
+
+
+def _log(client, run_id: str, *, metrics: dict | None = None, curve=(), params: dict | None = None, tags: dict | None = None):
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()]
+    for step, tm, vm in curve:
+        batch += [Metric(schema.CURVE_TRAIN, tm, now, step), Metric(schema.CURVE_VAL, vm, now, step)]
+    client.log_batch(
+        run_id,
+        metrics=batch,
+        params=[Param(k, v) for k, v in (params or {}).items()],
+        tags=[RunTag(k, v) for k, v in (tags or {}).items()],
+    )
+
+
+def _common_tags(model: str, fold: int, seed: int, sha: str) -> dict[str, str]:
+    return {
+        schema.TAG_TASK: TASK,
+        schema.TAG_MODEL: model,
+        schema.TAG_FOLD: str(fold),
+        schema.TAG_SEED: str(seed),
+        schema.TAG_PRESET: "smoke",
+        schema.TAG_CODE_VERSION: "test-fixture",
+        schema.TAG_DATA_SHA256: sha,
+        schema.TAG_FEATURIZER: "magpie",
+        schema.TAG_COMPOSITION_ONLY: "false",
+        schema.TAG_DEVICE: "cpu",
+        schema.TAG_MAX_TRAIN_ROWS: "all",
+        schema.TAG_VAL_SEED: "0",
+    }
+
+
+def _log_parent(client, exp_id: str, model: str, fold: int, seed: int, sha: str, tr, te, scratch: Path) -> str:
+    """Tune (nested trial runs), keep the best trial's fit as the refit, score it once on the test rows."""
+    tags = {**_common_tags(model, fold, seed, sha), schema.TAG_KIND: schema.KIND_FINAL}
+    parent = client.create_run(exp_id, tags=tags).info.run_id
+    tuning_start = time.perf_counter()
+    best: _Fit | None = None
+    for number, params in enumerate(_space(model)):
+        fit = _fit(model, params, seed, tr)
+        trial = client.create_run(
+            exp_id,
+            tags={
+                **_common_tags(model, fold, seed, sha),
+                "mlflow.parentRunId": parent,
+                schema.TAG_KIND: schema.KIND_TRIAL,
+                schema.TAG_TRIAL_NUMBER: str(number),
+                schema.TAG_TRIAL_STATE: "COMPLETE",
+            },
+        ).info.run_id
+        _log(client, trial, metrics={schema.METRIC_TRIAL_VALUE: fit.val_mae}, curve=fit.curve, params=fit.params)
+        client.set_terminated(trial, "FINISHED")
+        if best is None or fit.val_mae < best.val_mae:
+            best = fit
+    tuning_seconds = time.perf_counter() - tuning_start
+    start = time.perf_counter()
+    y_pred = np.asarray(best.predict(te.X), dtype=np.float64)
+    inference = time.perf_counter() - start
+    scores = te.score(y_pred)
+    csv = scratch / parent / schema.ARTIFACT_PREDICTIONS
+    csv.parent.mkdir(parents=True)
+    pd.DataFrame({"id": te.ids, "y_true": te.y, "y_pred": y_pred}).to_csv(csv, index=False, float_format="%.17g")
+    client.log_artifact(parent, str(csv))
+    _log(
+        client,
+        parent,
+        metrics={
+            **{f"test_{k}": v for k, v in scores.items()},
+            schema.METRIC_BEST_VAL_MAE: best.val_mae,
+            schema.METRIC_TRAIN_SECONDS: best.seconds,
+            schema.METRIC_INFERENCE_SECONDS: inference,
+            schema.METRIC_TUNING_SECONDS: tuning_seconds,
+            schema.METRIC_N_TRIALS: len(_space(model)),
+            schema.METRIC_N_TEST: len(te.y),
+        },
+        curve=best.curve,
+        params={
+            **best.params,
+            schema.PARAM_TASK_UNIT: "MPa",
+            schema.PARAM_BUDGET_TRIALS: str(len(_space(model))),  # stand-ins: equal spaces would need equal sizes
+            schema.PARAM_BUDGET_TUNING_SECONDS: "60.0",
+            schema.PARAM_BUDGET_FIT_SECONDS: "20.0",
+        },
+        tags={schema.TAG_STATUS: schema.STATUS_DONE},
+    )
+    client.set_terminated(parent, "FINISHED")
+    return parent
+
+
+def _fresh_store(template: Path, path: Path) -> str:
+    """A new empty store: a copy of one migrated once (creating MLflow's schema takes seconds)."""
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+def _write_store(root: Path, template: Path, steels_task) -> str:
+    import mlflow
+    from threadpoolctl import threadpool_limits
+
+    from benchmarks.loader import task_fold
+
+    # Tiny matrices: BLAS threads would only contend with each other (and with parallel CI jobs).
+    with threadpool_limits(1):
+        uri = _fresh_store(template, root / "mlflow.db")
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        exp_id = client.create_experiment(TASK, artifact_location=(root / "artifacts").as_uri())
+        folds = {f: task_fold(steels_task, f, featurizer="magpie", val_seed=0, progress=False) for f in range(5)}
+        for model, plan in PLAN.items():
+            for fold in plan["folds"]:
+                for seed in plan["seeds"]:
+                    _log_parent(client, exp_id, model, fold, seed, steels_task.sha256, *folds[fold], root / "scratch")
+        # A crashed parent run: must be left out of the report and listed, never scored.
+        tags = {**_common_tags("lightgbm", 0, 0, steels_task.sha256), schema.TAG_KIND: schema.KIND_FINAL}
+        crashed = client.create_run(exp_id, tags=tags)
+        client.set_terminated(crashed.info.run_id, "FAILED")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An sqlite file holding MLflow's schema and no experiments; copy it, never write to it."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("template") / "empty.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, empty_store, steels_task) -> str:
+    return _write_store(tmp_path_factory.mktemp("store"), empty_store, steels_task)
+
+
+@pytest.fixture(scope="module")
+def logged(store) -> pd.DataFrame:
+    """Finished parent runs as logged, read with the MLflow client alone."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name(TASK)
+    runs = client.search_runs([exp.experiment_id], f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'", max_results=1000)
+    rows = [
+        {
+            "run_id": r.info.run_id,
+            "model": r.data.tags[schema.TAG_MODEL],
+            "fold": int(r.data.tags[schema.TAG_FOLD]),
+            "seed": int(r.data.tags[schema.TAG_SEED]),
+            **{m: r.data.metrics[m] for m in schema.TEST_METRICS},
+            "train_seconds": r.data.metrics[schema.METRIC_TRAIN_SECONDS],
+        }
+        for r in runs
+        if r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def built(store, tmp_path_factory) -> tuple[Path, build.Report]:
+    out = tmp_path_factory.mktemp("report")
+    return out, build.run(["--tracking-uri", store, "--out", str(out)])
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def test_build_writes_every_output(built, logged):
+    out, report = built
+    for name in ("leaderboard.md", "leaderboard.html", "leaderboard.csv"):
+        assert (out / name).stat().st_size > 0
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert pngs == sorted(
+        [f"{TASK}_convergence_depth3.png", f"{TASK}_parity.png", f"{TASK}_time.png", f"{TASK}_tuning.png"]
+    )
+    for png in pngs:
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # What was computed is what was written, and nothing else (no temporary files left behind).
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != build.MANIFEST)
+    assert written == sorted(report.files)
+    for name, data in report.files.items():
+        assert (out / name).read_bytes() == data, name
+
+
+def test_rebuild_removes_only_its_own_stale_files(built, store, tmp_path):
+    out = tmp_path / "report"
+    shutil.copytree(built[0], out)
+    (out / "plots" / "old_task_parity.png").write_bytes(b"stale")  # as if an earlier build had written it
+    (out / "notes.txt").write_text("the user's own file")
+    manifest = json.loads((out / build.MANIFEST).read_text())
+    manifest["files"] += ["plots/old_task_parity.png"]
+    (out / build.MANIFEST).write_text(json.dumps(manifest))
+    build.run(["--tracking-uri", store, "--task", TASK, "--out", str(out)])
+    assert not (out / "plots" / "old_task_parity.png").exists()
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert (out / "leaderboard.html").is_file()
+
+
+def test_html_is_self_contained(built):
+    out, _ = built
+    html = (out / "leaderboard.html").read_text()
+    assert "<link" not in html and "<script" not in html
+    sources = re.findall(r'src="([^"]+)"', html)
+    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for s in sources:
+        assert base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+
+
+def test_csv_is_the_long_table_of_logged_values(built, logged):
+    out, _ = built
+    table = pd.read_csv(out / "leaderboard.csv")
+    assert list(table.columns)[:4] == ["task", "model", "fold", "seed"]
+    assert {"metric", "value", "train_seconds", "run_id", "preset"} <= set(table.columns)
+    assert len(table) == 4 * len(logged) == 4 * sum(len(p["seeds"]) * len(p["folds"]) for p in PLAN.values())
+    merged = table.merge(logged, on=["model", "fold", "seed", "run_id"], suffixes=("", "_logged"))
+    assert len(merged) == len(table)
+    for metric in ("mae", "rmse", "r2", "max_error"):
+        part = merged[merged["metric"] == metric]
+        np.testing.assert_allclose(part["value"], part[f"test_{metric}"], rtol=1e-9)
+    np.testing.assert_allclose(merged["train_seconds"], merged["train_seconds_logged"], rtol=1e-9)
+    assert set(table["task"]) == {TASK}
+
+
+def test_ranking_and_spread_match_the_logged_maes(built, logged):
+    _, report = built
+    # Population std (ddof=0), the convention of Matbench and of benchmarks.run's own summary.
+    expected = logged.groupby("model")["test_mae"].agg(["mean", lambda s: float(np.std(s, ddof=0)), "size"])
+    expected.columns = ["mean", "std", "n"]
+    summary = report.summary.set_index("model")
+    for model, row in expected.iterrows():
+        assert summary.loc[model, "mae_mean"] == pytest.approx(row["mean"], rel=1e-12)
+        assert summary.loc[model, "mae_std"] == pytest.approx(row["std"], rel=1e-12)
+        assert summary.loc[model, "n_runs"] == row["n"]
+    order = list(expected.sort_values("mean").index)
+    assert list(report.summary.sort_values("rank")["model"]) == order
+    assert list(report.ranks["model"]) == order  # one task: mean rank is the rank
+    # The Markdown table lists the models in that order, with mean ± std as printed by the report.
+    md = built[0].joinpath("leaderboard.md").read_text()
+    table = md.split(f"**{TASK}: test scores")[1].split("\n\n")[1]
+    ours = [line.split(" | ")[1] for line in table.splitlines()[2:] if not line.startswith("| —")]
+    assert ours == order
+    best = expected.loc[order[0]]
+    d = document._decimals(expected["mean"])
+    assert f"| 1 | {order[0]} | {best['mean']:.{d}f} ± {best['std']:.{d}f} |" in md
+
+
+def test_wilcoxon_equals_scipy_on_pairs_by_fold_and_seed(built, logged):
+    _, report = built
+    by_baseline = {c.baseline: c for c in report.comparisons[TASK]}
+    assert set(by_baseline) == {"srnet", "plain", "rf", "dummy"}
+    irnet = logged[logged["model"] == "irnet"].set_index(["fold", "seed"])["test_mae"]
+    for baseline, comparison in by_baseline.items():
+        other = logged[logged["model"] == baseline].set_index(["fold", "seed"])["test_mae"]
+        pairs = pd.concat([irnet, other], axis=1, join="inner", keys=["irnet", "other"]).sort_index()
+        assert comparison.n_pairs == len(pairs)
+        assert comparison.wins == int((pairs["irnet"] < pairs["other"]).sum())
+        assert comparison.losses == int((pairs["irnet"] > pairs["other"]).sum())
+        assert comparison.mean_diff == pytest.approx(float((pairs["other"] - pairs["irnet"]).mean()), rel=1e-12)
+        if len(pairs) >= 5:
+            expected = sps.wilcoxon(pairs["irnet"], pairs["other"])
+            assert comparison.p_value == pytest.approx(float(expected.pvalue), rel=1e-12)
+            assert comparison.statistic == pytest.approx(float(expected.statistic))
+        else:
+            assert comparison.p_value is None and comparison.note == "n<5, no test"
+    assert by_baseline["rf"].n_pairs == 10  # 5 folds x 2 seeds
+    assert by_baseline["srnet"].n_pairs == 5  # seed 0 only
+    assert by_baseline["dummy"].n_pairs == 4
+    # Holm: the smallest of the tested p-values times the number tested (capped at 1).
+    tested = sorted(c.p_value for c in by_baseline.values() if c.p_value is not None)
+    smallest = min((c for c in by_baseline.values() if c.p_value is not None), key=lambda c: c.p_value)
+    assert smallest.p_holm == pytest.approx(min(1.0, len(tested) * tested[0]))
+    md = built[0].joinpath("leaderboard.md").read_text()
+    assert "| dummy | 4 |" in md and "n<5, no test" in md
+
+
+def test_report_shows_published_figures_provenance_and_skipped_runs(built, logged):
+    out, report = built
+    md = (out / "leaderboard.md").read_text()
+    assert "| — | RF-SCM/Magpie (published, not rerun; composition input) | 103.51 |" in md
+    assert "| — | TPOT-Mat, best on leaderboard (published, not rerun; composition input) | 79.95 |" in md
+    for run_id in logged["run_id"]:
+        assert run_id in md
+    assert "test-fixture" in md and "smoke" in md
+    assert len(report.collected.skipped) == 1 and "lightgbm" in report.collected.skipped[0]
+    assert "1 unfinished parent run(s) left out" in md
+    assert "composition-only" not in md
+
+
+def test_unequal_budgets_are_flagged(built):
+    out, report = built
+    assert "Tuning budget per study (trials / tuning s / s per fit): 2 / 60.0 / 20.0." in (out / "leaderboard.md").read_text()
+    finals = report.collected.finals
+    finals = finals.assign(budget=np.where(finals["model"] == "rf", "50 / 60.0 / 20.0", finals["budget"]))
+    blocks = document.assemble(replace(report.collected, finals=finals), report.summary, report.ranks, report.comparisons, [])
+    md = render.to_markdown("t", blocks)
+    assert "Warning: the models of this task were not tuned with one budget" in md and "rf: 50 / 60.0 / 20.0" in md
+
+
+def test_composition_only_runs_are_marked(built):
+    _, report = built
+    collected = replace(report.collected, finals=report.collected.finals.assign(composition_only=True))
+    blocks = document.assemble(collected, report.summary, report.ranks, report.comparisons, [])
+    md = render.to_markdown("t", blocks)
+    assert f"## {TASK} (composition-only)" in md
+    assert "test scores, mean ± std over folds and seeds (composition-only)" in md
+
+
+# ---------------------------------------------------------------------------------------------- Matbench
+
+
+def test_matbench_export_round_trips(built, logged, steels_task):
+    pytest.importorskip("matbench")
+    from matbench.bench import MatbenchBenchmark
+
+    out, report = built
+    files = sorted(p.name for p in (out / "matbench").iterdir())
+    # dummy covers 4 folds only: no file, and the report says why.
+    expected_names = [f"{m}_seed{s}" for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
+    assert files == sorted([f"{n}.json" for n in expected_names] + [f"{n}.json.gz" for n in expected_names])
+    assert "not exported: folds [0, 1, 2, 3] recorded" in (out / "leaderboard.md").read_text()
+
+    for name in expected_names:
+        model, seed = name.rsplit("_seed", 1)
+        raw = (out / "matbench" / f"{name}.json").read_bytes()
+        assert gzip.decompress((out / "matbench" / f"{name}.json.gz").read_bytes()) == raw
+        loaded = MatbenchBenchmark.from_file(str(out / "matbench" / f"{name}.json"))  # checks hash and official ids
+        assert loaded.is_valid
+        task = loaded.tasks_map[TASK]
+        ours = logged[(logged["model"] == model) & (logged["seed"] == int(seed))].set_index("fold")["test_mae"]
+        assert task.scores.mae.mean == pytest.approx(ours.mean(), rel=1e-12)
+
+        # Rescore from scratch: a fresh benchmark with the dataset put in by hand, recording our predictions.
+        fresh = MatbenchBenchmark(subset=[TASK])
+        target = fresh.tasks_map[TASK]
+        target.df = pd.DataFrame(
+            {"composition": steels_task.formulas, "yield strength": steels_task.targets},
+            index=pd.Index(steels_task.ids, name="mbid"),
+        )
+        for fold in target.folds:
+            data = task.results[f"fold_{fold}"]["data"]
+            test_ids = target.validation[f"fold_{fold}"].test
+            target.record(fold, [data[i] for i in test_ids])
+            for metric in ("mae", "rmse", "mape", "max_error"):
+                assert target.results[f"fold_{fold}"]["scores"][metric] == pytest.approx(
+                    task.results[f"fold_{fold}"]["scores"][metric], rel=1e-12
+                )
+            assert target.results[f"fold_{fold}"]["scores"]["mae"] == pytest.approx(ours.loc[fold], rel=1e-12)
+
+
+def test_matbench_hash_equals_matbench_own(built):
+    pytest.importorskip("matbench")
+    from matbench.util import hash_dictionary
+
+    _, report = built
+    export = next(e for e in report.exports if e.tasks)
+    document_ = json.loads(export.json_bytes())
+    claimed = document_.pop("hash")
+    assert claimed == hash_dictionary(document_)
+
+
+# ---------------------------------------------------------------------------------------------- failures
+
+
+def _run_build(capsys, *args: str) -> tuple[int, str]:
+    capsys.readouterr()  # drop what setting up the store printed (MLflow's own log lines)
+    code = build.main(list(args))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_missing_store_fails_without_creating_one(tmp_path, capsys):
+    db = tmp_path / "nowhere.db"
+    code, err = _run_build(capsys, "--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.splitlines()) == 1 and "no MLflow store" in err
+    assert not db.exists() and not (tmp_path / "out").exists()
+
+
+def test_empty_store_fails_with_exit_2(tmp_path, empty_store, capsys):
+    uri = _fresh_store(empty_store, tmp_path / "empty.db")
+    code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.splitlines()) == 1 and "nothing to report" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _an_rf_run(store: str):
+    """The client of the shared store and one of its finished rf parent runs."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    exp = client.get_experiment_by_name(TASK)
+    where = f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}' and tags.{schema.TAG_MODEL} = 'rf'"
+    return client, client.search_runs([exp.experiment_id], where, max_results=1)[0]
+
+
+def _copy_parent(client, source_client, source_run, exp_id: str, *, drop_metric: str | None = None, **retag: str) -> str:
+    """A new parent run repeating ``source_run``'s tags (but ``retag``), params, metrics and predictions."""
+    tags = {k: v for k, v in source_run.data.tags.items() if not k.startswith("mlflow.")} | retag
+    run_id = client.create_run(exp_id, tags=tags).info.run_id
+    metrics = {k: v for k, v in source_run.data.metrics.items() if k != drop_metric}
+    _log(client, run_id, metrics=metrics, params=dict(source_run.data.params))
+    local = source_client.download_artifacts(source_run.info.run_id, schema.ARTIFACT_PREDICTIONS)
+    client.log_artifact(run_id, local)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+@pytest.mark.parametrize("fault", ["duplicate", "missing_test_mae", "no_finished_run", "mixed_presets"])
+def test_inconsistent_store_fails_with_exit_2(fault, store, empty_store, tmp_path, capsys):
+    import mlflow
+
+    source_client, source = _an_rf_run(store)
+    uri = _fresh_store(empty_store, tmp_path / "bad.db")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(TASK, artifact_location=(tmp_path / "artifacts").as_uri())
+    if fault == "duplicate":
+        first = _copy_parent(client, source_client, source, exp_id)
+        second = _copy_parent(client, source_client, source, exp_id)
+        expected = ["duplicate finished parent runs", first, second]
+    elif fault == "missing_test_mae":
+        bad = _copy_parent(client, source_client, source, exp_id, drop_metric="test_mae")
+        expected = [bad, "without metric(s) test_mae"]
+    elif fault == "no_finished_run":
+        tags = {k: v for k, v in source.data.tags.items() if k != schema.TAG_STATUS and not k.startswith("mlflow.")}
+        run = client.create_run(exp_id, tags=tags)
+        client.set_terminated(run.info.run_id, "KILLED")
+        expected = ["no finished parent runs"]
+    else:
+        _copy_parent(client, source_client, source, exp_id)
+        _copy_parent(client, source_client, source, exp_id, preset="quick")
+        expected = ["several presets (quick, smoke)", "--preset"]
+    code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.splitlines()) == 1
+    for text in expected:
+        assert text in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ReportInputError):
+        build.make_report(uri)
+    if fault == "mixed_presets":  # choosing one preset makes the same store reportable
+        assert build.main(["--tracking-uri", uri, "--preset", "quick", "--out", str(tmp_path / "out")]) == 0
+        assert len(pd.read_csv(tmp_path / "out" / "leaderboard.csv")) == 4
+
+
+def test_models_scored_on_different_test_rows_fail(store, empty_store, tmp_path, capsys):
+    import mlflow
+
+    from benchmarks.metrics import regression_metrics
+
+    source_client, source = _an_rf_run(store)
+    uri = _fresh_store(empty_store, tmp_path / "bad.db")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(TASK, artifact_location=(tmp_path / "artifacts").as_uri())
+    _copy_parent(client, source_client, source, exp_id)
+    # A second model whose test part lost one row (as a featuriser that fails on one formula would leave it).
+    preds = pd.read_csv(source_client.download_artifacts(source.info.run_id, schema.ARTIFACT_PREDICTIONS)).iloc[:-1]
+    tags = {k: v for k, v in source.data.tags.items() if not k.startswith("mlflow.")} | {schema.TAG_MODEL: "lightgbm"}
+    run_id = client.create_run(exp_id, tags=tags).info.run_id
+    scores = regression_metrics(preds["y_true"].to_numpy(), preds["y_pred"].to_numpy())
+    _log(client, run_id, metrics={f"test_{k}": v for k, v in scores.items()})
+    csv = tmp_path / schema.ARTIFACT_PREDICTIONS
+    preds.to_csv(csv, index=False, float_format="%.17g")
+    client.log_artifact(run_id, str(csv))
+    client.set_terminated(run_id, "FINISHED")
+    code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))
+    n = len(preds) + 1
+    assert code == 2 and "different test rows" in err and f"lightgbm: {n - 1} rows" in err and f"rf: {n} rows" in err
+
+
+def test_unknown_task_is_named(store, tmp_path, capsys):
+    code, err = _run_build(capsys, "--tracking-uri", store, "--task", "matbench_nope", "--out", str(tmp_path / "out"))
+    assert code == 2 and "matbench_nope" in err and TASK in err
+
+
+def test_mae_mismatch_between_metric_and_predictions_fails(tmp_path, store, empty_store, capsys):
+    import mlflow
+
+    source_client, source = _an_rf_run(store)
+    uri = _fresh_store(empty_store, tmp_path / "bad.db")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(TASK, artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = _copy_parent(client, source_client, source, exp_id)
+    _log(client, run_id, metrics={"test_mae": source.data.metrics["test_mae"] * 1.01})
+    code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))
+    assert code == 2 and "predictions give" in err and math.isfinite(source.data.metrics["test_mae"])

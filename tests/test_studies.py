@@ -1,0 +1,439 @@
+"""studies/: search spaces, presets, the model registry, and tuning (budgets, failures, resumption, joining).
+
+Tuning tests use the real matbench_steels fold 0 (``steels_training``) with small stand-in models where the
+point is the study's bookkeeping rather than a model (a model that sleeps, crashes, or reports a set curve).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from benchmarks.contract import CurvePoint, FitReport, Model
+from benchmarks.errors import BenchError, UsageError
+from studies import spaces, tuning
+from studies.presets import PRESETS, TrialBudget, get_preset
+from studies.protocol import resolved_space
+from studies.registry import BENCHMARK_MODELS, MODEL_NAMES, get_model_class, parse_model_list
+from studies.spaces import ENABLED_SUFFIX, ModelSearch, default_trial_params, suggest
+from studies.tuning import (
+    ATTR_DEFAULTS,
+    ATTR_FAILURE,
+    ATTR_INTERRUPTED,
+    ATTR_MODEL_PARAMS,
+    ATTR_RETRY_OF,
+    ATTR_WORKER,
+    StudyKey,
+    counts_toward_budget,
+    finished_trials,
+    make_storage,
+    open_study,
+    tune,
+)
+
+TESTS_DIR = Path(__file__).resolve().parent
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# ------------------------------------------------------------------------------------- stand-in models ---
+
+
+class _StandIn(Model):
+    """Base of the stand-ins: predicts the training mean; subclasses decide what fit reports."""
+
+    family: ClassVar[str] = "reference"
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.full(len(X), self.mean_, dtype=np.float64)
+
+    def state(self) -> Any:
+        return {"mean": self.mean_}
+
+    def load_state(self, state: Any) -> None:
+        self.mean_ = state["mean"]
+
+    def _report(self, y_val: np.ndarray, curve: list[CurvePoint], start: float) -> FitReport:
+        best = min(curve, key=lambda p: p.val_mae)
+        return FitReport(curve, best.step, best.val_mae, time.perf_counter() - start, "cpu", "completed")
+
+
+class SleepyModel(_StandIn):
+    """Takes ``seconds`` per fit; its validation MAE is |x - 0.3|, so TPE has something to minimise."""
+
+    name: ClassVar[str] = "sleepy"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"x": 0.5, "seconds": 0.3}
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start = time.perf_counter()
+        time.sleep(float(self.params["seconds"]))
+        self.mean_ = float(np.mean(y_train))
+        value = abs(float(self.params["x"]) - 0.3)
+        if on_step is not None:
+            on_step(1, value)
+        return self._report(y_val, [CurvePoint(1, value, value, time.perf_counter() - start)], start)
+
+
+SLEEPY_SEARCH = ModelSearch("sleepy", {"x": spaces.uniform(0.0, 1.0), "seconds": spaces.fixed(0.3)})
+
+
+class CrashingModel(_StandIn):
+    """Diverges (FloatingPointError) whenever x > 0.5, the way a network with too high a learning rate does."""
+
+    name: ClassVar[str] = "crashing"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"x": 0.1}
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start = time.perf_counter()
+        if self.params["x"] > 0.5:
+            raise FloatingPointError("training diverged: loss is nan at epoch 3")
+        self.mean_ = float(np.mean(y_train))
+        value = float(np.mean(np.abs(y_val - self.mean_))) + self.params["x"]
+        return self._report(y_val, [CurvePoint(1, value, value, 0.0)], start)
+
+
+class CurveModel(_StandIn):
+    """Reports a 20-step validation curve offset + 10/step: higher offsets are worse at every step."""
+
+    name: ClassVar[str] = "curve"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"offset": 0.0}
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start = time.perf_counter()
+        self.mean_ = float(np.mean(y_train))
+        curve = []
+        for step in range(1, 21):
+            value = float(self.params["offset"]) + 10.0 / step
+            curve.append(CurvePoint(step, value, value, 0.0))
+            if on_step is not None:
+                on_step(step, value)
+        return self._report(y_val, curve, start)
+
+
+class ListRecorder:
+    """A TrialRecorder that keeps outcomes in memory."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuning.TrialOutcome] = []
+        self.interrupted_numbers: list[int] = []
+
+    def record(self, outcome: tuning.TrialOutcome) -> None:
+        self.outcomes.append(outcome)
+
+    def interrupted(self, numbers: list[int]) -> None:
+        self.interrupted_numbers.extend(numbers)
+
+
+def _study(tmp_path: Path, search: ModelSearch, *, name: str = "t", seed: int = 0, preset: str = "smoke"):
+    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    key = StudyKey("matbench_steels", name, 0, seed, preset)
+    return open_study(storage, key, search=search, preset=get_preset(preset), config={"data": "steels"})
+
+
+def _tune(study, model_cls, search, training, budget, recorder=None):
+    return tune(study, model_cls=model_cls, search=search, space=search.space, training=training, budget=budget,
+                seed=0, device="cpu", recorder=recorder, progress=False)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ spaces ---
+
+
+def _in_spec(value: Any, spec: dict) -> bool:
+    kind = spec["type"]
+    if kind == "fixed":
+        return value == spec["value"]
+    if kind == "categorical":
+        return any(value is c or (type(value) is type(c) and value == c) for c in spec["choices"])
+    if kind == "optional":
+        return value == spec["off"] or _in_spec(value, spec["on"])
+    return spec["low"] <= value <= spec["high"] and (kind != "int" or isinstance(value, int))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_every_space_gives_parameters_the_model_accepts(model, preset):
+    space = resolved_space(model, PRESETS[preset], threads=2)
+    cls = get_model_class(model)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(25):
+        trial = study.ask()
+        params = suggest(trial, space)
+        assert set(params) == set(space)
+        for name, value in params.items():
+            assert _in_spec(value, space[name]), (name, value, space[name])
+        built = cls(params, seed=0, device="cpu")  # the model's own checks (unknown keys, bad values)
+        assert {k: built.params[k] for k in params} == params
+        study.tell(trial, 1.0)
+
+
+def test_network_spaces_cover_the_required_ranges():
+    space = spaces.get_search("irnet").space
+    assert space["lr"] == {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
+    assert space["batch_size"]["choices"] == [32, 64, 128, 256]
+    assert space["depth"]["choices"] == [17, 24, 48]
+    assert space["optimizer"]["choices"] == ["adam", "adamw"]
+    assert space["weight_decay"]["type"] == "optional" and space["weight_decay"]["off"] == 0.0
+    assert space["weight_decay"]["on"] == {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}
+    assert all(spaces.get_search(m).space == space for m in ("srnet", "plain", "elemnet"))
+
+
+def test_thread_count_is_fixed_for_every_model_that_has_one():
+    assert resolved_space("rf", PRESETS["quick"], threads=3)["n_jobs"] == spaces.fixed(3)
+    assert resolved_space("xgboost", PRESETS["quick"], threads=3)["n_jobs"] == spaces.fixed(3)
+    assert resolved_space("lightgbm", PRESETS["quick"], threads=3)["num_threads"] == spaces.fixed(3)
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_defaults_round_trip_through_the_space(model):
+    """Trial 0 must reproduce the model's defaults exactly (under the preset's fixed caps)."""
+    space = resolved_space(model, PRESETS["quick"], threads=2)
+    defaults = get_model_class(model).default_params()
+    study = optuna.create_study()
+    study.enqueue_trial(default_trial_params(space, defaults))
+    params = suggest(study.ask(), space)
+    fixed = spaces.fixed_values(space)
+    assert params == {name: fixed.get(name, defaults[name]) for name in space}
+
+
+def test_optional_parameter_switches_off_to_its_off_value():
+    space = {"weight_decay": spaces.optional(spaces.log_uniform(1e-6, 1e-3), off=0.0)}
+    assert default_trial_params(space, {"weight_decay": 0.0}) == {"weight_decay" + ENABLED_SUFFIX: False}
+    assert default_trial_params(space, {"weight_decay": 1e-4}) == {"weight_decay" + ENABLED_SUFFIX: True, "weight_decay": 1e-4}
+
+
+def test_a_default_outside_its_range_is_refused():
+    with pytest.raises(ValueError, match="outside"):
+        default_trial_params({"lr": spaces.log_uniform(1e-5, 1e-2)}, {"lr": 0.5})
+    with pytest.raises(ValueError, match="choices"):
+        default_trial_params({"depth": spaces.choice(24, 48)}, {"depth": 17})
+
+
+def test_space_naming_an_unknown_parameter_is_refused():
+    with pytest.raises(ValueError, match="unknown parameter 'learning_rate'"):
+        spaces.check_space({"learning_rate": spaces.log_uniform(1e-5, 1e-2)}, {"lr": 1e-4}, model="irnet")
+
+
+# ------------------------------------------------------------------------------------ presets, registry ---
+
+
+def test_presets_budget_is_one_for_all_models_and_smoke_is_small():
+    smoke, quick, paper = PRESETS["smoke"], PRESETS["quick"], PRESETS["paper"]
+    assert smoke.budget.n_trials <= 3 and smoke.max_train_rows is not None
+    assert quick.max_train_rows is not None and quick.budget.tuning_seconds is not None
+    assert paper.max_train_rows is None
+    assert smoke.overrides_for("irnet")["depth"] == spaces.choice(17)
+    assert smoke.overrides_for("xgboost")["n_estimators"]["value"] <= 200
+    assert smoke.overrides_for("rf")["n_estimators"]["value"] <= 100
+    with pytest.raises(UsageError, match="smoke, quick, paper"):
+        get_preset("fast")
+    with pytest.raises(UsageError):
+        TrialBudget(n_trials=0, tuning_seconds=None, fit_seconds=None)
+
+
+def test_registry_fails_loudly_with_the_valid_names():
+    assert parse_model_list(None) == list(BENCHMARK_MODELS)
+    assert parse_model_list("irnet, rf") == ["irnet", "rf"]
+    with pytest.raises(UsageError, match="unknown model 'irnte'.*did you mean irnet.*valid models: irnet"):
+        parse_model_list("irnte,rf")
+    with pytest.raises(UsageError, match="more than once"):
+        parse_model_list("rf,rf")
+    for name in MODEL_NAMES:
+        assert get_model_class(name).name == name
+
+
+# ------------------------------------------------------------------------------------------------ tuning ---
+
+
+def test_trial_zero_runs_the_defaults_and_a_resumed_study_does_not_queue_them_again(tmp_path, steels_training):
+    search = SLEEPY_SEARCH
+    budget = TrialBudget(n_trials=3, tuning_seconds=None, fit_seconds=None)
+    study = _study(tmp_path, search)
+    result = _tune(study, SleepyModel, search, steels_training, budget)
+    trials = study.get_trials()
+    assert trials[0].user_attrs[ATTR_DEFAULTS] is True
+    assert trials[0].user_attrs[ATTR_MODEL_PARAMS] == SleepyModel.default_params()
+    assert result.n_trials == 3
+    assert sum(1 for t in trials if t.user_attrs.get(ATTR_DEFAULTS)) == 1
+
+    # Same study, larger total: continues from 3 to 5 without a second defaults trial.
+    again = _study(tmp_path, search)
+    result = _tune(again, SleepyModel, search, steels_training, TrialBudget(5, None, None))
+    trials = again.get_trials()
+    assert result.n_trials == 5 and len(trials) == 5
+    assert sum(1 for t in trials if t.user_attrs.get(ATTR_DEFAULTS)) == 1
+    assert result.best_value == min(t.value for t in trials)
+
+
+def test_a_crashing_trial_is_failed_and_the_study_goes_on(tmp_path, steels_training):
+    search = ModelSearch("crashing", {"x": spaces.uniform(0.0, 1.0)})
+    recorder = ListRecorder()
+    study = _study(tmp_path, search, name="crashing")
+    result = _tune(study, CrashingModel, search, steels_training, TrialBudget(8, None, None), recorder)
+    states = [t.state for t in study.get_trials()]
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert TrialState.FAIL in states and TrialState.COMPLETE in states
+    assert all("FloatingPointError" in t.user_attrs[ATTR_FAILURE] for t in failed)
+    assert len(states) == 8 and result.n_trials == 8  # crashed trials count toward the budget
+    assert result.best_params["x"] <= 0.5
+    assert sorted(o.state for o in recorder.outcomes) == sorted(s.name for s in states)
+    assert all(o.failure and o.value is None for o in recorder.outcomes if o.state == "FAIL")
+
+
+def test_every_trial_crashing_is_a_clear_error(tmp_path, steels_training):
+    search = ModelSearch("crashing", {"x": spaces.uniform(0.6, 1.0)})
+    study = _study(tmp_path, search, name="crashing-all")
+    with pytest.raises(BenchError, match="none of its 3 trials completed; first failure: FloatingPointError"):
+        tune(study, model_cls=CrashingModel, search=search, space={"x": spaces.fixed(0.9)}, training=steels_training,
+             budget=TrialBudget(3, None, None), seed=0, device="cpu", progress=False)  # fmt: skip
+
+
+def test_unpromising_trials_are_pruned_from_intermediate_scores(tmp_path, steels_training):
+    search = ModelSearch("curve", {"offset": spaces.uniform(0.0, 5.0)}, report_every=2, warmup_steps=3)
+    recorder = ListRecorder()
+    study = _study(tmp_path, search, name="curve")  # smoke: the pruner needs 2 complete trials
+    # Trial 0 (offset 0, the default) is the best possible curve; later trials are worse at every step.
+    _tune(study, CurveModel, search, steels_training, TrialBudget(5, None, None), recorder)
+    trials = study.get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert trials[0].state == TrialState.COMPLETE and pruned
+    for t in pruned:
+        assert 4 <= max(t.intermediate_values) < 20  # stopped after the 3 warm-up steps, before the end
+        assert all(step % 2 == 0 for step in t.intermediate_values)
+    pruned_outcomes = [o for o in recorder.outcomes if o.state == "PRUNED"]
+    assert pruned_outcomes and all(len(o.curve) < 20 for o in pruned_outcomes)
+
+
+def test_tuning_seconds_budget_stops_the_study(tmp_path, steels_training):
+    study = _study(tmp_path, SLEEPY_SEARCH, name="timed")
+    result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(100, 1.0, None))
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished_trials(study)]
+    # Trials start while the summed durations are under 1 s, and none starts after: one may overrun.
+    assert sum(durations[:-1]) < 1.0 <= sum(durations) == pytest.approx(result.tuning_seconds)
+    assert 2 <= result.n_trials <= 4  # each trial sleeps 0.3 s
+
+
+def test_a_trial_left_running_by_a_dead_process_is_failed_and_requeued(tmp_path, steels_training):
+    study = _study(tmp_path, SLEEPY_SEARCH, name="killed")
+    budget = TrialBudget(3, None, None)
+    _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(1, None, None))
+    # A trial as a killed process leaves it: RUNNING, owned by a pid that does not exist on this host.
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    study._storage.set_trial_user_attr(orphan._trial_id, ATTR_WORKER, f"{socket.gethostname()}:999999999:1")
+    orphan_x = orphan.params["x"]
+    recorder = ListRecorder()
+    _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, budget, recorder)
+    trials = study.get_trials()
+    dead = trials[orphan.number]
+    assert dead.state == TrialState.FAIL and dead.user_attrs[ATTR_INTERRUPTED] is True
+    assert not counts_toward_budget(dead)
+    retry = [t for t in trials if t.user_attrs.get(ATTR_RETRY_OF) == orphan.number]
+    assert len(retry) == 1 and retry[0].params["x"] == orphan_x and retry[0].state == TrialState.COMPLETE
+    assert len(finished_trials(study)) == 3 and recorder.interrupted_numbers == [orphan.number]
+
+    # Resuming again re-queues nothing more.
+    _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, budget)
+    assert len(study.get_trials()) == len(trials)
+
+
+def _worker_id(pid: int) -> str:
+    from studies.workers import _process_start
+
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+
+
+def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(tmp_path, steels_training):
+    study = _study(tmp_path, SLEEPY_SEARCH, name="ownerless")
+    study.set_user_attr(tuning.STUDY_ATTR_WORKER_PREFIX + f"{socket.gethostname()}:999999999:1", 0.0)  # killed
+    orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # RUNNING, owner never recorded
+    _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(2, None, None))
+    dead = study.get_trials()[orphan.number]
+    assert dead.state == TrialState.FAIL and dead.user_attrs[ATTR_INTERRUPTED] is True
+    assert len(finished_trials(study)) == 2
+
+
+def test_an_ownerless_running_trial_of_a_live_worker_is_left_alone(tmp_path, steels_training):
+    study = _study(tmp_path, SLEEPY_SEARCH, name="joined")
+    study.set_user_attr(tuning.STUDY_ATTR_WORKER_PREFIX + _worker_id(os.getppid()), 0.0)  # a live process
+    running = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # its trial, just started
+    result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(2, None, None))
+    assert study.get_trials()[running.number].state == TrialState.RUNNING  # not taken for dead
+    assert result.n_trials == 1  # its trial completes the budget of 2; this process ran only one
+
+
+def test_study_config_mismatch_is_refused(tmp_path):
+    _study(tmp_path, SLEEPY_SEARCH, name="cfg")
+    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    with pytest.raises(UsageError, match="other settings"):
+        open_study(storage, StudyKey("matbench_steels", "cfg", 0, 0, "smoke"), search=SLEEPY_SEARCH,
+                   preset=get_preset("smoke"), config={"data": "other"})  # fmt: skip
+
+
+def test_unreachable_storage_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="cannot open Optuna storage"):
+        make_storage(f"sqlite:///{tmp_path / 'missing-folder' / 'optuna.db'}")
+
+
+WORKER_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests_dir!r})
+    from benchmarks.loader import load_task, task_fold
+    from studies.presets import TrialBudget, get_preset
+    from studies.tuning import StudyKey, make_storage, open_study, tune
+    from test_studies import SLEEPY_SEARCH, SleepyModel
+
+    training, _ = task_fold(load_task("matbench_steels"), 0, progress=False)
+    storage = make_storage({url!r})
+    study = open_study(storage, StudyKey("matbench_steels", "sleepy", 0, 0, "smoke"), search=SLEEPY_SEARCH,
+                       preset=get_preset("smoke"), config={{"data": "steels"}})
+    # Start barrier: both workers are ready before either runs a trial, so that they really overlap.
+    barrier = Path({barrier!r})
+    (barrier / str(os.getpid())).touch()
+    while len(list(barrier.iterdir())) < 2:
+        time.sleep(0.05)
+    tune(study, model_cls=SleepyModel, search=SLEEPY_SEARCH, space=SLEEPY_SEARCH.space, training=training,
+         budget=TrialBudget({n}, None, None), seed=0, device="cpu", progress=False)
+    """
+)
+
+
+def test_two_processes_on_one_storage_stop_at_exactly_n_trials(tmp_path, steels_training):
+    n = 10
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    script = tmp_path / "worker.py"
+    barrier = tmp_path / "ready"
+    barrier.mkdir()
+    script.write_text(WORKER_SCRIPT.format(tests_dir=str(TESTS_DIR), url=url, n=n, barrier=str(barrier)))
+    # Create the study first so the two workers only join it (creating one storage twice at once is the
+    # command line's job: it takes a lock).
+    _study(tmp_path, SLEEPY_SEARCH, name="sleepy")
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR.parent)}
+    workers = [subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [w.communicate(timeout=180)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], errors
+    study = optuna.load_study(study_name="matbench_steels/sleepy/fold0/seed0/smoke", storage=url)
+    counted = finished_trials(study)
+    assert len(counted) == n
+    assert len({t.user_attrs[ATTR_WORKER] for t in counted}) == 2  # both processes did trials
+    assert sum(1 for t in counted if t.user_attrs.get(ATTR_DEFAULTS)) == 1  # a racing second copy never runs
+    extra = [t for t in study.get_trials() if not counts_toward_budget(t)]
+    assert all(t.user_attrs.get(tuning.ATTR_SURPLUS) for t in extra)  # only racing surplus trials, never run
