@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_from_args
 from benchmarks.contract import resolve_device
-from benchmarks.errors import UsageError
+from benchmarks.errors import BenchError, UsageError
 from benchmarks.features import FEATURIZERS
 from benchmarks.paths import default_out_dir
 from studies.presets import DEFAULT_PRESET, PRESETS, TrialBudget, get_preset
@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/optuna.db)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {default_out_dir()})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="local worker processes sharing the studies (one GPU each where several are visible); "
+                             "more workers on other machines join with the same command and --storage")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--worker-of-launcher", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--max-train-rows must be >= 0 (0 = all rows), got {args.max_train_rows}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     budget = TrialBudget(
         n_trials=args.trials if args.trials is not None else preset.budget.n_trials,
         tuning_seconds=args.timeout if args.timeout is not None else preset.budget.tuning_seconds,
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.featurizer not in FEATURIZERS:
         raise UsageError(f"unknown featurizer {args.featurizer!r}; use one of {', '.join(FEATURIZERS)}")
     device = resolve_device(args.device)
-    threads = args.threads or _available_cores()
+    # Local workers share the cores: without --threads each gets its share.
+    threads = args.threads or max(1, _available_cores() // args.workers)
 
     # 2. The stores: reachable before any work.
     from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         raise UsageError(f"{task.spec.name} has folds 0..{n_folds - 1}; fold {bad[0]} does not exist")
 
-    from studies.protocol import RunPlan, check_plan, format_leaderboard, leaderboard, run_benchmark
+    from studies.protocol import RunPlan, check_plan, collect_outcome, format_leaderboard, leaderboard, run_benchmark
 
     plan = RunPlan(
         task=task,
@@ -150,8 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     check_plan(plan)
     _set_torch_threads(threads)
 
-    # 4. The work.
-    outcome = run_benchmark(plan)
+    # 4. The work: here, or in local worker processes that share the studies through the storage.
+    if args.workers > 1:
+        _run_workers(argv if argv is not None else sys.argv[1:], args.workers, threads, device)
+        outcome = collect_outcome(plan)
+    else:
+        outcome = run_benchmark(plan)
+    if args.worker_of_launcher:
+        return EXIT_SOME_FAILED if outcome.failed else 0  # the launcher prints the leaderboard
     board = leaderboard(outcome.results, models=models)
     title = (
         f"{plan.task_name}: preset {preset.name}, {len(plan.folds)} fold(s) x {len(plan.seeds)} seed(s), "
@@ -163,6 +176,119 @@ def main(argv: list[str] | None = None) -> int:
     for job in outcome.failed:
         print(f"FAILED {job.key.run_name}: {job.message} (rerun the same command to retry)", file=sys.stderr)
     return EXIT_SOME_FAILED if outcome.failed else 0
+
+
+def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> None:
+    """Start ``n_workers`` processes running this same command as single workers and wait for them all.
+
+    On a machine with several GPUs each worker sees one (round robin). Ctrl-C stops them all; rerunning the
+    command resumes. A worker that fails is reported; the others finish the studies.
+    """
+    import signal
+    import subprocess
+
+    child_argv = _without_flag(argv, "--workers") + ["--workers", "1", "--no-progress", "--worker-of-launcher"]
+    if not any(a == "--threads" or a.startswith("--threads=") for a in argv):
+        child_argv += ["--threads", str(threads)]
+    n_gpus = _visible_gpus() if device.startswith("cuda") else 0
+    procs = []
+    for index in range(n_workers):
+        env = dict(os.environ, IRNET_BENCH_WORKER=str(index))
+        if n_gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(index % n_gpus)
+        procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.run", *child_argv], env=env))
+    logging.getLogger(__name__).info("started %d workers: %s", n_workers, " ".join(str(p.pid) for p in procs))
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    failed = [(i, c) for i, c in enumerate(codes) if c != 0]
+    for index, code in failed:
+        print(f"worker {index} exited with code {code}", file=sys.stderr)
+    if failed and all(code == 2 for _, code in failed) and len(failed) == n_workers:
+        raise UsageError("every worker stopped on a usage error (see above)")
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE``."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
+
+
+def _visible_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def _is_store_outage(exc: BaseException) -> bool:
+    """A database or tracking server that went away mid-run (rather than a bug)."""
+    try:
+        from sqlalchemy.exc import DBAPIError
+    except ImportError:  # pragma: no cover - sqlalchemy comes with optuna
+        return False
+    import requests
+
+    seen: BaseException | None = exc
+    while seen is not None:  # Optuna wraps the driver's error (StorageInternalError from OperationalError)
+        if isinstance(seen, (DBAPIError, requests.ConnectionError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _one_line_thread_errors() -> None:
+    """Background threads (trial and refit heartbeats) report a lost store in one line, not a traceback."""
+    import threading
+
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None and _is_store_outage(args.exc_value):
+            print(f"warning: {args.thread.name if args.thread else 'a thread'}: lost the store "
+                  f"({type(args.exc_value).__name__})", file=sys.stderr)  # fmt: skip
+            return
+        default(args)
+
+    threading.excepthook = hook
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    """``main``, with a store that goes away mid-run turned into one clear line and a resumable state."""
+    _one_line_thread_errors()
+    try:
+        return main(argv)
+    except BenchError:
+        raise
+    except Exception as exc:
+        if not _is_store_outage(exc):
+            raise
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise StoreLost(
+            f"lost the connection to the Optuna storage or the MLflow store ({type(exc).__name__}: {detail}); "
+            "finished trials and runs are saved there: run the same command again once it is back to resume"
+        ) from None
+
+
+class StoreLost(BenchError):
+    """The Optuna storage or the MLflow store went away mid-run."""
+
+    exit_code = 3
 
 
 @contextlib.contextmanager
@@ -204,4 +330,4 @@ def _quiet_libraries() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main_guard(main))
+    raise SystemExit(main_guard(run_main))

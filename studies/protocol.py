@@ -33,6 +33,7 @@ from studies.presets import Preset
 from studies.registry import get_model_class
 from studies.spaces import Spec, check_space, fixed, get_search, merge_space
 from studies.tracking import (
+    FinalHeartbeat,
     FinalRecord,
     MlflowTrialRecorder,
     ParentKey,
@@ -42,6 +43,7 @@ from studies.tracking import (
     code_version,
     ensure_experiment,
     find_parent_runs,
+    final_step_state,
     check_parent_config,
     log_final,
     make_client,
@@ -49,6 +51,7 @@ from studies.tracking import (
     package_tags,
     read_results,
 )
+from studies.locks import storage_lock
 from studies.tuning import TRIAL_FAILURES, StudyKey, first_line, make_storage, open_study, tune
 
 log = logging.getLogger(__name__)
@@ -185,12 +188,61 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
                               storage=storage, env_tags=env_tags)  # fmt: skip
                 outcome.jobs.append(job)
                 _advance(bar, f"{key.run_name}: {job.message or job.state}")
+        _settle_elsewhere(plan, outcome, client=client, experiment_id=experiment_id, storage=storage, env_tags=env_tags)
     finally:
         if bar is not None:
             bar.close()
+    return collect_outcome(plan, outcome, client=client, experiment_id=experiment_id)
+
+
+def collect_outcome(
+    plan: RunPlan, outcome: RunOutcome | None = None, *, client: Any = None, experiment_id: str | None = None
+) -> RunOutcome:
+    """Read every (model, fold, seed) of the plan back from MLflow, whoever ran it, and write the long
+    results table. Jobs not finished are reported as failed."""
+    client = client or make_client(plan.tracking_uri)
+    if experiment_id is None:
+        experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
+    outcome = outcome or RunOutcome()
+    keys = plan.keys()
     outcome.results = read_results(client, experiment_id, keys)
+    if not outcome.jobs:  # the work ran in worker processes: what is not done now did not finish
+        for key in keys:
+            done = _is_done(client, experiment_id, key)
+            outcome.jobs.append(JobOutcome(key, "done" if done else "failed", "" if done else "not finished by any worker"))
     write_results_table(outcome.results, plan.out_dir / f"results_{plan.task_name}_{plan.preset.name}.csv")
     return outcome
+
+
+FINAL_POLL_S = 5.0
+
+
+def _settle_elsewhere(
+    plan: RunPlan, outcome: RunOutcome, *, client: Any, experiment_id: str, storage: Any, env_tags: dict[str, str]
+) -> None:
+    """Wait for the refits other workers took; take one over when its worker died, so that a run that ends
+    has every (model, fold, seed) scored exactly once whichever workers survive."""
+    from benchmarks.loader import task_fold
+
+    while True:
+        waiting = [i for i, job in enumerate(outcome.jobs) if job.state == "elsewhere"]
+        if not waiting:
+            return
+        for i in waiting:
+            key = outcome.jobs[i].key
+            runs = find_parent_runs(client, experiment_id, key)
+            state = final_step_state(client, runs[0].info.run_id) if runs else "orphaned"
+            if state == "done":
+                outcome.jobs[i] = JobOutcome(key, "done", "scored by another worker")
+            elif state == "orphaned":
+                log.warning("%s: the worker that took its refit stopped; taking it over", key.run_name)
+                training, test = task_fold(plan.task, key.fold, featurizer=plan.featurizer, val_seed=plan.val_seed,
+                                           max_train_rows=plan.preset.max_train_rows, cache_dir=plan.cache_dir,
+                                           progress=False)  # fmt: skip
+                outcome.jobs[i] = run_job(plan, key, training, test, client=client, experiment_id=experiment_id,
+                                          storage=storage, env_tags=env_tags)  # fmt: skip
+        if any(job.state == "elsewhere" for job in outcome.jobs):
+            time.sleep(FINAL_POLL_S)
 
 
 def _is_done(client: Any, experiment_id: str, key: ParentKey) -> bool:
@@ -211,7 +263,10 @@ def run_job(
     """Tune, refit, score once and record one (model, fold, seed)."""
     study_key = StudyKey(key.task, key.model, key.fold, key.seed, key.preset)
     tags = {**env_tags, schema.TAG_STUDY_NAME: study_key.name}
-    parent = claim_parent_run(client, experiment_id, key, tags, plan.config())
+    # Look-then-write claims run under a lock in the shared storage, so concurrent workers never create two
+    # parent runs for one key nor both take its one test scoring.
+    with storage_lock(plan.storage_url, f"parent:{study_key.name}"):
+        parent = claim_parent_run(client, experiment_id, key, tags, plan.config())
     if parent.state == "done":
         return JobOutcome(key, "skipped", "done in an earlier run")
     try:
@@ -233,10 +288,13 @@ def run_job(
             progress=plan.progress,
             description=f"tune {key.model} fold {key.fold} seed {key.seed}",
         )
-        if not claim_final_step(client, parent.run_id):
-            return JobOutcome(key, "elsewhere", "refit and test scoring left to the other worker")
-        record = refit_and_score(model_cls, tuning, training, test, plan, key)
-        log_final(client, parent.run_id, key, record)
+        with storage_lock(plan.storage_url, f"final:{study_key.name}"):
+            claimed = claim_final_step(client, parent.run_id)
+        if not claimed:
+            return JobOutcome(key, "elsewhere", "refit and test scoring taken by another worker")
+        with FinalHeartbeat(client, parent.run_id):
+            record = refit_and_score(model_cls, tuning, training, test, plan, key)
+            log_final(client, parent.run_id, key, record)
     except KeyboardInterrupt:
         mark_parent_interrupted(client, parent.run_id)
         raise

@@ -60,6 +60,7 @@ PARAM_TASK_UNIT = "task_unit"
 TAG_MAX_TRAIN_ROWS = "max_train_rows"  # "all" or the cap on training rows per fold
 TAG_VAL_SEED = "val_seed"  # seed that carved (and subsampled) the validation rows
 TAG_FINAL_OWNER = "final_owner"  # worker (host:pid:start) doing the refit and the one test scoring
+TAG_FINAL_HEARTBEAT = "final_heartbeat"  # unix time of the owner's last sign of life during the refit
 TAG_ERROR = "benchmark_error"  # on a parent whose tuning or refit failed; a rerun retries it
 TAG_REFIT_STOPPED = "refit_stopped"  # why the refit stopped: early_stopping, max_steps, time_limit, completed
 # On trial runs.

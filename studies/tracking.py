@@ -15,6 +15,7 @@ import logging
 import math
 import platform
 import subprocess
+import threading
 import tempfile
 import time
 import urllib.error
@@ -250,17 +251,71 @@ def claim_parent_run(
     return ParentRun(run.info.run_id, "new", all_tags)
 
 
-def claim_final_step(client: Any, run_id: str) -> bool:
-    """Take the refit and test scoring of a parent run for this process, unless a live process has it.
-
-    A joining process that finishes tuning second leaves the one test scoring to the first.
-    """
-    owner = client.get_run(run_id).data.tags.get(schema.TAG_FINAL_OWNER)
-    me = current_worker()
-    if owner and owner != me and is_alive(owner):
+def _final_owner_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the worker that took a parent's refit is still at it: its process exists (this machine) and,
+    wherever it runs, its refit heartbeat is fresh."""
+    owner = tags.get(schema.TAG_FINAL_OWNER)
+    if not owner or not is_alive(owner):
         return False
-    client.set_tag(run_id, schema.TAG_FINAL_OWNER, me)
-    return client.get_run(run_id).data.tags.get(schema.TAG_FINAL_OWNER) == me
+    beat = tags.get(schema.TAG_FINAL_HEARTBEAT)
+    if beat is None:
+        return True  # claimed a moment ago; the first beat follows the claim at once
+    try:
+        return time.time() - float(beat) < FinalHeartbeat.interval_s * FinalHeartbeat.grace
+    except ValueError:
+        return False
+
+
+def claim_final_step(client: Any, run_id: str) -> bool:
+    """Take the refit and test scoring of a parent run for this process, unless a live worker has it.
+
+    Call it under :func:`studies.locks.storage_lock`: with the lock, reading the owner and writing ourselves
+    cannot interleave with another worker's claim, so exactly one worker scores the test part.
+    """
+    tags = client.get_run(run_id).data.tags
+    if tags.get(schema.TAG_STATUS) == schema.STATUS_DONE:
+        return False
+    me = current_worker()
+    if tags.get(schema.TAG_FINAL_OWNER) not in (None, me) and _final_owner_alive(tags):
+        return False
+    _set_tags(client, run_id, {schema.TAG_FINAL_OWNER: me, schema.TAG_FINAL_HEARTBEAT: f"{time.time():.3f}"})
+    return True
+
+
+def final_step_state(client: Any, run_id: str) -> str:
+    """"done", "running" (a live worker has the refit) or "orphaned" (nobody is doing it)."""
+    tags = client.get_run(run_id).data.tags
+    if tags.get(schema.TAG_STATUS) == schema.STATUS_DONE:
+        return "done"
+    return "running" if _final_owner_alive(tags) else "orphaned"
+
+
+class FinalHeartbeat:
+    """While a worker refits and scores, beat a tag on the parent run so workers on other machines can tell
+    a long refit from a dead worker."""
+
+    interval_s: float = 10.0
+    grace: int = 6  # missed beats before the refit is taken as abandoned
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="final-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.client.set_tag(self.run_id, schema.TAG_FINAL_HEARTBEAT, f"{time.time():.3f}")
+            except Exception:  # a missed beat is survivable; the refit itself reports store failures
+                log.debug("final heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> "FinalHeartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def mark_parent_interrupted(client: Any, run_id: str) -> None:

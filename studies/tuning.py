@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 ATTR_WORKER = "worker"  # who runs the trial (studies.workers)
 ATTR_FAILURE = "failure"  # set when the model crashed: "<ExceptionType>: message"; such a FAIL counts
 ATTR_SURPLUS = "surplus"  # why a trial was not run: "budget" (taken by other processes) or "duplicate" (defaults)
-ATTR_INTERRUPTED = "interrupted"  # left RUNNING by a dead process; does not count, re-queued
+ATTR_INTERRUPTED = "interrupted"  # found RUNNING with its local process dead; does not count, re-queued
 ATTR_RETRY_OF = "retry_of"  # number of the interrupted trial this one re-runs
 ATTR_MODEL_PARAMS = "model_params"  # the full parameter dict the model was built with (JSON)
 ATTR_DEFAULTS = "defaults"  # set on the enqueued trial 0: the model's defaults (under the preset's caps)
@@ -51,6 +52,10 @@ STUDY_ATTR_WORKER_PREFIX = "worker:"  # one study attribute per process that has
 # A RUNNING trial whose process was killed between creating it and recording its worker has no owner. It is
 # taken as dead at once when no other process that worked on the study is alive, else after this long.
 STALE_OWNERLESS_SECONDS = 60.0
+
+HEARTBEAT_ENV = "IRNET_BENCH_HEARTBEAT_S"
+DEFAULT_HEARTBEAT_S = 10
+HEARTBEAT_GRACE = 3  # missed heartbeats before a running trial is taken as dead
 
 
 def _trial_failures() -> tuple[type[BaseException], ...]:
@@ -95,16 +100,41 @@ logging.getLogger("optuna.study._optimize").addFilter(_OneLineTrialFailures())
 # --------------------------------------------------------------------------------------------- storage ---
 
 
+def heartbeat_seconds() -> int:
+    """How often a running trial records that its worker is alive ($IRNET_BENCH_HEARTBEAT_S, default 10)."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S)))
+    except ValueError:
+        raise UsageError(f"${HEARTBEAT_ENV} must be a whole number of seconds") from None
+
+
 def make_storage(url: str) -> RDBStorage:
-    """An Optuna RDB storage for ``url``; a clear UsageError (exit 2) when it cannot be reached."""
+    """An Optuna RDB storage for ``url`` with trial heartbeats; a clear UsageError (exit 2) when it cannot be
+    reached.
+
+    Heartbeats are how workers on other machines find a trial whose worker died (SIGKILL, power loss): after
+    ``HEARTBEAT_GRACE`` missed beats the trial is failed and queued again with the same parameters.
+    """
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Several processes may share one sqlite file; wait for a lock instead of failing at once.
         engine_kwargs["connect_args"] = {"timeout": 120}
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        engine_kwargs["pool_pre_ping"] = True  # a server restart between trials is not an error
+    beat = heartbeat_seconds()
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=beat,
+                grace_period=beat * HEARTBEAT_GRACE,
+                heartbeat_stale_trial_callback=requeue_interrupted,
+            )
     except Exception as exc:  # SQLAlchemy raises many types (OperationalError, ArgumentError, ImportError...)
         raise UsageError(f"cannot open Optuna storage {redact_url(url)}: {type(exc).__name__}: {first_line(exc)}") from None
 
@@ -241,14 +271,35 @@ def _running_elsewhere(trial: FrozenTrial, others_alive: bool) -> bool:
     return is_alive(owner)
 
 
+def requeue_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue an interrupted trial again with the parameters it had drawn, once.
+
+    Optuna calls this for a trial whose heartbeat went stale (its worker died, on any machine);
+    :func:`recover_interrupted` calls it for trials found dead by process id or cut short by Ctrl-C.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if any(t.user_attrs.get(ATTR_RETRY_OF) == trial.number for t in trials):
+        return
+    attrs: dict[str, Any] = {ATTR_RETRY_OF: trial.number}
+    if trial.user_attrs.get(ATTR_DEFAULTS):
+        attrs[ATTR_DEFAULTS] = True
+    study.enqueue_trial(trial.params, user_attrs=attrs)
+    log.info("%s: trial %d was interrupted; queued again", study.study_name, trial.number)
+
+
 def recover_interrupted(study: optuna.Study) -> list[int]:
     """Mark trials left RUNNING by dead processes as FAIL, and re-queue every interrupted trial once.
 
+    Dead means: a stale heartbeat (any machine), or a process that no longer exists (this machine).
     Returns the numbers of the trials found interrupted (for the tracker to mark their runs).
     """
+    from optuna.storages import fail_stale_trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fail_stale_trials is marked experimental
+        fail_stale_trials(study)  # calls requeue_interrupted for each trial it fails
     trials = study.get_trials(deepcopy=False)
     others_alive = _other_workers_alive(study)
-    retried = {t.user_attrs.get(ATTR_RETRY_OF) for t in trials}
     interrupted: list[FrozenTrial] = []
     for t in trials:
         if t.state == TrialState.RUNNING and not _running_elsewhere(t, others_alive):
@@ -256,14 +307,9 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             interrupted.append(t)
         elif t.state == TrialState.FAIL and not counts_toward_budget(t) and not t.user_attrs.get(ATTR_SURPLUS):
-            interrupted.append(t)  # Ctrl-C: Optuna itself marked the trial FAIL on KeyboardInterrupt
+            interrupted.append(t)  # Ctrl-C (Optuna marks the trial FAIL) or a stale heartbeat
     for t in interrupted:
-        if t.number not in retried:
-            attrs: dict[str, Any] = {ATTR_RETRY_OF: t.number}
-            if t.user_attrs.get(ATTR_DEFAULTS):
-                attrs[ATTR_DEFAULTS] = True
-            study.enqueue_trial(t.params, user_attrs=attrs)
-            log.info("%s: trial %d was interrupted; queued again", study.study_name, t.number)
+        requeue_interrupted(study, t)
     return [t.number for t in interrupted]
 
 

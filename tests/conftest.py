@@ -48,8 +48,8 @@ def _postgres_reachable() -> str | None:
 
 
 @pytest.fixture
-def postgres_url():
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards.
+def postgres_databases():
+    """A factory of fresh, empty PostgreSQL databases (URLs), all dropped after the test.
 
     Skips with the reason where no server is reachable; CI sets IRNET_BENCH_REQUIRE_POSTGRES=1 so that such a
     skip fails the run instead.
@@ -63,14 +63,26 @@ def postgres_url():
         if os.environ.get("IRNET_BENCH_REQUIRE_POSTGRES") == "1":
             pytest.fail(f"PostgreSQL required (IRNET_BENCH_REQUIRE_POSTGRES=1) but not reachable: {reason}")
         pytest.skip(f"no PostgreSQL server at {POSTGRES_ADMIN_URL}: {reason}")
-    name = f"irnet_bench_test_{uuid.uuid4().hex[:12]}"
     admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True)
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
+    names: list[str] = []
     base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+
+    def create() -> str:
+        name = f"irnet_bench_test_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return f"{base}/{name}"
+
     try:
-        yield f"{base}/{name}"
+        yield create
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in names:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases):
+    """One fresh, empty PostgreSQL database for a test."""
+    return postgres_databases()
