@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import lightgbm as lgb
 import numpy as np
 
-from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
-from benchmarks.errors import UsageError
+from baselines.boosting import as_training_arrays, round_curve, stop_reason
+from benchmarks.contract import FitReport, Model, StepCallback
 
 TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "l1"  # names in LightGBM's evaluation record
 
@@ -116,12 +116,7 @@ class LightGBMModel(Model):
         The time limit is checked after every round, so a fit overruns it by at most one round.
         """
         start = time.perf_counter()
-        X_train = np.asarray(X_train, dtype=np.float64)
-        X_val = np.asarray(X_val, dtype=np.float64)
-        y_train = np.asarray(y_train, dtype=np.float64).ravel()
-        y_val = np.asarray(y_val, dtype=np.float64).ravel()
-        if X_train.ndim != 2 or len(X_train) != y_train.size or len(X_val) != y_val.size or y_val.size == 0:
-            raise UsageError("lightgbm: need 2-D X and matching, non-empty y for training and validation")
+        X_train, y_train, X_val, y_val = as_training_arrays("lightgbm", X_train, y_train, X_val, y_val)
         n_rounds = int(self.params["n_estimators"])
         patience = self.params["early_stopping_rounds"]
         params = self._train_params()
@@ -153,17 +148,9 @@ class LightGBMModel(Model):
         # early-stopping callback also sets it at the last round when patience was never exhausted. Without
         # either it stays 0 and every round is kept.
         best = int(booster.best_iteration) if booster.best_iteration > 0 else n_done
-        if monitor.hit_time_limit:
-            stopped = "time_limit"
-        elif n_done < n_rounds:
-            stopped = "early_stopping"
-        else:
-            stopped = "max_steps"
+        stopped = stop_reason(monitor.hit_time_limit, n_done, n_rounds)
         self.booster_, self.best_iteration_ = booster, best
-        curve = [
-            CurvePoint(step=i + 1, train_mae=float(train_mae[i]), val_mae=float(val_mae[i]), seconds=monitor.seconds[i])
-            for i in range(n_done)
-        ]
+        curve = round_curve(train_mae, val_mae, monitor.seconds, n_done)
         extra: dict[str, Any] = {"n_rounds_trained": n_done}
         if str(self.device) != "cpu":
             extra["device_note"] = f"lightgbm pip wheel is CPU-only; asked for {self.device}, trained on cpu"

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import xgboost as xgb
 
-from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
-from benchmarks.errors import UsageError
+from baselines.boosting import as_training_arrays, round_curve, stop_reason
+from benchmarks.contract import FitReport, Model, StepCallback
 
 TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "mae"  # names in XGBoost's evaluation log
 
@@ -120,12 +120,7 @@ class XGBoostModel(Model):
         The time limit is checked after every round, so a fit overruns it by at most one round.
         """
         start = time.perf_counter()
-        X_train = np.asarray(X_train, dtype=np.float64)
-        X_val = np.asarray(X_val, dtype=np.float64)
-        y_train = np.asarray(y_train, dtype=np.float64).ravel()
-        y_val = np.asarray(y_val, dtype=np.float64).ravel()
-        if X_train.ndim != 2 or len(X_train) != y_train.size or len(X_val) != y_val.size or y_val.size == 0:
-            raise UsageError("xgboost: need 2-D X and matching, non-empty y for training and validation")
+        X_train, y_train, X_val, y_val = as_training_arrays("xgboost", X_train, y_train, X_val, y_val)
         n_rounds = int(self.params["n_estimators"])
         patience = self.params["early_stopping_rounds"]
         device, device_note = self._device()
@@ -161,19 +156,11 @@ class XGBoostModel(Model):
             best_iteration = int(np.argmin(val_mae))
         else:
             best_iteration = n_done - 1  # no early stopping: every round is kept
-        if monitor.hit_time_limit:
-            stopped = "time_limit"
-        elif n_done < n_rounds:
-            stopped = "early_stopping"
-        else:
-            stopped = "max_steps"
+        stopped = stop_reason(monitor.hit_time_limit, n_done, n_rounds)
         # Predictions take host arrays; a CPU booster avoids XGBoost's device-mismatch fallback and warning.
         booster.set_param({"device": "cpu"})
         self.booster_, self.best_iteration_ = booster, best_iteration
-        curve = [
-            CurvePoint(step=i + 1, train_mae=float(train_mae[i]), val_mae=float(val_mae[i]), seconds=monitor.seconds[i])
-            for i in range(n_done)
-        ]
+        curve = round_curve(train_mae, val_mae, monitor.seconds, n_done)
         extra: dict[str, Any] = {"n_rounds_trained": n_done}
         if device_note:
             extra["device_note"] = device_note
