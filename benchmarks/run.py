@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. The data, and what depends on it (fold numbers), then the existing runs' settings.
     task = task_from_args(args)
+    if task.spec.task_type != "regression":
+        raise UsageError(f"{task.spec.name} is a classification task (metric {task.spec.metric}); this suite "
+                         "benchmarks regression: pick a regression task (python -m benchmarks.tasks list)")  # fmt: skip
     n_folds = len(task.folds)
     folds = folds_arg if folds_arg is not None else (preset.folds or tuple(range(n_folds)))
     bad = [f for f in folds if f >= n_folds]

@@ -281,3 +281,12 @@ def test_two_processes_with_the_same_command_share_the_studies(tmp_path):
     parents = _runs(out, "matbench_steels", schema.KIND_FINAL)
     assert len(parents) == 1
     assert len(_client(out).get_metric_history(parents[0].info.run_id, "test_mae")) == 1  # scored once
+
+
+def test_classification_tasks_are_refused_before_any_work(tmp_path, capsys):
+    from benchmarks.cli import main_guard
+
+    code = main_guard(main, ["--task", "matbench_glass", "--models", "dummy", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "classification task (metric rocauc)" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("results_*"))  # no run was made
