@@ -213,7 +213,7 @@ def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> 
     failed = [(i, c) for i, c in enumerate(codes) if c != 0]
     for index, code in failed:
         print(f"worker {index} exited with code {code}", file=sys.stderr)
-    if failed and all(code == 2 for _, code in failed) and len(failed) == n_workers:
+    if len(failed) == n_workers and all(code == 2 for _, code in failed):
         raise UsageError("every worker stopped on a usage error (see above)")
 
 
@@ -237,6 +237,12 @@ def _visible_gpus() -> int:
         return torch.cuda.device_count()
     except ImportError:
         return 0
+
+
+class StoreLost(BenchError):
+    """The Optuna storage or the MLflow store went away mid-run."""
+
+    exit_code = 3
 
 
 def _is_store_outage(exc: BaseException) -> bool:
@@ -286,12 +292,6 @@ def run_main(argv: list[str] | None = None) -> int:
             f"lost the connection to the Optuna storage or the MLflow store ({type(exc).__name__}: {detail}); "
             "finished trials and runs are saved there: run the same command again once it is back to resume"
         ) from None
-
-
-class StoreLost(BenchError):
-    """The Optuna storage or the MLflow store went away mid-run."""
-
-    exit_code = 3
 
 
 @contextlib.contextmanager

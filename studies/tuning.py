@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -102,8 +103,6 @@ logging.getLogger("optuna.study._optimize").addFilter(_OneLineTrialFailures())
 
 def heartbeat_seconds() -> int:
     """How often a running trial records that its worker is alive ($IRNET_BENCH_HEARTBEAT_S, default 10)."""
-    import os
-
     try:
         return max(1, int(os.environ.get(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S)))
     except ValueError:
