@@ -27,8 +27,19 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
     group.add_argument("--target-column", default="target")
     group.add_argument("--structure-column", default=None, help="column of CIF strings (optional)")
     group.add_argument("--split-column", default=None, help="column of train/val/test labels (optional)")
-    group.add_argument("--split-seed", type=int, default=0, help="seed of the random split without --split-column")
+    group.add_argument("--split-seed", type=int, default=0,
+                       help="seed of the random hold-out, of --cv's shuffle and of --group-by's group order")  # fmt: skip
+    group.add_argument("--dedupe", choices=("none", "first", "mean"), default="none",
+                       help="rows sharing a composition: none = keep all, only count them (default); first = keep "
+                            "the first row; mean = one row with the mean target. Applied before splitting")  # fmt: skip
     group.add_argument("--unit", default="", help="unit of the target, for reports")
+    splits = parser.add_argument_group("cross-validation (instead of the random hold-out or the official folds)")
+    splits.add_argument("--cv", type=int, default=None, metavar="K",
+                        help="K folds over all rows (KFold, shuffled with --split-seed, as Matbench); for --data-file, "
+                             "or for --task with --group-by")  # fmt: skip
+    splits.add_argument("--group-by", choices=("chemsys",), default=None,
+                        help="with --cv: every chemical system (set of elements) in one fold (leave-cluster-out); "
+                             "a registered task then runs as NAME@chemsysK, apart from its official folds")  # fmt: skip
     parser.add_argument("--source", choices=("archive", "matminer"), default="archive",
                         help="archive: pinned offline archive (default); matminer: official online loader")  # fmt: skip
     parser.add_argument("--cache-dir", type=Path, default=None,
@@ -38,10 +49,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
 def task_from_args(args: argparse.Namespace):
     """Load the task the arguments name (a registered task or a --data-file)."""
     from benchmarks.loader import load_task
-    from benchmarks.userdata import load_data_file
+    from benchmarks.userdata import check_cv, load_data_file, regroup_task
 
     if args.data_file is not None and args.task:
         raise UsageError("give either --task or --data-file, not both")
+    check_cv(args.cv, args.group_by)
     if args.data_file is not None:
         return load_data_file(
             args.data_file,
@@ -50,11 +62,20 @@ def task_from_args(args: argparse.Namespace):
             split_column=args.split_column,
             structure_column=args.structure_column,
             seed=args.split_seed,
+            n_folds=args.cv,
+            group_by=args.group_by,
+            dedupe=args.dedupe,
             unit=args.unit,
         )
     if not args.task:
         raise UsageError("give --task NAME (python -m benchmarks.tasks list) or --data-file PATH")
-    return load_task(args.task, cache_dir=args.cache_dir, source=args.source)
+    if args.cv is not None and args.group_by is None:
+        raise UsageError(f"{args.task} has its official folds; --cv on a registered task needs --group-by chemsys "
+                         "(an extra grouped split), or drop --cv")  # fmt: skip
+    if args.dedupe != "none":
+        raise UsageError("--dedupe applies to --data-file; a registered task keeps its published rows")
+    task = load_task(args.task, cache_dir=args.cache_dir, source=args.source)
+    return regroup_task(task, args.cv, args.group_by, args.split_seed) if args.group_by else task
 
 
 def main_guard(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

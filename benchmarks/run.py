@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_from_args
@@ -117,7 +117,18 @@ def main(argv: list[str] | None = None) -> int:
     # Local workers share the cores: without --threads each gets its share.
     threads = args.threads or max(1, _available_cores() // args.workers)
 
-    # 2. The stores: reachable before any work.
+    # 2. The data, and what depends on it (fold numbers): a bad file is refused before any store is made.
+    task = task_from_args(args)
+    if task.spec.task_type != "regression":
+        raise UsageError(f"{task.spec.name} is a classification task (metric {task.spec.metric}); this suite "
+                         "benchmarks regression: pick a regression task (python -m benchmarks.tasks list)")  # fmt: skip
+    n_folds = len(task.folds)
+    folds = folds_arg if folds_arg is not None else (preset.folds or tuple(range(n_folds)))
+    bad = [f for f in folds if f >= n_folds]
+    if bad:
+        raise UsageError(f"{task.spec.name} has folds 0..{n_folds - 1}; fold {bad[0]} does not exist")
+
+    # 3. The stores: reachable before any work.
     from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri
     from studies.tuning import make_storage
 
@@ -129,19 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking_uri(tracking_uri)
         make_storage(storage_url)
 
-    # 3. The data, and what depends on it (fold numbers), then the existing runs' settings.
-    task = task_from_args(args)
-    if task.spec.task_type != "regression":
-        raise UsageError(f"{task.spec.name} is a classification task (metric {task.spec.metric}); this suite "
-                         "benchmarks regression: pick a regression task (python -m benchmarks.tasks list)")  # fmt: skip
-    n_folds = len(task.folds)
-    folds = folds_arg if folds_arg is not None else (preset.folds or tuple(range(n_folds)))
-    bad = [f for f in folds if f >= n_folds]
-    if bad:
-        raise UsageError(f"{task.spec.name} has folds 0..{n_folds - 1}; fold {bad[0]} does not exist")
-
+    # 4. The existing runs' settings, and the data's composition overlap between training and test.
+    from studies import schema
     from studies.protocol import RunPlan, check_plan, collect_outcome, format_leaderboard, leaderboard, run_benchmark
 
+    overlap = _overlap_counts(task, folds)
     plan = RunPlan(
         task=task,
         models=models,
@@ -156,11 +159,16 @@ def main(argv: list[str] | None = None) -> int:
         featurizer=args.featurizer,
         cache_dir=args.cache_dir,
         progress=not args.no_progress and sys.stderr.isatty(),
+        fold_tags={fold: {schema.TAG_TRAIN_TEST_DUPLICATES: str(n)} for fold, n in overlap.items()},
     )
     check_plan(plan)
+    for fold, count in overlap.items():  # logged once the plan is accepted: a refused run prints one line
+        if count:
+            logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a training "
+                                             "row", task.spec.name, fold, count, len(task.folds[fold].test))  # fmt: skip
     _set_torch_threads(threads)
 
-    # 4. The work: here, or in local worker processes that share the studies through the storage.
+    # 5. The work: here, or in local worker processes that share the studies through the storage.
     if args.workers > 1:
         _run_workers(argv if argv is not None else sys.argv[1:], args.workers, threads, device)
         outcome = collect_outcome(plan)
@@ -179,6 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     for job in outcome.failed:
         print(f"FAILED {job.key.run_name}: {job.message} (rerun the same command to retry)", file=sys.stderr)
     return EXIT_SOME_FAILED if outcome.failed else 0
+
+
+def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:
+    """Per fold, the test rows whose composition also occurs in its training part (a model may score well on
+    them by recall rather than prediction)."""
+    from benchmarks.compositions import composition_keys, train_test_duplicates
+
+    keys = composition_keys(task.formulas)
+    return {fold: train_test_duplicates(keys, task.folds[fold]) for fold in folds}
 
 
 def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> None:

@@ -74,3 +74,34 @@ def subsample(rows: np.ndarray, max_rows: int | None, *, seed: int) -> np.ndarra
         return rows
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(rows, size=max_rows, replace=False))
+
+
+def kfold_folds(n_rows: int, n_folds: int, *, seed: int) -> tuple[Fold, ...]:
+    """K-fold over shuffled rows (Matbench's convention: scikit-learn ``KFold(shuffle=True)``, seeded)."""
+    from sklearn.model_selection import KFold
+
+    splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return tuple(Fold(train=np.asarray(tr), test=np.asarray(te)) for tr, te in splitter.split(np.arange(n_rows)))
+
+
+def grouped_folds(groups: np.ndarray, n_folds: int, *, seed: int) -> tuple[Fold, ...]:
+    """K folds in which every group lies in exactly one test part (leave-cluster-out cross-validation).
+
+    Like scikit-learn's ``GroupKFold`` (largest group first, each to the fold with the fewest rows so far) but
+    seeded: groups of equal size are taken in a seeded random order, so ``seed`` changes which groups share
+    a fold while the fold sizes stay balanced. Needs at least ``n_folds`` distinct groups.
+    """
+    names, inverse, sizes = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    if len(names) < n_folds:
+        raise ValueError(f"{len(names)} groups cannot fill {n_folds} folds")
+    shuffled = np.random.default_rng(seed).permutation(len(names))
+    order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]  # largest first; ties in seeded order
+    fold_of_group = np.empty(len(names), dtype=np.int64)
+    fold_rows = np.zeros(n_folds, dtype=np.int64)
+    for group in order:
+        target = int(np.argmin(fold_rows))
+        fold_of_group[group] = target
+        fold_rows[target] += sizes[group]
+    fold_of_row = fold_of_group[inverse]
+    rows = np.arange(len(groups))
+    return tuple(Fold(train=rows[fold_of_row != k], test=rows[fold_of_row == k]) for k in range(n_folds))

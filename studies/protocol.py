@@ -45,6 +45,7 @@ from studies.tracking import (
     find_parent_runs,
     final_step_state,
     check_parent_config,
+    log_dataset_input,
     log_final,
     make_client,
     mark_parent_interrupted,
@@ -77,6 +78,7 @@ class RunPlan:
     cache_dir: Path | None = None
     val_seed: int = 0  # the same validation rows for every model and seed: only the model seed varies
     progress: bool = True
+    fold_tags: dict[int, dict[str, str]] = field(default_factory=dict)  # extra parent-run tags per fold
 
     @property
     def task_name(self) -> str:
@@ -183,9 +185,10 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
                 cache_dir=plan.cache_dir,
                 progress=plan.progress,
             )
+            fold_tags = {**env_tags, **plan.fold_tags.get(fold, {})}
             for key in pending:
                 job = run_job(plan, key, training, test, client=client, experiment_id=experiment_id,
-                              storage=storage, env_tags=env_tags)  # fmt: skip
+                              storage=storage, env_tags=fold_tags)  # fmt: skip
                 outcome.jobs.append(job)
                 _advance(bar, f"{key.run_name}: {job.message or job.state}")
         _settle_elsewhere(plan, outcome, client=client, experiment_id=experiment_id, storage=storage, env_tags=env_tags)
@@ -240,7 +243,7 @@ def _settle_elsewhere(
                                            max_train_rows=plan.preset.max_train_rows, cache_dir=plan.cache_dir,
                                            progress=False)  # fmt: skip
                 outcome.jobs[i] = run_job(plan, key, training, test, client=client, experiment_id=experiment_id,
-                                          storage=storage, env_tags=env_tags)  # fmt: skip
+                                          storage=storage, env_tags={**env_tags, **plan.fold_tags.get(key.fold, {})})  # fmt: skip
         if any(job.state == "elsewhere" for job in outcome.jobs):
             time.sleep(FINAL_POLL_S)
 
@@ -270,6 +273,8 @@ def run_job(
     if parent.state == "done":
         return JobOutcome(key, "skipped", "done in an earlier run")
     try:
+        log_dataset_input(client, parent.run_id, plan.task, key.fold, len(training.y_train), len(training.y_val),
+                          len(test.y))  # fmt: skip
         model_cls = get_model_class(key.model)
         search = get_search(key.model)
         space = resolved_space(key.model, plan.preset, plan.threads)

@@ -22,6 +22,7 @@ TAG_TRIAL_NUMBER = "trial_number"
 TAG_TRIAL_STATE = "trial_state"  # COMPLETE, PRUNED, FAIL
 TAG_STUDY_NAME = "study_name"
 TAG_PACKAGE_PREFIX = "pkg."  # pkg.torch, pkg.xgboost, ...
+TAG_TRAIN_TEST_DUPLICATES = "train_test_duplicates"  # test rows whose composition is also in the fold's training
 
 KIND_FINAL = "final"
 KIND_TRIAL = "trial"

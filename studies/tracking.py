@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 
 MLFLOW_PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
 MLFLOW_RUN_NAME_TAG = "mlflow.runName"
+# MLflow 3's UI opens an experiment by this tag: "custom_model_development" is the training view (runs
+# table); without it the UI guesses and may open the GenAI overview (mlflow/server/js ExperimentKind enum).
+MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+MLFLOW_DATASET_CONTEXT_TAG = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT
+DATASET_DIGEST_CHARS = 36  # MLflow's SQL store holds at most 36 characters of a dataset digest
 STEP_NAMES = {"network": "epoch", "tree": "boosting round"}  # what a curve's step counts (rf: trees)
 TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 PACKAGES = {  # tag suffix -> distribution names to try
@@ -117,14 +123,52 @@ def ensure_experiment(client: Any, task: str, out_dir: Path, tracking_uri: str) 
     if experiment is None:
         location = (out_dir / "mlartifacts" / task).resolve().as_uri() if is_local_store(tracking_uri) else None
         try:
-            return client.create_experiment(task, artifact_location=location)
+            return client.create_experiment(task, artifact_location=location,
+                                            tags={MLFLOW_EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})  # fmt: skip
         except Exception:  # another process created it a moment ago
             experiment = client.get_experiment_by_name(task)
             if experiment is None:
                 raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    if MLFLOW_EXPERIMENT_KIND_TAG not in experiment.tags:  # made before this tag was set; a user's choice stays
+        client.set_experiment_tag(experiment.experiment_id, MLFLOW_EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
+
+
+def dataset_input(task: Any, fold: int, n_train: int, n_val: int, n_test: int) -> Any:
+    """The task's data as an MLflow dataset input of a parent run, so the UI's Dataset column and dataset
+    filters work: name = task, digest = the data sha256 (cut to MLflow's 36 characters; the full one is the
+    ``data_sha256`` tag), source = the file(s), profile = rows and every fold's train/test sizes; the input's
+    tags name the fold and the rows this run trained, validated and was scored on."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    spec = task.spec
+    source = {"uri": spec.files[0] if len(spec.files) == 1 else ",".join(spec.files), "origin": spec.source}
+    columns = [("id", "string"), ("formula", "string"), (spec.property, "double")]
+    profile = {
+        "num_rows": int(task.n_rows),
+        "split": spec.split_scheme,
+        "folds": [{"train": len(f.train) + (0 if f.val is None else len(f.val)), "test": len(f.test)} for f in task.folds],
+    }
+    dataset = Dataset(
+        name=spec.name,
+        digest=str(task.sha256)[:DATASET_DIGEST_CHARS],
+        source_type="local" if spec.source == "user" else "external",
+        source=json.dumps(source),
+        schema=json.dumps({"mlflow_colspec": [{"name": n, "type": t} for n, t in columns]}),
+        profile=json.dumps(profile),
+    )
+    tags = {MLFLOW_DATASET_CONTEXT_TAG: "train", "fold": str(fold), "n_train": str(n_train), "n_val": str(n_val),
+            "n_test": str(n_test)}  # fmt: skip
+    return DatasetInput(dataset, tags=[InputTag(k, v) for k, v in tags.items()])
+
+
+def log_dataset_input(client: Any, run_id: str, task: Any, fold: int, n_train: int, n_val: int, n_test: int) -> None:
+    """Attach the task's dataset input to a parent run once (a resumed run that has it keeps it)."""
+    if client.get_run(run_id).inputs.dataset_inputs:
+        return
+    client.log_inputs(run_id, datasets=[dataset_input(task, fold, n_train, n_val, n_test)])
 
 
 # ---------------------------------------------------------------------------------------- environment ---
