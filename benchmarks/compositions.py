@@ -26,12 +26,15 @@ def parse_formula(formula: str) -> tuple[str, str] | None:
 
     The one place that parses formulas here (pymatgen's Composition); swap it for a faster parser as one unit.
     """
-    from pymatgen.core import Composition
+    from pymatgen.core import Composition, Element
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            amounts = Composition(formula).get_el_amt_dict()
+            composition = Composition(formula)
+            if not all(isinstance(el, Element) for el in composition.elements):
+                return None  # pymatgen reads unknown symbols ("Xx9Qq") as dummy species; they are not elements
+            amounts = composition.get_el_amt_dict()
     except Exception:  # pymatgen raises ValueError, KeyError or CompositionError for bad formulas
         return None
     total = sum(amounts.values())

@@ -1,5 +1,9 @@
 """The data command: ``python -m benchmarks.tasks list | show NAME | fetch NAME | splits NAME --out FILE |
-featurize NAME``."""
+featurize NAME | duplicates [NAME ...]``.
+
+``splits`` also takes ``--data-file F`` and ``--cv K [--group-by chemsys]`` (the folds a run would use).
+``duplicates`` counts, per task and fold, test rows whose composition also occurs in the fold's training part.
+"""
 from __future__ import annotations
 
 import json
@@ -67,6 +71,19 @@ def splits_json(task: TaskData) -> dict:
     return out
 
 
+def duplicates_table(tasks: list[TaskData]) -> str:
+    """Per task: rows, rows repeating an earlier row's composition, and per fold the test rows whose
+    composition is also among the fold's training (and validation) rows."""
+    from benchmarks.compositions import composition_keys, duplicate_rows, train_test_duplicates
+
+    lines = ["task  rows  repeated-composition rows  test rows with a training composition, per fold (of test rows)"]
+    for task in tasks:
+        keys = composition_keys(task.formulas)
+        per_fold = [f"{train_test_duplicates(keys, f)}/{len(f.test)}" for f in task.folds]
+        lines.append(f"{task.spec.name}  {task.n_rows}  {duplicate_rows(keys)}  {' '.join(per_fold)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m benchmarks.tasks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?")
     p.add_argument("--out", type=Path, required=True)
     add_data_arguments(p)
+    p = sub.add_parser("duplicates", help="compositions shared by the training and test parts of each fold")
+    p.add_argument("names", nargs="*", help="registered tasks (default: every regression task)")
+    p.add_argument("--cache-dir", type=Path, default=None)
     p = sub.add_parser("featurize", help="compute and cache a task's features (all rows)")
     p.add_argument("name")
     p.add_argument("--featurizer", choices=FEATURIZERS, default="magpie")
@@ -103,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(args.out, "w") as handle:
             json.dump(splits_json(task), handle)
         print(f"wrote {len(task.folds)} fold(s) of {task.spec.name} to {args.out}")
+    elif args.command == "duplicates":
+        names = args.names or [n for n, spec in TASKS.items() if spec.task_type == "regression"]
+        print(duplicates_table([load_task(get_task(n), cache_dir=args.cache_dir) for n in names]))
     elif args.command == "featurize":
         from benchmarks.features import featurize
 

@@ -55,15 +55,16 @@ def _read(path: Path) -> pd.DataFrame:
     parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
         columns = _columns_in_file(path, parquet)
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise DataError(f"{path.name} has the column name {repeated[0]!r} more than once; give every column a "
+                            "distinct name")  # fmt: skip
         frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
     except DataError:
         raise
     except Exception as exc:  # pandas and pyarrow raise many types for unreadable files
-        raise DataError(f"cannot read {path} ({type(exc).__name__}: {exc}); give a CSV or parquet file") from None
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        raise DataError(f"{path.name} has the column name {repeated[0]!r} more than once; give every column a "
-                        "distinct name")  # fmt: skip
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(f"cannot read {path} ({type(exc).__name__}: {detail}); give a CSV or parquet file") from None
     if frame.empty:
         raise DataError(f"data file {path} has no rows")
     return frame
@@ -226,7 +227,9 @@ def load_data_file(
 def _targets(frame: pd.DataFrame, column: str, formula_column: str, path: Path) -> np.ndarray:
     """The target column as finite float64, or a DataError naming the first bad row."""
     raw = frame[column]
-    targets = pd.to_numeric(raw, errors="coerce")
+    # Python's float reads what pandas leaves as text: "1e999" (beyond float64) becomes inf, caught below.
+    targets = pd.to_numeric(raw, errors="coerce") if raw.dtype != object else pd.Series(
+        [_to_float(v) for v in raw], index=raw.index, dtype=np.float64)  # fmt: skip
     non_numeric = (targets.isna() & raw.notna()).to_numpy()
     if non_numeric.any():
         row = int(np.flatnonzero(non_numeric)[0])
@@ -241,8 +244,16 @@ def _targets(frame: pd.DataFrame, column: str, formula_column: str, path: Path) 
     if infinite.any():  # "inf", "-inf", and numbers beyond float64 such as 1e999, which parse as inf
         row = int(np.flatnonzero(infinite)[0])
         raise DataError(f"{path.name}: target column {column!r} holds {int(infinite.sum())} infinite value(s) (row "
-                        f"{row}: {raw.iloc[row]!r}, beyond float64); remove or correct them")  # fmt: skip
+                        f"{row}: {raw.iloc[row]}; inf, -inf or a number beyond float64's range); remove or correct "
+                        "them")  # fmt: skip
     return y
+
+
+def _to_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _column_fold(labels_raw: pd.Series, column: str, path: Path) -> Fold:
