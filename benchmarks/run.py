@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"{task.spec.name} has folds 0..{n_folds - 1}; fold {bad[0]} does not exist")
 
     # 3. The stores: reachable before any work.
-    from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri
+    from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri, ui_hint
     from studies.tuning import make_storage
 
     out_dir = (args.out or default_out_dir()).expanduser()
@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_leaderboard(board, title=title, unit=str(task.spec.unit)))
     print(f"results: {out_dir / f'results_{plan.task_name}_{preset.name}.csv'}; MLflow: {tracking_uri}")
+    print(f"runs table: {ui_hint(tracking_uri, plan.task_name)}")
     for job in outcome.failed:
         print(f"FAILED {job.key.run_name}: {job.message} (rerun the same command to retry)", file=sys.stderr)
     return EXIT_SOME_FAILED if outcome.failed else 0

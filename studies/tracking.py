@@ -136,6 +136,16 @@ def ensure_experiment(client: Any, task: str, out_dir: Path, tracking_uri: str) 
     return experiment.experiment_id
 
 
+def ui_hint(tracking_uri: str, task: str) -> str:
+    """How to open the task's runs table in MLflow's UI. MLflow 3.17's UI picks its view from the page address
+    (``workflowType=machine_learning``, then remembered by the browser), else opens the GenAI overview."""
+    experiment = make_client(tracking_uri).get_experiment_by_name(task)
+    page = f"#/experiments/{experiment.experiment_id if experiment else ''}/runs?workflowType=machine_learning"
+    if is_local_store(tracking_uri):
+        return f"mlflow ui --backend-store-uri {redact_url(tracking_uri)}  then open http://127.0.0.1:5000/{page}"
+    return f"{redact_url(tracking_uri).rstrip('/')}/{page}"
+
+
 def dataset_input(task: Any, fold: int, n_train: int, n_val: int, n_test: int) -> Any:
     """The task's data as an MLflow dataset input of a parent run, so the UI's Dataset column and dataset
     filters work: name = task, digest = the data sha256 (cut to MLflow's 36 characters; the full one is the

@@ -5,6 +5,7 @@ Data: real Matbench rows (steels, experimental band gaps) written out as a user'
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -290,6 +291,9 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
     out, stdout = cv_run
     _, experiment = _experiment(out, "steels@cv5")
     port = 5077
+    (hint,) = [line for line in stdout.splitlines() if line.startswith("runs table: mlflow ui")]
+    url = hint.split("then open ")[1].replace(":5000/", f":{port}/")
+    assert url.endswith(f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}",
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -300,7 +304,6 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
                 break
             except OSError:
                 time.sleep(1)
-        url = f"http://127.0.0.1:{port}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
         dom = subprocess.run(
             ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -310,8 +313,6 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    import re
-
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
     assert "Run Name" in text and "Dataset" in text and "dummy-fold0-seed0" in text, text[:2000]
     assert "steels@cv5 (" in text  # the Dataset column shows name (digest)
