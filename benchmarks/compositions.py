@@ -6,7 +6,6 @@ Two formulas are the same composition when their element fractions agree (``O3.0
 """
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,8 +13,6 @@ from functools import lru_cache
 import numpy as np
 
 from benchmarks.splits import Fold
-
-log = logging.getLogger(__name__)
 
 FRACTION_DIGITS = 6  # element fractions agreeing to 1e-6 are one composition (stoichiometries from text)
 
