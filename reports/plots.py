@@ -163,3 +163,56 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     _legend_below(ax, ncol=2)
     fig.tight_layout()
     return _png(fig)
+
+
+def _log_x(ax: plt.Axes) -> None:
+    """Log-scaled x with plain numbers as labels."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+
+
+def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None = None) -> bytes:
+    """Test MAE against training rows, log-log: per model the mean over runs (markers, solid), the min-max
+    band over folds and seeds, and the fitted power law (dashed); a dotted vertical line at the crossover."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for model, part in points.groupby("model"):
+        part = part.sort_values("train_size")
+        c = color(str(model))
+        fit = fits.get(model)
+        label = f"{model} (b = {fit.b:.2f})" if fit is not None else str(model)
+        ax.plot(part["train_size"], part["mae_mean"], "o-", color=c, lw=1.6, ms=4, label=label)
+        ax.fill_between(part["train_size"], part["mae_min"], part["mae_max"], color=c, alpha=0.15, lw=0)
+        if fit is not None:
+            grid = np.geomspace(fit.size_min, fit.size_max, 50)
+            ax.plot(grid, fit(grid), color=c, lw=1.0, ls="--")
+    if crossing is not None:
+        ax.axvline(crossing, color="black", lw=0.9, ls=":", label=f"crossover N ≈ {crossing:,.0f}")
+    _log_x(ax)
+    _log_y(ax)
+    ax.set_xlabel("training rows N")
+    ax.set_ylabel("test MAE (mean over folds and seeds)")
+    ax.set_title(f"{task}: test MAE against training rows (band: min-max; dashed: a·N^-b fit)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_below(ax)
+    return _png(fig)
+
+
+def compute(points: pd.DataFrame, task: str) -> bytes:
+    """Test MAE against the compute each model spent (tuning + refit seconds), log x; one point per size."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for model, part in points.groupby("model"):
+        part = part.sort_values("train_size")
+        ax.plot(part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model))
+        last = part.iloc[-1]  # label the largest size so the direction of each line is readable
+        ax.annotate(f"{int(last['train_size']):,}", (last["compute_seconds"], last["mae_mean"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points", color=color(str(model)))  # fmt: skip
+    _log_x(ax)
+    _log_y(ax)
+    ax.set_xlabel("wall-clock seconds spent: tuning + refit (mean over folds and seeds)")
+    ax.set_ylabel("test MAE")
+    ax.set_title(f"{task}: test MAE against compute (one point per training size)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_below(ax)
+    return _png(fig)
