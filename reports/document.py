@@ -83,7 +83,7 @@ def _pm(mean: float, std: float, decimals: int) -> str:
 def _p(p: float | None) -> str:
     if p is None:
         return DASH
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3g}"
 
 
 def _seconds(value: float) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.errors import UsageError
-from reports.stats import REFERENCE_MODEL
+from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
 
 TREE_FAMILY = "tree"
 N_BOOTSTRAP = 2000
@@ -40,13 +40,14 @@ def model_family(model: str) -> str:
 
 
 def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
-    """One row per (model, train_size) of ``task``: run count, MAE mean/std/min/max, mean seconds spent.
+    """One row per (model, train_size) of ``task``: run count, MAE mean/std/min/max, mean seconds spent,
+    why the refits stopped (``refit_stopped``, counted) and ``n_cut_short`` (refits that hit their time limit).
 
     ``compute_seconds`` is tuning plus refit wall-clock seconds (a missing time counts as 0), mean over runs.
     """
     rows = finals[finals["task"] == task].assign(
         compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0) + f["train_seconds"].fillna(0.0),
-        cut_short=lambda f: f["refit_stopped"] == "time_limit",
+        cut_short=lambda f: f["refit_stopped"] == CUT_SHORT,
     )
     groups = rows.groupby(["model", "train_size"], sort=True)
     out = groups.agg(
@@ -59,6 +60,7 @@ def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
         train_seconds=("train_seconds", "mean"),
         compute_seconds=("compute_seconds", "mean"),
         n_cut_short=("cut_short", "sum"),
+        refit_stopped=("refit_stopped", stop_counts),
     )
     return out.reset_index()
 
