@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from studies import schema  # noqa: E402
@@ -165,12 +165,22 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     return _png(fig)
 
 
-def _log_x(ax: plt.Axes) -> None:
-    """Log-scaled x with plain numbers as labels."""
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
-    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+def _log_log(ax: plt.Axes) -> None:
+    """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
+    def plain(value: float, _: int) -> str:
+        return f"{value:,.6g}"
+
+    def sparse(value: float, _: int) -> str:
+        # Minor ticks: label only 2x, 3x and 5x a power of ten, or the labels run into each other.
+        leading = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0.0
+        return plain(value, _) if any(math.isclose(leading, k) for k in (2, 3, 5)) else ""
+
+    ax.xaxis.set_major_formatter(FuncFormatter(plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(sparse))
+    # MAEs usually span less than a decade: every minor tick of y keeps its label.
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain))
+    ax.tick_params(which="minor", labelsize=7)
 
 
 def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None = None) -> bytes:
@@ -189,8 +199,9 @@ def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None 
             ax.plot(grid, fit(grid), color=c, lw=1.0, ls="--")
     if crossing is not None:
         ax.axvline(crossing, color="black", lw=0.9, ls=":", label=f"crossover N ≈ {crossing:,.0f}")
-    _log_x(ax)
-    _log_y(ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_log(ax)
     ax.set_xlabel("training rows N")
     ax.set_ylabel("test MAE (mean over folds and seeds)")
     ax.set_title(f"{task}: test MAE against training rows (band: min-max; dashed: a·N^-b fit)")
@@ -208,8 +219,9 @@ def compute(points: pd.DataFrame, task: str) -> bytes:
         last = part.iloc[-1]  # label the largest size so the direction of each line is readable
         ax.annotate(f"{int(last['train_size']):,}", (last["compute_seconds"], last["mae_mean"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points", color=color(str(model)))  # fmt: skip
-    _log_x(ax)
-    _log_y(ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_log(ax)
     ax.set_xlabel("wall-clock seconds spent: tuning + refit (mean over folds and seeds)")
     ax.set_ylabel("test MAE")
     ax.set_title(f"{task}: test MAE against compute (one point per training size)")
