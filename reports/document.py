@@ -237,7 +237,7 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     ]
     if study.crossover is not None:
         c = study.crossover
-        blocks.append(Para(f"Crossover (IRNet against {c.tree_model}, the best tree ensemble): {c.statement()}"))
+        blocks.append(Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}"))
     else:
         blocks.append(Para(study.note, note=True))
     fit_rows = [
@@ -274,6 +274,8 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
             align_right=frozenset({1, 2, 3, 4, 5, 6, 7}),
         )
     )
+    if (points["n_cut_short"] > 0).any():
+        blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     crossing = study.crossover.crossing if study.crossover is not None and study.crossover.in_range else None
     blocks.append(
         Figure(
@@ -479,6 +481,8 @@ def provenance_blocks(collected: Collected) -> list[Block]:
             collapsed=True,
         ),
     ]
+    if (f["refit_stopped"] == CUT_SHORT).any():
+        blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     versions = sorted(set(f["code_version"]))
     if len(versions) > 1:
         blocks.append(Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True))
