@@ -165,10 +165,10 @@ class Crossover:
 
 
 def _n(value: float | None) -> str:
-    """A row count as people read it: 12,345 or 3.4e+12 when it is far out."""
+    """A row count as people read it: 12,345, or 3.4e+12 / 0.0021 when an extrapolation lands far out."""
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:,.0f}" if value < 1e9 else f"{value:.2g}"
+    return f"{value:,.0f}" if 1 <= value < 1e9 else f"{value:.2g}"
 
 
 def best_tree_model(points: pd.DataFrame, fits: dict[str, PowerLaw]) -> str | None:

@@ -264,3 +264,12 @@ def test_html_renders_every_new_block(scaling_report):
     )
     html = render.to_html("t", blocks)
     assert "refit stopped" in html and "†" in html and "published, same split" in html
+
+
+def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
+    base = dict(task=TASK, reference="irnet", tree_model="rf", size_min=1000, size_max=30000, ci_low=None,
+                ci_high=None, share_in_range=0.0, n_resamples=100, ahead_small="rf", ahead_large="rf")  # fmt: skip
+    below = scaling.Crossover(crossing=12.0, **base).statement()
+    assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
+    parallel = scaling.Crossover(crossing=None, **base).statement()
+    assert parallel.endswith("Their fitted curves are parallel (equal b) and never meet.")
