@@ -133,8 +133,8 @@ class Crossover:
     crossing: float | None  # N*, None when the fitted curves are parallel
     ci_low: float | None  # percentile interval of N* over resamples with a crossing
     ci_high: float | None
-    share_in_range: float  # share of resamples whose curves cross inside [size_min, size_max]
-    n_resamples: int
+    share_in_range: float  # share of resamples whose curves cross inside [size_min, size_max]; NaN without resamples
+    n_resamples: int  # 0 when every size has one run (nothing to resample)
     ahead_small: str  # the model whose fitted curve is lower at size_min
     ahead_large: str  # ... at size_max
 
@@ -146,12 +146,15 @@ class Crossover:
         """The crossover in one or two plain sentences."""
         ref, tree = self.reference, self.tree_model
         span = f"{self.size_min:,}-{self.size_max:,} training rows"
-        interval = (
-            f"{CONFIDENCE:.0%} bootstrap interval {_n(self.ci_low)}-{_n(self.ci_high)}, "
-            f"{self.share_in_range:.0%} of {self.n_resamples} resamples cross inside the measured range"
-            if self.ci_low is not None
-            else f"no resample of {self.n_resamples} crosses"
-        )
+        if self.n_resamples == 0:
+            interval = "one run per size: no spread to resample, so no interval"
+        elif self.ci_low is None:
+            interval = f"no resample of {self.n_resamples} crosses"
+        else:
+            interval = (
+                f"{CONFIDENCE:.0%} bootstrap interval {_n(self.ci_low)}-{_n(self.ci_high)}, "
+                f"{self.share_in_range:.0%} of {self.n_resamples} resamples cross inside the measured range"
+            )
         if self.in_range:
             return (
                 f"{ref}'s fitted curve meets {tree}'s at N ≈ {_n(self.crossing)} training rows ({interval}): "
@@ -210,14 +213,17 @@ def crossover(
     point = crossing(math.log(ref.a), ref.b, math.log(tree.a), tree.b)
     n_star = None if np.isnan(point) else float(np.exp(min(float(point), 700.0)))
 
-    rng = np.random.default_rng(seed)
     rows = finals[finals["task"] == task]
+    runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
+    if (runs_per_size == 1).all():
+        n_resamples = 0  # every resample would repeat the measured points: an interval would claim false certainty
+    rng = np.random.default_rng(seed)
     resampled = {}
     for model in (reference, tree_model):
         sizes = np.sort(rows.loc[rows["model"] == model, "train_size"].unique()).astype(np.float64)
         log_a, b = _fit_log_log(np.log(sizes), _resampled_log_means(finals, task, model, sizes, n_resamples, rng))
         resampled[model] = (log_a, b)
-    log_n = crossing(*resampled[reference], *resampled[tree_model])
+    log_n = crossing(*resampled[reference], *resampled[tree_model]) if n_resamples else np.array([])
     defined = log_n[~np.isnan(log_n)]
     alpha = (1.0 - CONFIDENCE) / 2.0
     ci_low = ci_high = None
@@ -238,7 +244,7 @@ def crossover(
         crossing=n_star,
         ci_low=ci_low,
         ci_high=ci_high,
-        share_in_range=float(inside.mean()),
+        share_in_range=float(inside.mean()) if n_resamples else math.nan,
         n_resamples=n_resamples,
         ahead_small=lower_at(size_min),
         ahead_large=lower_at(size_max),

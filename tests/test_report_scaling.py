@@ -273,3 +273,12 @@ def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
     assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
     parallel = scaling.Crossover(crossing=None, **base).statement()
     assert parallel.endswith("Their fitted curves are parallel (equal b) and never meet.")
+
+
+def test_one_run_per_size_gives_no_bootstrap_interval(scaling_report):
+    _, report = scaling_report
+    finals = report.collected.finals
+    study = scaling.scaling_study(finals[finals["seed"] == 1], TASK)  # seed factor 1: the laws exactly
+    c = study.crossover
+    assert c.crossing == pytest.approx(CROSSING, rel=1e-8) and c.n_resamples == 0 and c.ci_low is None
+    assert "one run per size: no spread to resample, so no interval" in c.statement()
