@@ -69,6 +69,7 @@ def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
     figures: dict[int, bytes] = {}
     for depth, at_depth in rows.groupby("depth"):
         fig, ax = plt.subplots(figsize=(7.0, 4.2))
+        drawn = 0
         for model in CONVERGENCE_MODELS:
             runs = at_depth[at_depth["model"] == model]
             if runs.empty:
@@ -76,8 +77,14 @@ def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
             n = runs["run_id"].nunique()
             val = _mean_curve(runs, schema.CURVE_VAL)
             train = _mean_curve(runs, schema.CURVE_TRAIN)
+            if len(val) < 2:  # a refit that logged one step (or none) has no curve to draw
+                continue
+            drawn += 1
             ax.plot(val.index, val.values, color=color(model), lw=1.8, label=f"{model} validation (n={n})")
             ax.plot(train.index, train.values, color=color(model), lw=1.0, ls="--", label=f"{model} training")
+        if not drawn:
+            plt.close(fig)
+            continue
         _log_y(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
