@@ -4,7 +4,8 @@
 
 Writes into DIR: leaderboard.md (figures linked from plots/), leaderboard.html (self-contained, figures
 embedded), leaderboard.csv (long table: task, model, fold, seed, preset, metric, value, train/inference/tuning seconds,
-device, run_id), plots/*.png and
+device, run_id, train_size, refit_stopped), plots/*.png (with a scaling and a compute figure per task whose runs sit
+at two or more training sizes) and
 matbench/<model>_seed<k>.json(.gz). Every file is written atomically. Everything is computed before the first
 file is written, so empty or inconsistent input leaves DIR untouched: one line on stderr and exit status 2.
 """
@@ -22,7 +23,7 @@ import pandas as pd
 from benchmarks.atomic import atomic_write_bytes
 from benchmarks.errors import BenchError
 from benchmarks.paths import default_out_dir
-from reports import document, render, stats
+from reports import document, render, scaling, stats
 from reports.collect import Collected, collect
 from reports.matbench_export import MatbenchExport, build_exports
 
@@ -33,6 +34,7 @@ MANIFEST = ".report-files.json"  # what the last build wrote, so the next one ca
 CSV_COLUMNS = [
     "task", "model", "fold", "seed", "preset", "metric", "value",
     "train_seconds", "inference_seconds", "tuning_seconds", "device", "run_id",
+    "train_size", "refit_stopped",  # after the run command's columns: why the refit stopped, cut short = time_limit
 ]  # fmt: skip
 CSV_METRICS = {"mae": "test_mae", "rmse": "test_rmse", "r2": "test_r2", "max_error": "test_max_error"}
 
@@ -45,6 +47,8 @@ class Report:
     summary: pd.DataFrame
     ranks: pd.DataFrame
     comparisons: dict[str, list[stats.PairedComparison]]
+    row_comparisons: dict[str, list[stats.RowComparison]]
+    studies: dict[str, scaling.ScalingStudy | None]
     exports: list[MatbenchExport]
     files: dict[str, bytes]  # path relative to the output folder -> content
 
@@ -56,17 +60,21 @@ def long_table(finals: pd.DataFrame) -> pd.DataFrame:
         for short, column in CSV_METRICS.items()
     ]
     table = pd.concat(parts, ignore_index=True)[CSV_COLUMNS]
-    return table.sort_values(["task", "model", "fold", "seed", "metric"]).reset_index(drop=True)
+    return table.sort_values(["task", "model", "train_size", "fold", "seed", "metric"]).reset_index(drop=True)
 
 
 def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str | None = None) -> Report:
     """Read the store and compute every output in memory; raises ReportInputError on bad input."""
     collected = collect(tracking_uri, tasks, preset)
-    summary = stats.summarize(collected.finals)
+    # Leaderboards, ranks, fold-level tests and Matbench files: each task at its largest training size.
+    headline = stats.at_largest_size(collected.finals)
+    summary = stats.summarize(headline)
     ranks = stats.mean_ranks(summary)
-    comparisons = {task: stats.compare_task(collected.finals, task) for task in collected.tasks}
-    exports = build_exports(collected.finals, collected.predictions)
-    blocks = document.assemble(collected, summary, ranks, comparisons, exports)
+    comparisons = {task: stats.compare_task(headline, task) for task in collected.tasks}
+    row_comparisons = {task: stats.compare_rows(collected.predictions, task) for task in collected.tasks}
+    studies = {task: scaling.scaling_study(collected.finals, task) for task in collected.tasks}
+    exports = build_exports(headline, collected.predictions[collected.predictions["run_id"].isin(headline["run_id"])])
+    blocks = document.assemble(collected, summary, ranks, comparisons, exports, row_comparisons, studies)
 
     files: dict[str, bytes] = {}
     for block in blocks:
@@ -81,7 +89,7 @@ def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str |
     files["leaderboard.csv"] = buf.getvalue().encode("utf-8")
     files["leaderboard.md"] = render.to_markdown(TITLE, blocks).encode("utf-8")
     files["leaderboard.html"] = render.to_html(TITLE, blocks).encode("utf-8")
-    return Report(collected, summary, ranks, comparisons, exports, files)
+    return Report(collected, summary, ranks, comparisons, row_comparisons, studies, exports, files)
 
 
 def write_report(report: Report, out: Path) -> list[Path]:

@@ -25,7 +25,10 @@ from benchmarks.metrics import regression_metrics
 from studies import schema
 
 PARENT_RUN_TAG = "mlflow.parentRunId"  # set by MLflow on nested runs
-KEY = ["task", "model", "fold", "seed", "preset"]  # one finished parent run per key
+KEY = ["task", "model", "fold", "seed", "preset", "train_size"]  # one finished parent run per key
+# Recorded sizes of one task within this relative distance are one size of the study (Matbench folds of one
+# task differ by a row or two; a scaling study's sizes differ by multiples).
+SIZE_RTOL = 0.02
 BUDGET_PARAMS = (schema.PARAM_BUDGET_TRIALS, schema.PARAM_BUDGET_TUNING_SECONDS, schema.PARAM_BUDGET_FIT_SECONDS)
 # A stored test_mae and the MAE recomputed from predictions.csv must agree to this relative tolerance.
 MAE_RTOL = 1e-6
@@ -40,10 +43,12 @@ class Collected:
     """All a report needs, as long tables.
 
     finals: one row per finished parent run; columns ``run_id``, the :data:`KEY` columns, provenance tags,
-        ``composition_only`` (bool), ``depth`` (int or NA), the test metrics, times and ``params`` (dict).
+        ``composition_only`` (bool), ``depth`` (int or NA), the test metrics, times, ``params`` (dict),
+        ``refit_stopped`` (why the refit stopped; "" when not recorded) and ``train_size`` (see
+        :func:`add_train_size`).
     curves: ``run_id, task, model, fold, seed, depth, step, train_mae, val_mae`` of the refits.
     trials: ``parent_run_id, task, model, fold, seed, trial_number, trial_val_mae, trial_state``.
-    predictions: ``run_id, task, model, fold, seed, id, y_true, y_pred``.
+    predictions: ``run_id, task, model, fold, seed, train_size, id, y_true, y_pred``.
     skipped: human-readable notes on runs left out (unfinished parent runs), shown in the report.
     """
 
@@ -147,6 +152,9 @@ def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
         # The model's configuration only: the unit and the budget are facts about the run.
         "params": {k: v for k, v in params.items() if k != schema.PARAM_TASK_UNIT and k not in BUDGET_PARAMS},
         "start_time": run.info.start_time,
+        # Why the refit stopped (early_stopping, max_steps, time_limit, completed); "" on older stores.
+        "refit_stopped": tags.get(schema.TAG_REFIT_STOPPED, ""),
+        "train_size_tag": tags.get(schema.TAG_TRAIN_SIZE, ""),
     }
     for name in schema.TEST_METRICS:
         row[name] = float(metrics[name])
@@ -196,9 +204,45 @@ def _predictions(client: Any, row: dict[str, Any], scratch: Path) -> pd.DataFram
     if not math.isclose(mae, row["test_mae"], rel_tol=MAE_RTOL, abs_tol=1e-12):
         raise ReportInputError(f"{where}: logged test_mae {row['test_mae']!r} but its predictions give {mae!r}")
     frame = frame[["id", "y_true", "y_pred"]].copy()
-    for k in ("run_id", "task", "model", "fold", "seed"):
+    for k in ("run_id", "task", "model", "fold", "seed", "train_size"):
         frame[k] = row[k]
     return frame
+
+
+def _size_levels(sizes: list[int]) -> dict[int, int]:
+    """Recorded size -> the size of the study it belongs to: sizes within :data:`SIZE_RTOL` merge (to the largest)."""
+    levels: dict[int, int] = {}
+    group: list[int] = []
+    for size in sorted(set(sizes)):
+        if group and size > group[0] * (1 + SIZE_RTOL):
+            levels.update({s: group[-1] for s in group})
+            group = []
+        group.append(size)
+    levels.update({s: group[-1] for s in group})
+    return levels
+
+
+def add_train_size(finals: pd.DataFrame) -> pd.DataFrame:
+    """Column ``train_size`` (int): the training rows of the run, as one size of the task's scaling study.
+
+    From the ``train_size`` tag; a run without it (older stores) counts as one size per task, valued at the
+    largest ``n_train`` metric of those runs (0 when that is missing too). Sizes of one task within
+    :data:`SIZE_RTOL` of each other are one size (a Matbench task's folds differ by a row or two).
+    """
+    out = finals.copy()
+    sizes = pd.Series(0, index=out.index, dtype="int64")
+    for task, group in out.groupby("task"):
+        tagged = group["train_size_tag"] != ""
+        for index, value in group.loc[tagged, "train_size_tag"].items():
+            sizes[index] = _as_int(value, schema.TAG_TRAIN_SIZE, group.at[index, "run_id"])
+        untagged = group.index[~tagged]
+        if len(untagged):
+            n_train = group.loc[untagged, schema.METRIC_N_TRAIN]
+            sizes[untagged] = int(n_train.max()) if n_train.notna().any() else 0
+        levels = _size_levels(sizes[group.index].tolist())
+        sizes[group.index] = sizes[group.index].map(levels)
+    out["train_size"] = sizes
+    return out.drop(columns="train_size_tag")
 
 
 def _check_runs(finals: pd.DataFrame) -> None:
@@ -207,24 +251,29 @@ def _check_runs(finals: pd.DataFrame) -> None:
     if (sizes > 1).any():
         key = sizes[sizes > 1].index[0]
         ids = finals.set_index(KEY).loc[key, "run_id"].tolist()
-        task, model, fold, seed, preset = key
+        task, model, fold, seed, preset, train_size = key
         raise ReportInputError(
             f"duplicate finished parent runs for task={task} model={model} fold={fold} seed={seed} "
-            f"preset={preset}: {', '.join(ids)}; delete all but one ({int((sizes > 1).sum())} duplicated key(s))"
+            f"preset={preset} train_size={train_size}: {', '.join(ids)}; delete all but one "
+            f"({int((sizes > 1).sum())} duplicated key(s))"
         )
     presets = sorted(finals["preset"].unique())
     if len(presets) > 1:
         raise ReportInputError(f"runs of several presets ({', '.join(presets)}) in one store; choose one with --preset")
     for task, group in finals.groupby("task"):
-        for column, what in (
-            ("data_sha256", "data"),
-            ("composition_only", "composition_only tag"),
-            ("max_train_rows", "training-row cap"),
-        ):
+        for column, what in (("data_sha256", "data"), ("composition_only", "composition_only tag")):
             values = group[column].unique()
             if len(values) > 1:
                 raise ReportInputError(
                     f"task {task}: runs disagree on the {what} ({', '.join(map(str, values))}); they cannot be compared"
+                )
+        # A scaling study caps each size differently; within one size the cap must agree.
+        for size, at_size in group.groupby("train_size"):
+            values = at_size["max_train_rows"].unique()
+            if len(values) > 1:
+                raise ReportInputError(
+                    f"task {task}, {size} training rows: runs disagree on the training-row cap "
+                    f"({', '.join(map(str, values))}); they cannot be compared"
                 )
 
 
@@ -304,7 +353,8 @@ def collect(
             f"no finished parent runs ({schema.TAG_KIND}={schema.KIND_FINAL}, {schema.TAG_STATUS}={schema.STATUS_DONE})"
             f"{where} in {tracking_uri}: nothing to report"
         )
-    finals = pd.DataFrame(rows)
+    finals = add_train_size(pd.DataFrame(rows))
+    rows = finals.to_dict("records")
     # Before reading curves and artifacts: a duplicate would otherwise surface as a confusing mismatch further down.
     _check_runs(finals)
 
@@ -326,7 +376,7 @@ def collect(
     )
     trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
     trials = trials.join(parents, on="parent_run_id").sort_values(["task", "model", "fold", "seed", "trial_number"])
-    finals = finals.sort_values(["task", "model", "fold", "seed"]).reset_index(drop=True)
+    finals = finals.sort_values(["task", "model", "train_size", "fold", "seed"]).reset_index(drop=True)
     return Collected(
         tracking_uri=tracking_uri,
         finals=finals,

@@ -11,7 +11,17 @@ from reports import plots
 from reports.collect import Collected
 from reports.matbench_export import MatbenchExport
 from reports.render import Block, Figure, Heading, Para, Table
-from reports.stats import REFERENCE_MODEL, PairedComparison, running_best
+from reports.scaling import CONFIDENCE, ScalingStudy
+from reports.stats import (
+    CUT_SHORT,
+    MIN_PAIRS,
+    REFERENCE_MODEL,
+    PairedComparison,
+    RowComparison,
+    at_largest_size,
+    running_best,
+    wilcoxon_floor,
+)
 
 PUBLISHED_FILE = "published_matbench_v0.1.csv"
 PUBLISHED_SOURCE = "materialsproject/matbench, docs_src Leaderboards Per-Task (Matbench v0.1)"
@@ -27,6 +37,18 @@ PUBLISHED_MODELS = {
     "automatminer_express": "Automatminer Express",
 }
 DASH = "—"
+# Published OQMD/AFLOW figures: CrabNet paper Table 2 (same split as ours) and the IRNet paper (its own split).
+PUBLISHED_OQMD_FILE = "published_oqmd.csv"
+PUBLISHED_OQMD_SOURCES = (
+    "CrabNet paper, Table 2 (Wang et al., npj Comput. Mater. 7, 77 (2021); anthony-wang/CrabNet "
+    "metrics/all_metrics.csv), on the CrabNet archive split this suite uses; IRNet paper (Jha et al., KDD 2019), "
+    "OQMD-C on the paper's own split"
+)
+CUT_SHORT_MARK = "†"
+CUT_SHORT_LEGEND = (
+    f"{CUT_SHORT_MARK} cut short: at least one refit behind this score hit its time limit "
+    f"(refit_stopped={CUT_SHORT}) before its own stopping rule, so the model may not have converged."
+)
 
 
 def load_published() -> pd.DataFrame:
@@ -34,6 +56,12 @@ def load_published() -> pd.DataFrame:
     with resources.files("reports").joinpath(PUBLISHED_FILE).open("r", encoding="utf-8") as handle:
         # Strings, so each figure is shown exactly as published ("0.0670" stays "0.0670").
         return pd.read_csv(handle, comment="#", dtype=str, keep_default_na=False).set_index("task")
+
+
+def load_published_oqmd() -> pd.DataFrame:
+    """Published OQMD/AFLOW test MAEs copied into this package (sources in the file's header), as strings."""
+    with resources.files("reports").joinpath(PUBLISHED_OQMD_FILE).open("r", encoding="utf-8") as handle:
+        return pd.read_csv(handle, comment="#", dtype=str, keep_default_na=False)
 
 
 def _decimals(values: Iterable[float], significant: int = 4) -> int:
@@ -55,7 +83,7 @@ def _pm(mean: float, std: float, decimals: int) -> str:
 def _p(p: float | None) -> str:
     if p is None:
         return DASH
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3g}"
 
 
 def _seconds(value: float) -> str:
@@ -77,8 +105,21 @@ def mean_rank_blocks(ranks: pd.DataFrame, n_tasks: int) -> list[Block]:
     ]
 
 
-def leaderboard_table(task: str, summary: pd.DataFrame, published: pd.DataFrame, composition_only: bool) -> Table:
-    """Ranked models of one task, then the published reference rows where the task has them."""
+def _cut(text: str, cut_short: bool) -> str:
+    return f"{text} {CUT_SHORT_MARK}" if cut_short else text
+
+
+def leaderboard_table(
+    task: str,
+    summary: pd.DataFrame,
+    published: pd.DataFrame,
+    composition_only: bool,
+    published_oqmd: pd.DataFrame | None = None,
+) -> Table:
+    """Ranked models of one task, then the published reference rows where the task has them.
+
+    Each score shows why its refits stopped; one whose refit hit its time limit is marked cut short (†).
+    """
     rows_df = summary[summary["task"] == task].sort_values(["rank", "model"])
     d_mae = _decimals(rows_df["mae_mean"])
     d_rmse = _decimals(rows_df["rmse_mean"])
@@ -88,13 +129,14 @@ def leaderboard_table(task: str, summary: pd.DataFrame, published: pd.DataFrame,
             [
                 str(r.rank),
                 r.model,
-                _pm(r.mae_mean, r.mae_std, d_mae),
+                _cut(_pm(r.mae_mean, r.mae_std, d_mae), r.n_cut_short > 0),
                 _pm(r.rmse_mean, r.rmse_std, d_rmse),
                 _pm(r.r2_mean, r.r2_std, 3),
                 f"{r.n_runs} ({r.n_folds}×{r.n_seeds})",
                 r.depth or DASH,
                 _seconds(r.train_seconds),
                 _seconds(r.tuning_seconds),
+                r.refit_stopped,
             ]
         )
     muted: set[int] = set()
@@ -105,11 +147,15 @@ def leaderboard_table(task: str, summary: pd.DataFrame, published: pd.DataFrame,
         for name, value in sorted(entries, key=lambda e: float(e[1])):
             muted.add(len(rows))
             label = f"{name} ({PUBLISHED_TAG}; {ref['input']} input)"
-            rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH])
+            rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH])
+    if published_oqmd is not None:
+        for r in published_oqmd[published_oqmd["task"] == task].sort_values("test_mae", key=lambda v: v.astype(float)).itertuples():
+            muted.add(len(rows))
+            rows.append([DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH])
     caption = f"{task}: test scores, mean ± std over folds and seeds"
     if composition_only:
         caption += " (composition-only)"
-    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s"]
+    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s", "refit stopped"]
     return Table(columns, rows, caption, frozenset(muted), frozenset({0, 2, 3, 4, 7, 8}))
 
 
@@ -123,16 +169,131 @@ def comparison_table(task: str, comparisons: list[PairedComparison], decimals: i
                 f"{c.wins}/{c.ties}/{c.losses}",
                 f"{c.fold_wins}/{c.fold_ties}/{c.fold_losses}",
                 _f(c.mean_diff, decimals),
-                _p(c.p_value) if c.tested else c.note,
+                f"{_p(c.p_value)} (floor {_p(c.p_floor)})" if c.tested else c.note,
                 _p(c.p_holm) if c.tested else DASH,
             ]
         )
     return Table(
-        ["baseline", "pairs", "IRNet W/T/L (pairs)", "IRNet W/T/L (folds)", "mean Δ MAE", "Wilcoxon p", "p (Holm)"],
+        ["baseline", "pairs", "IRNet W/T/L (pairs)", "IRNet W/T/L (folds)", "mean Δ MAE", "Wilcoxon p (its floor)", "p (Holm)"],
         rows,
         f"{task}: IRNet against each baseline, paired by (fold, seed)",
         align_right=frozenset({1, 4, 5, 6}),
     )
+
+
+def row_comparison_blocks(task: str, rows: list[RowComparison], decimals: int) -> list[Block]:
+    """The per-row paired comparison: IRNet against each baseline on the same test rows, per training size."""
+    if not rows:
+        return []
+    table_rows = [
+        [
+            c.baseline,
+            f"{c.train_size:,}",
+            f"{c.n_rows:,}",
+            str(c.n_seeds),
+            _f(c.mae_reference, decimals),
+            _f(c.mae_baseline, decimals),
+            _f(c.diff, decimals),
+            f"[{_f(c.ci_low, decimals)}, {_f(c.ci_high, decimals)}]",
+            _p(c.p_value),
+            "IRNet better" if c.ci_low > 0 else f"{c.baseline} better" if c.ci_high < 0 else "no clear difference",
+        ]
+        for c in rows
+    ]
+    n = rows[0].n_resamples
+    return [
+        Table(
+            ["baseline", "train rows", "test rows", "seeds", "IRNet MAE", "baseline MAE", "Δ MAE",
+             f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"],  # fmt: skip
+            table_rows,
+            f"{task}: IRNet against each baseline on the same test rows (per-row absolute errors, folds pooled)",
+            align_right=frozenset({1, 2, 3, 4, 5, 6, 7, 8}),
+        ),
+        Para(
+            "Each test row's absolute error of IRNet and of the baseline, joined on (fold, seed, training size, row "
+            "id) and averaged over the seeds both ran; folds pooled. Δ MAE is baseline minus IRNet (positive: IRNet "
+            f"better); the interval is a paired bootstrap over rows ({n} resamples, seeded), p a two-sided sign-flip "
+            f"permutation test ({n} permutations, seeded; it cannot go below 1/{n + 1} = {1 / (n + 1):.1e}). "
+            "Verdict: whether the interval excludes zero. Rows of one test set are the sample, so this says whether "
+            "the gap holds on these test rows, not across other training draws; the fold-level test above covers that.",
+            note=True,
+        ),
+    ]
+
+
+def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
+    """Test MAE against training rows (and against compute), the power-law fits and the crossover statement."""
+    points, fits = study.points, study.fits
+    d = _decimals(points["mae_mean"])
+    sizes = sorted(points["train_size"].unique())
+    blocks: list[Block] = [
+        Heading(f"{task}: scaling with training rows", 3, f"{task}-scaling"),
+        Para(
+            f"Runs at {len(sizes)} training sizes ({', '.join(f'{n:,}' for n in sizes)} rows), each scored on the "
+            "same test set. The leaderboard above is the largest size. Power law per model: MAE = a·N^-b, least "
+            "squares of log(mean MAE) on log(N) over its sizes. The best tree ensemble is the model of the tree "
+            "family (per the model registry) with the lowest measured mean MAE at the largest size."
+        ),
+    ]
+    if study.crossover is not None:
+        c = study.crossover
+        blocks.append(Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}"))
+    else:
+        blocks.append(Para(study.note, note=True))
+    fit_rows = [
+        [m, f"{f.a:.4g}", f"{f.b:.3f}", str(f.n_sizes), f"{f.size_min:,}-{f.size_max:,}"]
+        for m, f in sorted(fits.items(), key=lambda kv: -kv[1].b)
+    ]
+    blocks.append(
+        Table(
+            ["model", "a", "b", "sizes", "range (rows)"],
+            fit_rows,
+            f"{task}: power-law fits MAE = a·N^-b ({unit or 'task unit'}), steepest first",
+            align_right=frozenset({1, 2, 3}),
+        )
+    )
+    point_rows = [
+        [
+            r.model,
+            f"{int(r.train_size):,}",
+            _cut(_pm(r.mae_mean, r.mae_std if r.n_runs > 1 else math.nan, d), r.n_cut_short > 0),
+            f"{_f(r.mae_min, d)}-{_f(r.mae_max, d)}",
+            str(r.n_runs),
+            _seconds(r.tuning_seconds),
+            _seconds(r.train_seconds),
+            _seconds(r.compute_seconds),
+            r.refit_stopped,
+        ]
+        for r in points.sort_values(["model", "train_size"]).itertuples()
+    ]
+    blocks.append(
+        Table(
+            ["model", "train rows", "test MAE", "min-max", "runs", "tuning s", "refit s", "compute s", "refit stopped"],
+            point_rows,
+            f"{task}: test MAE per training size, mean ± std over folds and seeds",
+            align_right=frozenset({1, 2, 3, 4, 5, 6, 7}),
+        )
+    )
+    if (points["n_cut_short"] > 0).any():
+        blocks.append(Para(CUT_SHORT_LEGEND, note=True))
+    crossing = study.crossover.crossing if study.crossover is not None and study.crossover.in_range else None
+    blocks.append(
+        Figure(
+            f"plots/{task}_scaling.png",
+            plots.scaling(points, fits, task, crossing),
+            f"{task}: test MAE against training rows (log-log), mean over folds and seeds with the min-max band, "
+            "and each model's fitted power law (dashed).",
+        )
+    )
+    blocks.append(
+        Figure(
+            f"plots/{task}_compute.png",
+            plots.compute(points, task),
+            f"{task}: test MAE against the wall-clock seconds each model spent (tuning + refit, log x), one point "
+            "per training size, the largest labelled.",
+        )
+    )
+    return blocks
 
 
 def task_blocks(
@@ -142,13 +303,25 @@ def task_blocks(
     comparisons: list[PairedComparison],
     published: pd.DataFrame,
     best_trials: pd.DataFrame,
+    row_comparisons: list[RowComparison] | None = None,
+    study: ScalingStudy | None = None,
+    published_oqmd: pd.DataFrame | None = None,
 ) -> list[Block]:
-    finals = collected.finals[collected.finals["task"] == task]
+    """One task's section: facts, leaderboard (largest training size), comparisons, scaling study, figures."""
+    all_sizes = collected.finals[collected.finals["task"] == task]
+    finals = at_largest_size(all_sizes)  # a scaling study's leaderboard is its largest size
     composition_only = bool(finals["composition_only"].iloc[0])
     unit = next((u for u in finals["unit"] if u), "")
     title = f"{task} (composition-only)" if composition_only else task
     blocks: list[Block] = [Heading(title, 2, task)]
-    facts = (
+    n_sizes = all_sizes["train_size"].nunique()
+    size_fact = (
+        f"This section's tables are at its largest training size, {int(finals['train_size'].iloc[0]):,} rows, of "
+        f"{n_sizes} (see the scaling study below). "
+        if n_sizes > 1
+        else ""
+    )
+    facts = size_fact + (
         f"Unit: {unit or 'not recorded'}. {finals['run_id'].size} finished runs; folds "
         f"{', '.join(map(str, sorted(finals['fold'].unique())))}; seeds {', '.join(map(str, sorted(finals['seed'].unique())))}; "
         f"preset {finals['preset'].iloc[0]}; data sha256 {finals['data_sha256'].iloc[0] or 'not recorded'}."
@@ -171,7 +344,19 @@ def task_blocks(
                 note=True,
             )
         )
-    blocks.append(leaderboard_table(task, summary, published, composition_only))
+    blocks.append(leaderboard_table(task, summary, published, composition_only, published_oqmd))
+    if (summary.loc[summary["task"] == task, "n_cut_short"] > 0).any():
+        blocks.append(Para(CUT_SHORT_LEGEND, note=True))
+    if published_oqmd is not None and task in set(published_oqmd["task"]):
+        blocks.append(
+            Para(
+                "Rows marked \"published, same split\" or \"published, different split\" (grey in the HTML) are test "
+                f"MAEs copied from the papers ({PUBLISHED_OQMD_SOURCES}); copied in reports/{PUBLISHED_OQMD_FILE}. "
+                "Only the same-split rows are directly comparable with ours, and only when our runs use the full "
+                "training part.",
+                note=True,
+            )
+        )
     if task in published.index:
         unlike = []
         if sorted(finals["fold"].unique()) != [0, 1, 2, 3, 4]:
@@ -196,17 +381,27 @@ def task_blocks(
         blocks.append(
             Para(
                 "W/T/L counts IRNet wins/ties/losses in test MAE. Mean Δ MAE is baseline minus IRNet (positive: IRNet "
-                "better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least 5 "
-                "pairs; Holm-adjusted over this task's baselines. Runs of one fold with different seeds share test "
+                f"better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least {MIN_PAIRS} "
+                "pairs; Holm-adjusted over this task's baselines. Its floor is the smallest p it can give with these "
+                f"pairs, 2/2^n (5 folds: {wilcoxon_floor(5)}): with few folds it cannot show a difference however large, "
+                "which is what the per-row comparison below is for. Runs of one fold with different seeds share test "
                 "rows, so pairs are not fully independent.",
                 note=True,
             )
         )
     elif REFERENCE_MODEL not in set(finals["model"]):
         blocks.append(Para("IRNet has no finished runs on this task: no comparison.", note=True))
+    blocks += row_comparison_blocks(task, row_comparisons or [], _decimals(summary.loc[summary["task"] == task, "mae_mean"]))
+    if study is not None:
+        blocks += scaling_blocks(task, study, unit)
 
     figures: list[Figure] = []
-    for depth, png in sorted(plots.convergence(collected.curves, task).items()):
+    # The figures below show the leaderboard's runs (the largest size of a scaling study) only.
+    shown = set(finals["run_id"])
+    curves = collected.curves[collected.curves["run_id"].isin(shown)]
+    predictions = collected.predictions[collected.predictions["run_id"].isin(shown)]
+    best_trials = best_trials[best_trials["parent_run_id"].isin(shown)]
+    for depth, png in sorted(plots.convergence(curves, task).items()):
         figures.append(
             Figure(
                 f"plots/{task}_convergence_depth{depth}.png",
@@ -219,7 +414,7 @@ def task_blocks(
     figures.append(
         Figure(
             f"plots/{task}_parity.png",
-            plots.parity(collected.predictions, task, models, unit),
+            plots.parity(predictions, task, models, unit),
             f"{task}: predicted against true test values of every model, all folds pooled, lowest seed.",
         )
     )
@@ -260,11 +455,13 @@ def export_blocks(exports: list[MatbenchExport]) -> list[Block]:
 
 
 def provenance_blocks(collected: Collected) -> list[Block]:
-    f = collected.finals.sort_values(["task", "model", "fold", "seed"])
+    f = collected.finals.sort_values(["task", "model", "train_size", "fold", "seed"])
     rows = [
         [
-            r.task, r.model, str(r.fold), str(r.seed), f"{r.test_mae:.6g}", r.run_id, r.code_version or DASH,
-            (r.data_sha256 or DASH)[:16], r.preset, r.max_train_rows or DASH, r.val_seed or DASH, r.budget or DASH,
+            r.task, r.model, f"{r.train_size:,}", str(r.fold), str(r.seed),
+            _cut(f"{r.test_mae:.6g}", r.refit_stopped == CUT_SHORT), r.refit_stopped or DASH, r.run_id,
+            r.code_version or DASH, (r.data_sha256 or DASH)[:16], r.preset, r.max_train_rows or DASH,
+            r.val_seed or DASH, r.budget or DASH,
         ]
         for r in f.itertuples()
     ]  # fmt: skip
@@ -276,14 +473,16 @@ def provenance_blocks(collected: Collected) -> list[Block]:
             note=True,
         ),
         Table(
-            ["task", "model", "fold", "seed", "test MAE", "run id", "code_version", "data sha256", "preset",
-             "max train rows", "val seed", "budget"],  # fmt: skip
+            ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "code_version",
+             "data sha256", "preset", "max train rows", "val seed", "budget"],  # fmt: skip
             rows,
             "One row per finished parent run",
-            align_right=frozenset({2, 3, 4}),
+            align_right=frozenset({2, 3, 4, 5}),
             collapsed=True,
         ),
     ]
+    if (f["refit_stopped"] == CUT_SHORT).any():
+        blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     versions = sorted(set(f["code_version"]))
     if len(versions) > 1:
         blocks.append(Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True))
@@ -299,12 +498,16 @@ def assemble(
     ranks: pd.DataFrame,
     comparisons: dict[str, list[PairedComparison]],
     exports: list[MatbenchExport],
+    row_comparisons: dict[str, list[RowComparison]] | None = None,
+    studies: dict[str, ScalingStudy | None] | None = None,
 ) -> list[Block]:
     """The whole report, in reading order."""
     published = load_published()
+    published_oqmd = load_published_oqmd()
     best = running_best(collected.trials)
     finals = collected.finals
-    equal_budget = bool((finals.groupby("task")["budget"].nunique() <= 1).all())
+    # Budgets grow with the rows in a scaling study: equal means equal within each (task, size).
+    equal_budget = bool((finals.groupby(["task", "train_size"])["budget"].nunique() <= 1).all())
     budget = (
         "Within each task every model is tuned with the same budget"
         if equal_budget
@@ -312,16 +515,26 @@ def assemble(
     )
     intro = (
         f"{len(finals)} finished parent runs over {finals['task'].nunique()} task(s) and {finals['model'].nunique()} "
-        f"model(s), preset {finals['preset'].iloc[0]}. {budget}; each (model, fold, seed) is scored once on the "
-        "fold's official test part. ± is the population standard deviation (ddof=0, as Matbench reports it) over "
-        "all fold×seed runs."
+        f"model(s), preset {finals['preset'].iloc[0]}. {budget}; each (model, fold, seed, training size) is scored "
+        "once on the fold's official test part. ± is the population standard deviation (ddof=0, as Matbench reports "
+        "it) over all fold×seed runs. Beside every score: why its refits stopped (refit_stopped)."
     )
     blocks: list[Block] = [Para(intro)]
     if collected.skipped:
         blocks.append(Para(f"{len(collected.skipped)} unfinished parent run(s) left out; see Provenance.", note=True))
     blocks += mean_rank_blocks(ranks, finals["task"].nunique())
     for task in collected.tasks:
-        blocks += task_blocks(task, collected, summary, comparisons.get(task, []), published, best)
+        blocks += task_blocks(
+            task,
+            collected,
+            summary,
+            comparisons.get(task, []),
+            published,
+            best,
+            (row_comparisons or {}).get(task, []),
+            (studies or {}).get(task),
+            published_oqmd,
+        )
     blocks += export_blocks(exports)
     blocks += provenance_blocks(collected)
     return blocks

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import LogFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from studies import schema  # noqa: E402
@@ -69,6 +69,7 @@ def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
     figures: dict[int, bytes] = {}
     for depth, at_depth in rows.groupby("depth"):
         fig, ax = plt.subplots(figsize=(7.0, 4.2))
+        drawn = 0
         for model in CONVERGENCE_MODELS:
             runs = at_depth[at_depth["model"] == model]
             if runs.empty:
@@ -76,8 +77,14 @@ def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
             n = runs["run_id"].nunique()
             val = _mean_curve(runs, schema.CURVE_VAL)
             train = _mean_curve(runs, schema.CURVE_TRAIN)
+            if len(val) < 2:  # a refit that logged one step (or none) has no curve to draw
+                continue
+            drawn += 1
             ax.plot(val.index, val.values, color=color(model), lw=1.8, label=f"{model} validation (n={n})")
             ax.plot(train.index, train.values, color=color(model), lw=1.0, ls="--", label=f"{model} training")
+        if not drawn:
+            plt.close(fig)
+            continue
         _log_y(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -162,4 +169,69 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     ax.grid(alpha=0.3, axis="x", which="both")
     _legend_below(ax, ncol=2)
     fig.tight_layout()
+    return _png(fig)
+
+
+def _log_log(ax: plt.Axes) -> None:
+    """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
+    def plain(value: float, _: int) -> str:
+        return f"{value:,.6g}"
+
+    def sparse(value: float, _: int) -> str:
+        # Minor ticks: label only 2x, 3x and 5x a power of ten, or the labels run into each other.
+        leading = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0.0
+        return plain(value, _) if any(math.isclose(leading, k) for k in (2, 3, 5)) else ""
+
+    ax.xaxis.set_major_formatter(FuncFormatter(plain))
+    ax.xaxis.set_minor_formatter(FuncFormatter(sparse))
+    # MAEs usually span less than a decade: every minor tick of y keeps its label.
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain))
+    ax.tick_params(which="minor", labelsize=7)
+
+
+def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None = None) -> bytes:
+    """Test MAE against training rows, log-log: per model the mean over runs (markers, solid), the min-max
+    band over folds and seeds, and the fitted power law (dashed); a dotted vertical line at the crossover."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for model, part in points.groupby("model"):
+        part = part.sort_values("train_size")
+        c = color(str(model))
+        fit = fits.get(model)
+        label = f"{model} (b = {fit.b:.2f})" if fit is not None else str(model)
+        ax.plot(part["train_size"], part["mae_mean"], "o-", color=c, lw=1.6, ms=4, label=label)
+        ax.fill_between(part["train_size"], part["mae_min"], part["mae_max"], color=c, alpha=0.15, lw=0)
+        if fit is not None:
+            grid = np.geomspace(fit.size_min, fit.size_max, 50)
+            ax.plot(grid, fit(grid), color=c, lw=1.0, ls="--")
+    if crossing is not None:
+        ax.axvline(crossing, color="black", lw=0.9, ls=":", label=f"crossover N ≈ {crossing:,.0f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_log(ax)
+    ax.set_xlabel("training rows N")
+    ax.set_ylabel("test MAE (mean over folds and seeds)")
+    ax.set_title(f"{task}: test MAE against training rows (band: min-max; dashed: a·N^-b fit)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_below(ax)
+    return _png(fig)
+
+
+def compute(points: pd.DataFrame, task: str) -> bytes:
+    """Test MAE against the compute each model spent (tuning + refit seconds), log x; one point per size."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+    for model, part in points.groupby("model"):
+        part = part.sort_values("train_size")
+        ax.plot(part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model))
+        last = part.iloc[-1]  # label the largest size so the direction of each line is readable
+        ax.annotate(f"{int(last['train_size']):,}", (last["compute_seconds"], last["mae_mean"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points", color=color(str(model)))  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_log(ax)
+    ax.set_xlabel("wall-clock seconds spent: tuning + refit (mean over folds and seeds)")
+    ax.set_ylabel("test MAE")
+    ax.set_title(f"{task}: test MAE against compute (one point per training size)")
+    ax.grid(alpha=0.3, which="both")
+    _legend_below(ax)
     return _png(fig)

@@ -7,7 +7,12 @@ Conventions, stated once:
 - Within a task models are ranked by mean test MAE (1 = best, ties share the best rank).
 - IRNet is compared with each other model on the runs both have for the same (fold, seed). The Wilcoxon
   signed-rank test (scipy defaults: two-sided, zero differences dropped) is run where there are at least
-  :data:`MIN_PAIRS` pairs; p-values are also given Holm-adjusted over the baselines of one task.
+  :data:`MIN_PAIRS` pairs; p-values are also given Holm-adjusted over the baselines of one task. With n pairs
+  the exact two-sided test cannot go below 2/2^n (5 folds: 0.0625), so that floor is shown beside it.
+- The per-row comparison pairs the two models' absolute errors on the same test rows (same task, fold, seed
+  and training size), averages each row's errors over the seeds both models ran, pools the folds, and gives a
+  paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
+- A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
 """
 from __future__ import annotations
 
@@ -26,9 +31,21 @@ NO_TEST_TIED = "all pairs tied, no test"
 _METRICS = {"mae": "test_mae", "rmse": "test_rmse", "r2": "test_r2", "max_error": "test_max_error"}
 
 
+CUT_SHORT = "time_limit"  # refit_stopped value of a refit that hit its time limit before its own stopping rule
+
+
+def stop_counts(reasons: pd.Series) -> str:
+    """Why the refits stopped, counted: "early_stopping 3, time_limit 2" ("not recorded" for older stores)."""
+    counts = reasons.replace("", "not recorded").value_counts()
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def summarize(finals: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, model): counts, mean and std of each test metric, mean times, rank by MAE."""
-    groups = finals.groupby(["task", "model"], sort=True)
+    """One row per (task, model): counts, mean and std of each test metric, mean times, rank by MAE.
+
+    Also ``refit_stopped`` (see :func:`stop_counts`) and ``n_cut_short``, the runs whose refit hit its time limit.
+    """
+    groups = finals.assign(cut_short=finals["refit_stopped"] == CUT_SHORT).groupby(["task", "model"], sort=True)
     out = groups.agg(
         n_runs=("run_id", "size"),
         n_folds=("fold", "nunique"),
@@ -37,6 +54,8 @@ def summarize(finals: pd.DataFrame) -> pd.DataFrame:
         tuning_seconds=("tuning_seconds", "mean"),
         inference_seconds=("inference_seconds", "mean"),
         n_trials=("n_trials", "mean"),
+        refit_stopped=("refit_stopped", stop_counts),
+        n_cut_short=("cut_short", "sum"),
     )
     for short, column in _METRICS.items():
         out[f"{short}_mean"] = groups[column].mean()
@@ -73,6 +92,7 @@ class PairedComparison:
     p_value: float | None
     p_holm: float | None
     note: str  # "" when a test was run, else why not
+    p_floor: float | None = None  # smallest two-sided p the exact test can give with these pairs (2 / 2^n)
 
     @property
     def tested(self) -> bool:
@@ -99,6 +119,20 @@ def _holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
+def wilcoxon_floor(n_pairs: int) -> float:
+    """The smallest two-sided p-value of the exact Wilcoxon signed-rank test on ``n_pairs`` non-tied pairs.
+
+    Reached when every pair falls on one side: 2 * (1/2)^n, e.g. 0.0625 with 5 folds.
+    """
+    return 2.0 / 2.0**n_pairs
+
+
+def at_largest_size(finals: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each task at its largest training size (a task without a scaling study: all its runs)."""
+    largest = finals.groupby("task")["train_size"].transform("max")
+    return finals[finals["train_size"] == largest]
+
+
 def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MODEL) -> list[PairedComparison]:
     """IRNet (``reference``) against every other model of ``task``; empty when IRNet did not run on it."""
     models = sorted(finals.loc[finals["task"] == task, "model"].unique())
@@ -117,6 +151,7 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
         else:
             result = sps.wilcoxon(ref, base)
             statistic, p_value, note = float(result.statistic), float(result.pvalue), ""
+        n_nonzero = int((ref != base).sum())
         raw.append(
             dict(
                 task=task,
@@ -132,6 +167,7 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
                 statistic=statistic,
                 p_value=p_value,
                 note=note,
+                p_floor=wilcoxon_floor(n_nonzero) if p_value is not None else None,
             )
         )
     adjusted = _holm([r["p_value"] for r in raw])
@@ -147,3 +183,124 @@ def running_best(trials: pd.DataFrame) -> pd.DataFrame:
     # astype: a store without trials gives an empty object column, which cummin refuses.
     best = done["trial_val_mae"].astype(float).groupby(done["parent_run_id"]).cummin()
     return done.assign(best_so_far=best)[["task", "model", "fold", "seed", "parent_run_id", "trial_number", "best_so_far"]]
+
+
+# ------------------------------------------------------------------------------- per-row paired comparison
+
+N_RESAMPLES = 2000  # bootstrap resamples and sign-flip permutations of the per-row comparison
+RESAMPLE_SEED = 0
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class RowComparison:
+    """IRNet against one baseline on the same test rows of one task and training size."""
+
+    task: str
+    baseline: str
+    train_size: int
+    n_rows: int  # distinct (fold, test row) pairs, pooled over folds
+    n_seeds: int  # seeds both models ran, averaged per row
+    mae_reference: float
+    mae_baseline: float
+    diff: float  # baseline MAE - IRNet MAE on these rows; positive means IRNet is better
+    ci_low: float
+    ci_high: float
+    p_value: float  # two-sided sign-flip permutation p-value of diff = 0; at least 1 / (n_resamples + 1)
+    n_resamples: int
+
+
+def paired_row_errors(
+    predictions: pd.DataFrame, task: str, baseline: str, train_size: int, reference: str = REFERENCE_MODEL
+) -> pd.DataFrame:
+    """Columns ``fold, id, reference, baseline, n_seeds``: each model's absolute error per test row.
+
+    Rows are joined on (fold, seed, id) at one training size, so only the seeds both models ran count; a row's
+    errors are then averaged over those seeds (seeds share the row, so they are not independent samples).
+    """
+    rows = predictions[(predictions["task"] == task) & (predictions["train_size"] == train_size)]
+    errors = rows.assign(error=(rows["y_pred"] - rows["y_true"]).abs())
+    key = ["fold", "seed", "id"]
+    ref = errors[errors["model"] == reference].set_index(key)["error"].rename("reference")
+    base = errors[errors["model"] == baseline].set_index(key)["error"].rename("baseline")
+    joined = pd.concat([ref, base], axis=1, join="inner").reset_index()
+    out = joined.groupby(["fold", "id"]).agg(
+        reference=("reference", "mean"), baseline=("baseline", "mean"), n_seeds=("seed", "nunique")
+    )
+    return out.reset_index()
+
+
+def paired_difference_test(
+    reference_errors: np.ndarray,
+    baseline_errors: np.ndarray,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RESAMPLE_SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float, float]:
+    """(mean difference, CI low, CI high, p) of baseline minus reference errors, paired row by row.
+
+    The interval is the percentile interval of the mean difference over ``n_resamples`` paired bootstrap
+    resamples of the rows (Efron & Tibshirani 1993, ch. 13). The p-value is the two-sided sign-flip permutation
+    test of a zero mean difference: each row's difference keeps its size and gets a random sign (the null is
+    that the two models' errors are exchangeable on every row), p = (1 + #{|perm| >= |observed|}) / (1 + n).
+    """
+    d = np.asarray(baseline_errors, dtype=np.float64) - np.asarray(reference_errors, dtype=np.float64)
+    if d.size == 0:
+        raise ValueError("no paired rows")
+    observed = float(d.mean())
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_resamples)
+    flipped = np.empty(n_resamples)
+    chunk = max(1, 4_000_000 // d.size)  # bounded memory: a (chunk, rows) matrix at a time
+    for start in range(0, n_resamples, chunk):
+        k = min(chunk, n_resamples - start)
+        boot[start : start + k] = d[rng.integers(0, d.size, size=(k, d.size))].mean(axis=1)
+        signs = rng.integers(0, 2, size=(k, d.size), dtype=np.int8) * 2 - 1
+        flipped[start : start + k] = (signs * d).mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(boot, [alpha, 1.0 - alpha])
+    # A tolerance so that an all-zero difference (or a flip that reproduces it exactly) counts as extreme.
+    extreme = int((np.abs(flipped) >= abs(observed) - 1e-12 * max(1.0, abs(observed))).sum())
+    p_value = (1 + extreme) / (1 + n_resamples)
+    return observed, float(low), float(high), float(p_value)
+
+
+def compare_rows(
+    predictions: pd.DataFrame,
+    task: str,
+    reference: str = REFERENCE_MODEL,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RESAMPLE_SEED,
+) -> list[RowComparison]:
+    """IRNet against every other model of ``task``, per training size, on the test rows they share."""
+    rows = predictions[predictions["task"] == task]
+    out: list[RowComparison] = []
+    for train_size in sorted(rows["train_size"].unique()):
+        at_size = rows[rows["train_size"] == train_size]
+        models = sorted(at_size["model"].unique())
+        if reference not in models:
+            continue
+        for baseline in (m for m in models if m != reference):
+            pairs = paired_row_errors(predictions, task, baseline, int(train_size), reference)
+            if pairs.empty:
+                continue
+            diff, low, high, p = paired_difference_test(
+                pairs["reference"].to_numpy(), pairs["baseline"].to_numpy(), n_resamples, seed
+            )
+            out.append(
+                RowComparison(
+                    task=task,
+                    baseline=baseline,
+                    train_size=int(train_size),
+                    n_rows=len(pairs),
+                    n_seeds=int(pairs["n_seeds"].max()),
+                    mae_reference=float(pairs["reference"].mean()),
+                    mae_baseline=float(pairs["baseline"].mean()),
+                    diff=diff,
+                    ci_low=low,
+                    ci_high=high,
+                    p_value=p,
+                    n_resamples=n_resamples,
+                )
+            )
+    return out

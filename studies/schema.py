@@ -73,3 +73,5 @@ TAG_STOPPED = "stopped"  # why a trial's fit stopped
 PARAM_BUDGET_TRIALS = "budget_trials"
 PARAM_BUDGET_TUNING_SECONDS = "budget_tuning_seconds"
 PARAM_BUDGET_FIT_SECONDS = "budget_fit_seconds"
+# Added with the scaling study (issue #10): the number of training rows the parent run was fitted on.
+TAG_TRAIN_SIZE = "train_size"  # int string; a scaling study has parent runs of one task at several sizes

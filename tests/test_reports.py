@@ -250,6 +250,7 @@ def logged(store) -> pd.DataFrame:
             "seed": int(r.data.tags[schema.TAG_SEED]),
             **{m: r.data.metrics[m] for m in schema.TEST_METRICS},
             "train_seconds": r.data.metrics[schema.METRIC_TRAIN_SECONDS],
+            "n_test": r.data.metrics[schema.METRIC_N_TEST],
         }
         for r in runs
         if r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
@@ -373,6 +374,39 @@ def test_wilcoxon_equals_scipy_on_pairs_by_fold_and_seed(built, logged):
     assert smallest.p_holm == pytest.approx(min(1.0, len(tested) * tested[0]))
     md = built[0].joinpath("leaderboard.md").read_text()
     assert "| dummy | 4 |" in md and "n<5, no test" in md
+
+
+def test_per_row_comparison_pools_folds_and_joins_on_seed(built, logged):
+    """The per-row MAE difference is the test-size-weighted mean over folds of the seed-mean fold MAEs."""
+    out, report = built
+    rows = {c.baseline: c for c in report.row_comparisons[TASK]}
+    assert set(rows) == {"srnet", "plain", "rf", "dummy"}
+    irnet = logged[logged["model"] == "irnet"]
+    for baseline, c in rows.items():
+        other = logged[logged["model"] == baseline]
+        pairs = irnet.merge(other, on=["fold", "seed"], suffixes=("_irnet", "_other"))  # only seeds both ran
+        by_fold = pairs.groupby("fold").agg(
+            irnet=("test_mae_irnet", "mean"), other=("test_mae_other", "mean"), n=("n_test_irnet", "first")
+        )
+        weights = by_fold["n"] / by_fold["n"].sum()
+        assert c.diff == pytest.approx(float((weights * (by_fold["other"] - by_fold["irnet"])).sum()), rel=1e-9)
+        assert c.n_rows == int(by_fold["n"].sum()) and c.n_seeds == pairs["seed"].nunique()
+        assert c.ci_low <= c.diff <= c.ci_high and 1 / 2001 <= c.p_value <= 1
+    assert rows["rf"].n_seeds == 2 and rows["srnet"].n_seeds == 1
+    # dummy predicts the training mean: far worse than any fitted model on these rows, and the test says so.
+    assert rows["dummy"].ci_low > 0 and rows["dummy"].p_value == pytest.approx(1 / 2001)
+    md = (out / "leaderboard.md").read_text()
+    assert "IRNet against each baseline on the same test rows" in md
+
+
+def test_store_without_train_size_or_refit_stopped_tags_is_one_size(built):
+    out, report = built
+    assert report.collected.finals["train_size"].nunique() == 1 and report.studies[TASK] is None
+    assert set(report.summary["refit_stopped"]) == {f"not recorded {n}" for n in report.summary["n_runs"]}
+    md = (out / "leaderboard.md").read_text()
+    assert "scaling with training rows" not in md and "†" not in md
+    # The fold-level test's floor: 2/2^5 with srnet's 5 pairs (seed 0), 2/2^10 with rf's 10 (two seeds).
+    assert "| Wilcoxon p (its floor) |" in md and "(floor 0.0625)" in md and "(floor 0.00195)" in md
 
 
 def test_report_shows_published_figures_provenance_and_skipped_runs(built, logged):

@@ -1,0 +1,281 @@
+"""Scaling studies: test MAE against training rows, power-law fits, and where IRNet meets the tree ensembles.
+
+A task has a scaling study when its finished parent runs sit at two or more training sizes (``train_size``,
+see :func:`reports.collect.add_train_size`), all scored on the same test set. Conventions:
+
+- A model's score at a size is the mean test MAE over its (fold, seed) runs at that size; the spread shown is
+  their min-max and population std.
+- Power law per model: MAE = a * N^-b, fitted by least squares of log(mean MAE) on log(N) over the sizes.
+- The best tree ensemble is chosen by the measured points: among the models whose class is of the ``tree``
+  family (``Model.family`` in the model registry), the one with the lowest mean MAE at the largest size.
+- The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree).
+  Its interval comes from a seeded bootstrap: resample each size's run scores with replacement (per model),
+  refit both power laws, recompute N*; the percentile interval over resamples with a crossing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.errors import UsageError
+from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
+
+TREE_FAMILY = "tree"
+N_BOOTSTRAP = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+
+
+def model_family(model: str) -> str:
+    """The ``family`` the model registry declares for ``model`` ("network", "tree", "reference"); "" if unknown."""
+    from studies.registry import get_model_class  # late: imports the model's module (and its library)
+
+    try:
+        return str(get_model_class(model).family)
+    except (UsageError, ImportError):
+        return ""
+
+
+def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
+    """One row per (model, train_size) of ``task``: run count, MAE mean/std/min/max, mean seconds spent,
+    why the refits stopped (``refit_stopped``, counted) and ``n_cut_short`` (refits that hit their time limit).
+
+    ``compute_seconds`` is tuning plus refit wall-clock seconds (a missing time counts as 0), mean over runs.
+    """
+    rows = finals[finals["task"] == task].assign(
+        compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0) + f["train_seconds"].fillna(0.0),
+        cut_short=lambda f: f["refit_stopped"] == CUT_SHORT,
+    )
+    groups = rows.groupby(["model", "train_size"], sort=True)
+    out = groups.agg(
+        n_runs=("run_id", "size"),
+        mae_mean=("test_mae", "mean"),
+        mae_std=("test_mae", lambda s: float(np.std(s, ddof=0))),
+        mae_min=("test_mae", "min"),
+        mae_max=("test_mae", "max"),
+        tuning_seconds=("tuning_seconds", "mean"),
+        train_seconds=("train_seconds", "mean"),
+        compute_seconds=("compute_seconds", "mean"),
+        n_cut_short=("cut_short", "sum"),
+        refit_stopped=("refit_stopped", stop_counts),
+    )
+    return out.reset_index()
+
+
+def has_scaling_study(finals: pd.DataFrame, task: str) -> bool:
+    """True when ``task`` has finished runs at two or more training sizes (all above zero)."""
+    sizes = finals.loc[finals["task"] == task, "train_size"].unique()
+    return len(sizes) >= 2 and bool((sizes > 0).all())
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """MAE = a * N^-b, fitted on ``n_sizes`` sizes."""
+
+    model: str
+    a: float
+    b: float
+    n_sizes: int
+    size_min: int
+    size_max: int
+
+    def __call__(self, n: np.ndarray | float) -> np.ndarray | float:
+        return self.a * np.power(n, -self.b)
+
+
+def _fit_log_log(log_n: np.ndarray, log_mae: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares (log a, b) of each row of ``log_mae`` (shape (k, sizes)) on ``log_n`` (shape (sizes,))."""
+    x = log_n - log_n.mean()
+    slope = (log_mae - log_mae.mean(axis=-1, keepdims=True)) @ x / (x @ x)
+    intercept = log_mae.mean(axis=-1) - slope * log_n.mean()
+    return intercept, -slope
+
+
+def fit_power_law(model: str, sizes: np.ndarray, maes: np.ndarray) -> PowerLaw:
+    """Fit MAE = a N^-b by least squares in log-log space; needs two or more distinct positive sizes."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    maes = np.asarray(maes, dtype=np.float64)
+    if len(np.unique(sizes)) < 2 or (sizes <= 0).any() or (maes <= 0).any():
+        raise ValueError(f"{model}: a power law needs two or more distinct positive sizes and positive MAEs")
+    log_a, b = _fit_log_log(np.log(sizes), np.log(maes)[None, :])
+    return PowerLaw(model, float(np.exp(log_a[0])), float(b[0]), len(sizes), int(sizes.min()), int(sizes.max()))
+
+
+def fit_all(points: pd.DataFrame) -> dict[str, PowerLaw]:
+    """A power law per model with scores at two or more sizes (``points`` from :func:`size_points`)."""
+    fits: dict[str, PowerLaw] = {}
+    for model, part in points.groupby("model"):
+        part = part[part["mae_mean"] > 0]
+        if part["train_size"].nunique() >= 2:
+            fits[str(model)] = fit_power_law(str(model), part["train_size"].to_numpy(), part["mae_mean"].to_numpy())
+    return fits
+
+
+def crossing(log_a1: np.ndarray, b1: np.ndarray, log_a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
+    """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (np.asarray(log_a1) - np.asarray(log_a2)) / (np.asarray(b1) - np.asarray(b2))
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where IRNet's fitted curve meets the best tree ensemble's, on one task."""
+
+    task: str
+    reference: str
+    tree_model: str
+    size_min: int  # the measured range both models cover
+    size_max: int
+    crossing: float | None  # N*, None when the fitted curves are parallel
+    ci_low: float | None  # percentile interval of N* over resamples with a crossing
+    ci_high: float | None
+    share_in_range: float  # share of resamples whose curves cross inside [size_min, size_max]; NaN without resamples
+    n_resamples: int  # 0 when every size has one run (nothing to resample)
+    ahead_small: str  # the model whose fitted curve is lower at size_min
+    ahead_large: str  # ... at size_max
+
+    @property
+    def in_range(self) -> bool:
+        return self.crossing is not None and self.size_min <= self.crossing <= self.size_max
+
+    def statement(self) -> str:
+        """The crossover in one or two plain sentences."""
+        ref, tree = self.reference, self.tree_model
+        span = f"{self.size_min:,}-{self.size_max:,} training rows"
+        if self.n_resamples == 0:
+            interval = "one run per size: no spread to resample, so no interval"
+        elif self.ci_low is None:
+            interval = f"no resample of {self.n_resamples} crosses"
+        else:
+            interval = (
+                f"{CONFIDENCE:.0%} bootstrap interval {_n(self.ci_low)}-{_n(self.ci_high)}, "
+                f"{self.share_in_range:.0%} of {self.n_resamples} resamples cross inside the measured range"
+            )
+        if self.in_range:
+            return (
+                f"{ref}'s fitted curve meets {tree}'s at N ≈ {_n(self.crossing)} training rows ({interval}): "
+                f"below it {self.ahead_small} is ahead, above it {self.ahead_large}."
+            )
+        text = f"{ref} and {tree} do not cross in the measured range ({span}): {self.ahead_large} is ahead throughout."
+        if self.crossing is None:
+            return text + " Their fitted curves are parallel (equal b) and never meet."
+        where = "beyond the largest" if self.crossing > self.size_max else "below the smallest"
+        return text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
+
+
+def _n(value: float | None) -> str:
+    """A row count as people read it: 12,345, or 3.4e+12 / 0.0021 when an extrapolation lands far out."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:,.0f}" if 1 <= value < 1e9 else f"{value:.2g}"
+
+
+def best_tree_model(points: pd.DataFrame, fits: dict[str, PowerLaw]) -> str | None:
+    """The tree-family model (with a fit) whose measured mean MAE is lowest at its task's largest size."""
+    trees = [m for m in fits if model_family(m) == TREE_FAMILY]
+    if not trees:
+        return None
+    at = points[points["model"].isin(trees)]
+    largest = at[at["train_size"] == at["train_size"].max()]
+    if largest.empty:
+        return None
+    return str(largest.sort_values(["mae_mean", "model"]).iloc[0]["model"])
+
+
+def _resampled_log_means(
+    finals: pd.DataFrame, task: str, model: str, sizes: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n, len(sizes)) log of the mean MAE of each size's runs, resampled with replacement."""
+    rows = finals[(finals["task"] == task) & (finals["model"] == model)]
+    out = np.empty((n, len(sizes)))
+    for j, size in enumerate(sizes):
+        scores = rows.loc[rows["train_size"] == size, "test_mae"].to_numpy(dtype=np.float64)
+        out[:, j] = np.log(scores[rng.integers(0, len(scores), size=(n, len(scores)))].mean(axis=1))
+    return out
+
+
+def crossover(
+    finals: pd.DataFrame,
+    task: str,
+    fits: dict[str, PowerLaw],
+    tree_model: str,
+    reference: str = REFERENCE_MODEL,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = BOOTSTRAP_SEED,
+) -> Crossover:
+    """Where ``reference``'s fitted curve meets ``tree_model``'s, with a seeded bootstrap interval."""
+    ref, tree = fits[reference], fits[tree_model]
+    size_min, size_max = max(ref.size_min, tree.size_min), min(ref.size_max, tree.size_max)
+    point = crossing(math.log(ref.a), ref.b, math.log(tree.a), tree.b)
+    n_star = None if np.isnan(point) else float(np.exp(min(float(point), 700.0)))
+
+    rows = finals[finals["task"] == task]
+    runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
+    if (runs_per_size == 1).all():
+        n_resamples = 0  # every resample would repeat the measured points: an interval would claim false certainty
+    rng = np.random.default_rng(seed)
+    resampled = {}
+    for model in (reference, tree_model):
+        sizes = np.sort(rows.loc[rows["model"] == model, "train_size"].unique()).astype(np.float64)
+        log_a, b = _fit_log_log(np.log(sizes), _resampled_log_means(finals, task, model, sizes, n_resamples, rng))
+        resampled[model] = (log_a, b)
+    log_n = crossing(*resampled[reference], *resampled[tree_model]) if n_resamples else np.array([])
+    defined = log_n[~np.isnan(log_n)]
+    alpha = (1.0 - CONFIDENCE) / 2.0
+    ci_low = ci_high = None
+    if defined.size:
+        lo, hi = np.quantile(defined, [alpha, 1.0 - alpha])
+        ci_low, ci_high = float(np.exp(min(lo, 700.0))), float(np.exp(min(hi, 700.0)))
+    inside = (log_n >= math.log(size_min)) & (log_n <= math.log(size_max))
+
+    def lower_at(n: int) -> str:
+        return reference if ref(n) < tree(n) else tree_model
+
+    return Crossover(
+        task=task,
+        reference=reference,
+        tree_model=tree_model,
+        size_min=int(size_min),
+        size_max=int(size_max),
+        crossing=n_star,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        share_in_range=float(inside.mean()) if n_resamples else math.nan,
+        n_resamples=n_resamples,
+        ahead_small=lower_at(size_min),
+        ahead_large=lower_at(size_max),
+    )
+
+
+@dataclass(frozen=True)
+class ScalingStudy:
+    """Everything the report shows about one task's scaling study."""
+
+    task: str
+    points: pd.DataFrame
+    fits: dict[str, PowerLaw]
+    tree_model: str | None
+    crossover: Crossover | None
+    note: str  # why there is no crossover, "" when there is one
+
+
+def scaling_study(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MODEL) -> ScalingStudy | None:
+    """The scaling study of ``task``; None when its runs sit at fewer than two sizes."""
+    if not has_scaling_study(finals, task):
+        return None
+    points = size_points(finals, task)
+    fits = fit_all(points)
+    tree_model = best_tree_model(points, fits)
+    result = None
+    if reference not in fits:
+        note = f"{reference} has no runs at two or more sizes: no crossover."
+    elif tree_model is None:
+        note = "No tree ensemble has runs at two or more sizes: no crossover."
+    else:
+        result = crossover(finals, task, fits, tree_model, reference)
+        note = ""
+    return ScalingStudy(task, points, fits, tree_model, result, note)
