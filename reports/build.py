@@ -72,7 +72,10 @@ def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str |
     ranks = stats.mean_ranks(summary)
     comparisons = {task: stats.compare_task(headline, task) for task in collected.tasks}
     row_comparisons = {task: stats.compare_rows(collected.predictions, task) for task in collected.tasks}
-    studies = {task: scaling.scaling_study(collected.finals, task) for task in collected.tasks}
+    studies = {
+        task: scaling.scaling_study(collected.finals, task, predictions=collected.predictions)
+        for task in collected.tasks
+    }
     exports = build_exports(headline, collected.predictions[collected.predictions["run_id"].isin(headline["run_id"])])
     blocks = document.assemble(collected, summary, ranks, comparisons, exports, row_comparisons, studies)
 

@@ -9,8 +9,12 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
 - The best tree ensemble is chosen by the measured points: among the models whose class is of the ``tree``
   family (``Model.family`` in the model registry), the one with the lowest mean MAE at the largest size.
 - The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree).
-  Its interval comes from a seeded bootstrap: resample each size's run scores with replacement (per model),
-  refit both power laws, recompute N*; the percentile interval over resamples with a crossing.
+  Its interval comes from a seeded bootstrap that refits both power laws and recomputes N* per resample (the
+  percentile interval over resamples with a crossing). Where every (model, size) has test predictions on one
+  common set of test rows, a resample draws the test rows with replacement (the same draw for both models and
+  every size, so the comparison stays paired) and, at each size, that model's seeds with replacement: one run
+  per size (a fixed split, one seed) still gets an interval, from the sampling of the test set. Otherwise it
+  resamples each size's run scores (folds x seeds), and gives no interval when there is one run per size.
 """
 from __future__ import annotations
 
@@ -134,7 +138,8 @@ class Crossover:
     ci_low: float | None  # percentile interval of N* over resamples with a crossing
     ci_high: float | None
     share_in_range: float  # share of resamples whose curves cross inside [size_min, size_max]; NaN without resamples
-    n_resamples: int  # 0 when every size has one run (nothing to resample)
+    n_resamples: int  # 0 when there is nothing to resample (one run per size and no common test rows)
+    resampled: str  # what the bootstrap drew: "test rows and seeds", "run scores" or "" (nothing)
     ahead_small: str  # the model whose fitted curve is lower at size_min
     ahead_large: str  # ... at size_max
 
@@ -147,13 +152,14 @@ class Crossover:
         ref, tree = self.reference, self.tree_model
         span = f"{self.size_min:,}-{self.size_max:,} training rows"
         if self.n_resamples == 0:
-            interval = "one run per size: no spread to resample, so no interval"
+            interval = "one run per size and no common test rows: nothing to resample, so no interval"
         elif self.ci_low is None:
             interval = f"no resample of {self.n_resamples} crosses"
         else:
             interval = (
                 f"{CONFIDENCE:.0%} bootstrap interval {_n(self.ci_low)}-{_n(self.ci_high)}, "
-                f"{self.share_in_range:.0%} of {self.n_resamples} resamples cross inside the measured range"
+                f"{self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside the "
+                "measured range"
             )
         if self.in_range:
             return (
@@ -198,6 +204,50 @@ def _resampled_log_means(
     return out
 
 
+def _row_errors(predictions: pd.DataFrame, task: str, model: str, size: int) -> pd.DataFrame:
+    """Absolute test errors of one (model, size): index (fold, id), one column per seed."""
+    rows = predictions[
+        (predictions["task"] == task) & (predictions["model"] == model) & (predictions["train_size"] == size)
+    ]
+    errors = rows.assign(error=(rows["y_pred"] - rows["y_true"]).abs())
+    return errors.pivot_table(index=["fold", "id"], columns="seed", values="error", aggfunc="mean")
+
+
+def _row_resampled_log_means(
+    predictions: pd.DataFrame | None, task: str, sizes: dict[str, np.ndarray], n: int, rng: np.random.Generator
+) -> dict[str, np.ndarray] | None:
+    """Per model, (n, len(its sizes)) log mean test MAE with test rows and seeds drawn with replacement; None
+    unless every (model, size) was scored, for every seed, on one common set of test rows."""
+    if predictions is None or predictions.empty:
+        return None
+    tables = {
+        (model, int(size)): _row_errors(predictions, task, model, int(size))
+        for model, model_sizes in sizes.items()
+        for size in model_sizes
+    }
+    if any(t.empty or t.isna().to_numpy().any() for t in tables.values()):
+        return None  # a seed that missed a fold: rows x seeds is not a full grid
+    first = next(iter(tables.values())).index
+    if any(not t.index.sort_values().equals(first.sort_values()) for t in tables.values()):
+        return None  # the sizes or models were not all scored on the same test rows
+    rows_index = first.sort_values()
+    matrices = {key: t.loc[rows_index].to_numpy(dtype=np.float64) for key, t in tables.items()}  # (rows, seeds)
+    n_rows = len(rows_index)
+    out = {model: np.empty((n, len(model_sizes))) for model, model_sizes in sizes.items()}
+    chunk = max(1, 2_000_000 // n_rows)  # bounded memory: a (chunk, rows) weight matrix at a time
+    for start in range(0, n, chunk):
+        k = min(chunk, n - start)
+        # How often each test row is drawn; one draw shared by every model and size, so the resample stays paired.
+        weights = np.stack([np.bincount(rng.integers(0, n_rows, n_rows), minlength=n_rows) for _ in range(k)])
+        for model, model_sizes in sizes.items():
+            for j, size in enumerate(model_sizes):
+                per_seed = weights @ matrices[(model, int(size))] / n_rows  # (k, seeds): MAE of each seed
+                seed_draw = rng.integers(0, per_seed.shape[1], size=per_seed.shape)
+                mae = np.take_along_axis(per_seed, seed_draw, axis=1).mean(axis=1)
+                out[model][start : start + k, j] = np.log(mae)
+    return out
+
+
 def crossover(
     finals: pd.DataFrame,
     task: str,
@@ -206,23 +256,34 @@ def crossover(
     reference: str = REFERENCE_MODEL,
     n_resamples: int = N_BOOTSTRAP,
     seed: int = BOOTSTRAP_SEED,
+    predictions: pd.DataFrame | None = None,
 ) -> Crossover:
-    """Where ``reference``'s fitted curve meets ``tree_model``'s, with a seeded bootstrap interval."""
+    """Where ``reference``'s fitted curve meets ``tree_model``'s, with a seeded bootstrap interval: over test
+    rows and seeds where ``predictions`` cover one common test set, over run scores otherwise."""
     ref, tree = fits[reference], fits[tree_model]
     size_min, size_max = max(ref.size_min, tree.size_min), min(ref.size_max, tree.size_max)
     point = crossing(math.log(ref.a), ref.b, math.log(tree.a), tree.b)
     n_star = None if np.isnan(point) else float(np.exp(min(float(point), 700.0)))
 
     rows = finals[finals["task"] == task]
-    runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
-    if (runs_per_size == 1).all():
-        n_resamples = 0  # every resample would repeat the measured points: an interval would claim false certainty
     rng = np.random.default_rng(seed)
+    sizes = {
+        model: np.sort(rows.loc[rows["model"] == model, "train_size"].unique()).astype(np.float64)
+        for model in (reference, tree_model)
+    }
+    by_rows = _row_resampled_log_means(predictions, task, sizes, n_resamples, rng)
+    drawn = "test rows and seeds" if by_rows is not None else "run scores"
+    runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
+    if by_rows is None and (runs_per_size == 1).all():
+        n_resamples, drawn = 0, ""  # every resample would repeat the measured points: false certainty
     resampled = {}
-    for model in (reference, tree_model):
-        sizes = np.sort(rows.loc[rows["model"] == model, "train_size"].unique()).astype(np.float64)
-        log_a, b = _fit_log_log(np.log(sizes), _resampled_log_means(finals, task, model, sizes, n_resamples, rng))
-        resampled[model] = (log_a, b)
+    for model, model_sizes in sizes.items():
+        log_means = (
+            by_rows[model]
+            if by_rows is not None
+            else _resampled_log_means(finals, task, model, model_sizes, n_resamples, rng)
+        )
+        resampled[model] = _fit_log_log(np.log(model_sizes), log_means)
     log_n = crossing(*resampled[reference], *resampled[tree_model]) if n_resamples else np.array([])
     defined = log_n[~np.isnan(log_n)]
     alpha = (1.0 - CONFIDENCE) / 2.0
@@ -246,6 +307,7 @@ def crossover(
         ci_high=ci_high,
         share_in_range=float(inside.mean()) if n_resamples else math.nan,
         n_resamples=n_resamples,
+        resampled=drawn,
         ahead_small=lower_at(size_min),
         ahead_large=lower_at(size_max),
     )
@@ -263,8 +325,11 @@ class ScalingStudy:
     note: str  # why there is no crossover, "" when there is one
 
 
-def scaling_study(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MODEL) -> ScalingStudy | None:
-    """The scaling study of ``task``; None when its runs sit at fewer than two sizes."""
+def scaling_study(
+    finals: pd.DataFrame, task: str, reference: str = REFERENCE_MODEL, predictions: pd.DataFrame | None = None
+) -> ScalingStudy | None:
+    """The scaling study of ``task``; None when its runs sit at fewer than two sizes. ``predictions`` (the
+    runs' test predictions) let the crossover's bootstrap draw test rows; without them it draws run scores."""
     if not has_scaling_study(finals, task):
         return None
     points = size_points(finals, task)
@@ -276,6 +341,6 @@ def scaling_study(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MO
     elif tree_model is None:
         note = "No tree ensemble has runs at two or more sizes: no crossover."
     else:
-        result = crossover(finals, task, fits, tree_model, reference)
+        result = crossover(finals, task, fits, tree_model, reference, predictions=predictions)
         note = ""
     return ScalingStudy(task, points, fits, tree_model, result, note)

@@ -268,7 +268,8 @@ def test_html_renders_every_new_block(scaling_report):
 
 def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
     base = dict(task=TASK, reference="irnet", tree_model="rf", size_min=1000, size_max=30000, ci_low=None,
-                ci_high=None, share_in_range=0.0, n_resamples=100, ahead_small="rf", ahead_large="rf")  # fmt: skip
+                ci_high=None, share_in_range=0.0, n_resamples=100, resampled="run scores", ahead_small="rf",
+                ahead_large="rf")  # fmt: skip
     below = scaling.Crossover(crossing=12.0, **base).statement()
     assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
     parallel = scaling.Crossover(crossing=None, **base).statement()
@@ -281,4 +282,17 @@ def test_one_run_per_size_gives_no_bootstrap_interval(scaling_report):
     study = scaling.scaling_study(finals[finals["seed"] == 1], TASK)  # seed factor 1: the laws exactly
     c = study.crossover
     assert c.crossing == pytest.approx(CROSSING, rel=1e-8) and c.n_resamples == 0 and c.ci_low is None
-    assert "one run per size: no spread to resample, so no interval" in c.statement()
+    assert "one run per size and no common test rows: nothing to resample" in c.statement()
+
+
+def test_one_run_per_size_with_predictions_gets_a_row_bootstrap_interval(scaling_report):
+    # One seed per size, as a fixed split with one seed gives: the test rows themselves are resampled.
+    _, report = scaling_report
+    finals, predictions = report.collected.finals, report.collected.predictions
+    one_seed = finals[finals["seed"] == 1]
+    study = scaling.scaling_study(one_seed, TASK, predictions=predictions[predictions["seed"] == 1])
+    c = study.crossover
+    assert c.resampled == "test rows and seeds" and c.n_resamples == scaling.N_BOOTSTRAP
+    assert c.ci_low is not None and c.ci_low < c.ci_high
+    assert c.crossing == pytest.approx(CROSSING, rel=1e-8)
+    assert "resamples of test rows and seeds" in c.statement()
