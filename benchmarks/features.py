@@ -324,16 +324,18 @@ def _element_property_stats(values: np.ndarray, amount: np.ndarray, out: np.ndar
     range, amount-weighted mean, mean absolute deviation from that mean, and mode (the value of the element
     with the largest amount; amounts np.isclose to the largest tie, and the smallest of their values wins).
     ``values`` [m, k, 22], ``amount`` [m, k]. Returns the means [m, 22]."""
-    weights = amount[:, :, None]
     total = amount.sum(axis=1)[:, None]
     minimum, maximum = values.min(axis=1), values.max(axis=1)
-    mean = (values * weights).sum(axis=1) / total
-    largest = amount.max(axis=1, keepdims=True)
-    most = np.abs(amount - largest) <= ISCLOSE_ATOL + ISCLOSE_RTOL * np.abs(largest)
+    mean = np.einsum("mkp,mk->mp", values, amount) / total
     out[:, :, 0], out[:, :, 1], out[:, :, 2] = minimum, maximum, maximum - minimum
     out[:, :, 3] = mean
-    out[:, :, 4] = (np.abs(values - mean[:, None, :]) * weights).sum(axis=1) / total
-    out[:, :, 5] = np.where(most[:, :, None], values, np.inf).min(axis=1)
+    out[:, :, 4] = np.einsum("mkp,mk->mp", np.abs(values - mean[:, None, :]), amount) / total
+    # mode: the element with the largest amount; where amounts tie (rare), the smallest value among them
+    largest = amount.max(axis=1, keepdims=True)
+    most = np.abs(amount - largest) <= ISCLOSE_ATOL + ISCLOSE_RTOL * np.abs(largest)
+    out[:, :, 5] = values[np.arange(len(values)), amount.argmax(axis=1)]
+    tied = np.flatnonzero(most.sum(axis=1) > 1)
+    out[tied, :, 5] = np.where(most[tied, :, None], values[tied], np.inf).min(axis=1)
     return mean
 
 
