@@ -103,8 +103,10 @@ class ElementTable:
     sha256: str  # of the file: part of the featuriser version, so a new table never reuses old caches
 
 
-def load_element_table(path: Path = ELEMENT_TABLE) -> ElementTable:
-    """Read the element table; a missing or damaged file raises ElementTableError naming it."""
+def load_element_table(path: Path | None = None) -> ElementTable:
+    """Read the element table (default: the shipped one, ELEMENT_TABLE); a missing or damaged file raises
+    ElementTableError naming it."""
+    path = Path(path) if path is not None else ELEMENT_TABLE
     fix = "reinstall irnet-bench or regenerate it with scripts/make_element_table.py"
     try:
         raw = Path(path).read_bytes()

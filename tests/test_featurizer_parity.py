@@ -203,6 +203,26 @@ def test_a_damaged_element_table_fails_with_one_line_naming_it(tmp_path, damage,
     assert "make_element_table" in str(info.value)
 
 
+def test_featurising_with_a_damaged_table_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, steels_task):
+    from benchmarks.cli import main_guard
+
+    damaged = tmp_path / "magpie_elements.csv"
+    damaged.write_text(feats.ELEMENT_TABLE.read_text().replace("\nFe,26,", "\nFe,26x,"))
+    monkeypatch.setattr(feats, "ELEMENT_TABLE", damaged)
+    feats.element_table.cache_clear()
+    try:  # as a command would: featurise, with errors turned into one line and an exit code
+        code = main_guard(lambda argv: feats.featurize(steels_task, cache_dir=tmp_path, progress=False) and 0)
+    finally:
+        monkeypatch.undo()
+        feats.element_table.cache_clear()
+        feats._symbol_lookup.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [f"error: element table {damaged} is missing or damaged (invalid literal for int() "
+                                 "with base 10: '26x'); reinstall irnet-bench or regenerate it with "
+                                 "scripts/make_element_table.py"]  # fmt: skip
+    assert not (tmp_path / "features").exists()
+
+
 def cached_matminer_reference(formulas: list[str]) -> tuple[np.ndarray, float | None]:
     """matminer's features of ``formulas``, kept in the cache folder (keyed by the formulas and the matminer
     version) so that a rerun after a change to the numpy side takes seconds; the seconds matminer took, or
