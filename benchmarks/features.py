@@ -109,12 +109,14 @@ def load_element_table(path: Path | None = None) -> ElementTable:
     path = Path(path) if path is not None else ELEMENT_TABLE
     fix = "reinstall irnet-bench or regenerate it with scripts/make_element_table.py"
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
         lines = [line for line in raw.decode("utf-8").splitlines() if line and not line.startswith("#")]
         header, *rows = list(csv.reader(lines))
         expected = ["symbol", "Z", *MAGPIE_PROPERTIES, "X", "common_oxidation_states"]
         if header != expected:
             raise ValueError("unexpected columns")
+        if any(len(r) != len(expected) for r in rows):
+            raise ValueError(f"a row without {len(expected)} columns")
         if [int(r[1]) for r in rows] != list(range(1, len(rows) + 1)) or len(rows) < len(ELEMNET_ELEMENTS):
             raise ValueError("rows are not elements Z = 1, 2, ...")
         magpie = np.array([[float(v) for v in r[2 : 2 + len(MAGPIE_PROPERTIES)]] for r in rows])
