@@ -155,8 +155,9 @@ def element_table() -> ElementTable:
 # amounts) are tokenised with numpy over the bytes of all of them at once; anything else goes through the
 # general port below, one formula at a time.
 
-_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+\.?\d*|\.\d+)?)+")
-_SIMPLE_LINES = re.compile(r"(?:(?:[A-Z][a-z]?(?:\d+\.?\d*|\.\d+)?)+\n)*")
+# ASCII digits only: "\d" would also take other scripts' digits, which float() reads and so does the general path
+_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+")
+_SIMPLE_LINES = re.compile(r"(?:(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+\n)*")
 _MAX_DIGITS = 15  # amounts with more digits take the general path: below 2**53 the fast path is exact
 _INVALID_FORMULA = re.compile(r"[\s\d.*/]*$")
 _GROUP = re.compile(r"([A-Z][a-z]*)\s*([-*\.e\d]*)")
@@ -251,8 +252,9 @@ def _tokenize_simple(formulas: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
     amount_start = starts + 1 + has_second
     length = ends - amount_start  # characters of the amount: digits and at most one "."
     amount = np.ones(len(starts))
-    width = int(length.max()) if len(length) else 0
     too_long = np.zeros(len(formulas), dtype=bool)
+    too_long[formula[length > _MAX_DIGITS + 1]] = True  # more digits than exact here (and bounded memory)
+    width = min(int(length.max()) if len(length) else 0, _MAX_DIGITS + 1)
     if width:
         positions = amount_start[:, None] + np.arange(width)
         inside = np.arange(width) < length[:, None]

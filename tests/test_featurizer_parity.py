@@ -32,7 +32,8 @@ HARD_CASES = [
     # fractional and non-integer stoichiometry, ties and near-ties for "mode", tiny amounts
     "Hg0.7Cd0.3Te", "Fe2O3", "NaCl", "Fe0.5O0.500001", "Fe0.5O0.50001", "Fe1O1.00001", "Al0.333Ga0.667N",
     "Fe.5O", "Fe2.O3", "Xx0O", "Fe0.000000001O", "Fe0.00000002O", "Fe0O", "Fe0", "Fe1e-9O", "Fe2e1O3", "Li0.01Co0.99O2",
-    "Ba0.6Sr0.4TiO3", "Mo132O372", "C60", "Si1000000O2000000",
+    "Ba0.6Sr0.4TiO3", "Mo132O372", "C60", "Si1000000O2000000", "Fe0.1234567890123O", "Fe0.12345678901234567O",
+    "Fe1.0000000000000000000000000000001O", "Fe\u0662O\u0663", "Li12345678901234567O",
     # duplicated symbols, parentheses (nested; [] and {}), metallofullerenes, hydrates as pymatgen reads them
     "FeOFe", "OFeOFeO", "NaClNa", "Li3Fe2(PO4)3", "Ca(OH)2", "Mg3(Si2O5)2(OH)2", "K4[Fe(CN)6]", "Cu{SO4}",
     "((CH3)3Si)2O", "(Fe)(O)2", "Ca10(PO4)6(OH)2", "(La0.2Ce0.2Pr0.2Nd0.2Sm0.2)O2", "Y3N@C80", "(Fe2O3)0.5",
