@@ -6,40 +6,41 @@ Two formulas are the same composition when their element fractions agree (``O3.0
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from benchmarks.features import element_table, parse_formulas
 from benchmarks.splits import Fold
 
 FRACTION_DIGITS = 6  # element fractions agreeing to 1e-6 are one composition (stoichiometries from text)
 
 
-@lru_cache(maxsize=1_000_000)
-def parse_formula(formula: str) -> tuple[str, str] | None:
-    """``(chemical system, normalised composition)`` of one formula, or None when it cannot be parsed.
+def _keys_of_distinct(formulas: list[str]) -> list[tuple[str, str] | None]:
+    """``(chemical system, normalised composition)`` of each distinct formula, None where it cannot be read.
 
-    The one place that parses formulas here (pymatgen's Composition); swap it for a faster parser as one unit.
+    Parsed by the featuriser's own parser (pymatgen's rules; see :func:`benchmarks.features.parse_formula`), so
+    a formula counts here exactly when it can be featurised.
     """
-    from pymatgen.core import Composition, Element
+    comps = parse_formulas(formulas)
+    symbols = element_table().symbols
+    out: list[tuple[str, str] | None] = []
+    for i in range(len(formulas)):
+        if not comps.valid[i]:
+            out.append(None)
+            continue
+        part = slice(comps.start[i], comps.start[i + 1])
+        amounts = dict(zip((symbols[e] for e in comps.element[part]), comps.amount[part].tolist()))
+        total = sum(amounts.values())
+        elements = sorted(amounts)
+        key = " ".join(f"{el}:{amounts[el] / total:.{FRACTION_DIGITS}f}" for el in elements)
+        out.append(("-".join(elements), key))
+    return out
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            composition = Composition(formula)
-            if not all(isinstance(el, Element) for el in composition.elements):
-                return None  # pymatgen reads unknown symbols ("Xx9Qq") as dummy species; they are not elements
-            amounts = composition.get_el_amt_dict()
-    except Exception:  # pymatgen raises ValueError, KeyError or CompositionError for bad formulas
-        return None
-    total = sum(amounts.values())
-    if not amounts or total <= 0 or any(v < 0 for v in amounts.values()):
-        return None
-    elements = sorted(amounts)
-    key = " ".join(f"{el}:{amounts[el] / total:.{FRACTION_DIGITS}f}" for el in elements)
-    return "-".join(elements), key
+
+def parse_formula(formula: str) -> tuple[str, str] | None:
+    """``(chemical system, normalised composition)`` of one formula, or None when it cannot be parsed."""
+    return _keys_of_distinct([formula])[0]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class CompositionKeys:
 
 def composition_keys(formulas: np.ndarray) -> CompositionKeys:
     """Chemical system and normalised composition of every formula."""
-    parsed = [parse_formula(str(f)) for f in formulas]
+    distinct, inverse = np.unique(np.asarray(formulas, dtype=str), return_inverse=True)
+    keys = _keys_of_distinct(distinct.tolist())
+    parsed = [keys[j] for j in inverse.ravel()]
     chemsys = np.array([p[0] if p else "" for p in parsed], dtype=object)
     composition = np.array([p[1] if p else "" for p in parsed], dtype=object)
     return CompositionKeys(chemsys, composition)
