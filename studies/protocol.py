@@ -229,6 +229,7 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
             pending = [k for k in group_keys if not _is_done(client, experiment_id, k)]
             for key in group_keys:
                 if key not in pending:
+                    shutil.rmtree(trial_model_dir(plan, key), ignore_errors=True)  # left by a kill after "done"
                     outcome.jobs.append(JobOutcome(key, "skipped", "done in an earlier run"))
                     _advance(bar, f"{key.run_name}: done earlier")
             if not pending:
@@ -305,6 +306,11 @@ def _settle_elsewhere(
             time.sleep(FINAL_POLL_S)
 
 
+def trial_model_dir(plan: RunPlan, key: ParentKey) -> Path:
+    """Where a study keeps its best trial's fitted model until the parent run holds the final one."""
+    return plan.out_dir / "trial_models" / StudyKey(key.task, key.model, key.fold, key.seed, key.preset, key.train_size).name
+
+
 def _is_done(client: Any, experiment_id: str, key: ParentKey) -> bool:
     return any(r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE for r in find_parent_runs(client, experiment_id, key))
 
@@ -333,7 +339,7 @@ def run_job(
         parent = claim_parent_run(client, experiment_id, key, tags, config)
     if parent.state == "done":
         return JobOutcome(key, "skipped", "done in an earlier run")
-    model_dir = plan.out_dir / "trial_models" / study_key.name
+    model_dir = trial_model_dir(plan, key)
     try:
         model_cls = get_model_class(key.model)
         search = get_search(key.model)
