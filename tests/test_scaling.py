@@ -39,9 +39,10 @@ def test_quick_budget_grows_with_rows_and_differs_by_family():
     # Networks: 80 epochs at 3,000 rows/s -> 266.7 s expected at 10k rows; tuning one fit, cap 4 fits.
     net = quick.budget_for("irnet", 10_000)
     assert (net.n_trials, net.tuning_seconds, net.fit_seconds) == (50, 266.7, 1066.7)
-    # Small data: the 20 s floor on a fit, 120 s floor on tuning (several trials).
+    # Small data: the 30 s floor on a fit, 120 s floor on tuning (several trials).
     small = quick.budget_for("srnet", 1_000)
-    assert (small.tuning_seconds, small.fit_seconds) == (120.0, 106.7)
+    assert (small.tuning_seconds, small.fit_seconds) == (120.0, 120.0)
+    assert quick.budget_for("rf", 1_000).fit_seconds == 20.0  # 4 x the 5 s floor
     assert quick.budget_for("plain", 30_000).fit_seconds == 3200.0
     # Boosters: 50 trials' worth of 1.5 s fits at 10k rows; a cap 20x the expected fit.
     xgb = quick.budget_for("xgboost", 10_000)
