@@ -308,7 +308,12 @@ def _settle_elsewhere(
 
 def trial_model_dir(plan: RunPlan, key: ParentKey) -> Path:
     """Where a study keeps its best trial's fitted model until the parent run holds the final one."""
-    return plan.out_dir / "trial_models" / StudyKey(key.task, key.model, key.fold, key.seed, key.preset, key.train_size).name
+    return plan.out_dir / "trial_models" / study_key_of(key).name
+
+
+def study_key_of(key: ParentKey) -> StudyKey:
+    """The Optuna study of a parent run (one per model, fold, seed, preset and training size)."""
+    return StudyKey(key.task, key.model, key.fold, key.seed, key.preset, key.train_size)
 
 
 def _is_done(client: Any, experiment_id: str, key: ParentKey) -> bool:
@@ -329,7 +334,7 @@ def run_job(
 ) -> JobOutcome:
     """Tune, refit, score once and record one (model, fold, seed, training size); ``cap`` is the training-row
     cap that gave ``training``."""
-    study_key = StudyKey(key.task, key.model, key.fold, key.seed, key.preset, key.train_size)
+    study_key = study_key_of(key)
     tags = {**env_tags, schema.TAG_STUDY_NAME: study_key.name}
     config = plan.config(cap)
     budget = plan.budget(key)
