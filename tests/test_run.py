@@ -100,7 +100,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(capsys, shared_out):
 def test_smoke_run_records_everything_and_a_rerun_skips_it(capsys, shared_out, steels_fold):
     out = shared_out
     args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "irnet,rf", "--folds", "0",
-            "--trials", "2", "--timeout", "600", "--out", str(out)]  # fmt: skip (seconds never stop it: 2 trials)
+            "--trials", "2", "--timeout", "600", "--fit-timeout", "600", "--out", str(out)]  # fmt: skip (trials and epochs stop it)
     code, stdout, err = run_main(capsys, *args)
     assert code == 0, err
     assert "rank" in stdout and "irnet" in stdout and "rf" in stdout
