@@ -247,15 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_benchmark(plan)
     if args.worker_of_launcher:
         return EXIT_SOME_FAILED if outcome.failed else 0  # the launcher prints the leaderboard
-    for train_size in sorted({row.train_size or 0 for row in outcome.results}) or [0]:
-        rows = [row for row in outcome.results if (row.train_size or 0) == train_size]
-        board = leaderboard(rows, models=models)
+    for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
+        keys = {(k.model, k.fold, k.seed, k.train_size) for _, k in jobs}
+        rows = [r for r in outcome.results if (r.model, r.fold, r.seed, r.train_size) in keys]
+        sizes = sorted({k[3] for k in keys})
+        size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         title = (
-            f"{plan.task_name}: preset {preset.name}, {train_size or '?'} training rows, {len(plan.folds)} fold(s) "
+            f"{plan.task_name}: preset {preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
             f"x {len(plan.seeds)} seed(s), budgets by model family and rows (README: Budgets); "
             f"test MAE mean ± std over folds and seeds"
         )
-        print(format_leaderboard(board, title=title, unit=str(task.spec.unit)))
+        print(format_leaderboard(leaderboard(rows, models=models), title=title, unit=str(task.spec.unit)))
     print(f"results: {out_dir / f'results_{plan.task_name}_{preset.name}.csv'}; MLflow: {tracking_uri}")
     for job in outcome.failed:
         print(f"FAILED {job.key.run_name}: {job.message} (rerun the same command to retry)", file=sys.stderr)

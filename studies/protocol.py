@@ -110,16 +110,22 @@ class RunPlan:
     def jobs(self) -> list[tuple[int | None, ParentKey]]:
         """Every (training-row cap, key) of the run: size by size, smallest first, and within a size
         fold-major, so an interrupted run has whole sizes and folds. The key carries the training rows."""
+        return [(cap, key) for jobs in self.jobs_by_size().values() for cap, key in jobs]
+
+    def jobs_by_size(self) -> dict[int | None, list[tuple[int | None, ParentKey]]]:
+        """:meth:`jobs` under the cap each was asked for (None: all rows); folds of one cap may differ by a row
+        or two in training size (Matbench folds are not all equal), so tables group by this."""
         from benchmarks.loader import training_size
 
-        out = []
+        out: dict[int | None, list[tuple[int | None, ParentKey]]] = {}
         for requested in self.caps():
             for fold in self.folds:
                 cap = self.effective_cap(requested, fold)
                 n_train = training_size(self.task, fold, val_seed=self.val_seed, max_train_rows=cap)
                 for seed in self.seeds:
                     for model in self.models:
-                        out.append((cap, ParentKey(self.task_name, model, fold, seed, self.preset.name, n_train)))
+                        key = ParentKey(self.task_name, model, fold, seed, self.preset.name, n_train)
+                        out.setdefault(requested, []).append((cap, key))
         return out
 
     def keys(self) -> list[ParentKey]:
