@@ -162,6 +162,18 @@ def fold_rows(
     return train_rows, val_rows, fold.test
 
 
+def training_size(task: TaskData, fold_index: int, *, val_seed: int = 0, max_train_rows: int | None = None) -> int:
+    """The number of training rows (validation excluded) a fold gives under ``max_train_rows`` (None: all);
+    rows whose formula cannot be featurised are counted (they are dropped later, and logged)."""
+    return len(fold_rows(task, fold_index, val_seed=val_seed, max_train_rows=max_train_rows)[0])
+
+
+def full_training_size(task: TaskData) -> int:
+    """The smallest training part (validation excluded) over the task's folds: the largest train size every
+    fold can give."""
+    return min(training_size(task, fold) for fold in range(len(task.folds)))
+
+
 def task_fold(
     task: TaskData,
     fold_index: int,

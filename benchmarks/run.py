@@ -3,6 +3,8 @@
     python -m benchmarks.run --task matbench_steels --preset smoke
     python -m benchmarks.run --task formation_energy                  # preset quick (~15 min on a laptop CPU)
     python -m benchmarks.run --task formation_energy --preset paper --device cuda
+    python -m benchmarks.run --task formation_energy --train-sizes 1000,3000,10000,30000,all   # scaling study
+    python -m benchmarks.run --task matbench --preset smoke       # every Matbench regression task, one by one
 
 Results go to MLflow (default: sqlite in --out) and Optuna (default: sqlite in --out). Rerunning the same
 command resumes: finished runs are skipped, interrupted studies continue without repeating a finished trial.
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)")
     parser.add_argument("--max-train-rows", type=int, default=None,
                         help="cap on training rows per fold, validation in proportion; 0 = all (default: preset)")  # fmt: skip
+    parser.add_argument("--train-sizes", default=None,
+                        help="scaling study: increasing training-row counts, e.g. 1000,3000,10000,all (all = the "
+                             "whole training part); each size is a full run, nested subsamples, same test set")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (networks; trees run on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores available)")
     parser.add_argument("--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017")
@@ -80,6 +85,63 @@ def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:
     return values
 
 
+ALL_ROWS = "all"
+MIN_VAL_ROWS = 10  # validation rows a study needs for early stopping and tuning to mean anything
+
+
+def parse_train_sizes(text: str | None) -> tuple[int | None, ...]:
+    """``"1000,3000,all"`` -> ``(1000, 3000, None)``: positive, strictly increasing, ``all`` (None) only
+    last. UsageError (exit 2) naming the problem otherwise. None or empty text -> ``()``."""
+    if text is None:
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise UsageError("--train-sizes is empty; give sizes such as 1000,3000,10000,all")
+    sizes: list[int | None] = []
+    for part in parts:
+        if part.lower() == ALL_ROWS:
+            sizes.append(None)
+            continue
+        try:
+            size = int(part.replace("_", ""))
+        except ValueError:
+            raise UsageError(f"--train-sizes takes whole numbers and 'all' separated by commas, got {part!r}") from None
+        if size <= 0:
+            raise UsageError(f"--train-sizes: size {size} must be a positive number of training rows")
+        sizes.append(size)
+    if None in sizes[:-1]:
+        raise UsageError("--train-sizes: 'all' must be the last size (sizes go from small to large)")
+    numbers = [s for s in sizes if s is not None]
+    for before, after in zip(numbers, numbers[1:]):
+        if after == before:
+            raise UsageError(f"--train-sizes repeats size {after}")
+        if after < before:
+            raise UsageError(f"--train-sizes must increase: {after} comes after {before}")
+    return tuple(sizes)
+
+
+def check_train_sizes(sizes: tuple[int | None, ...], task) -> None:
+    """Refuse sizes the task cannot give (before any work): larger than the training part of a fold, equal
+    to it and also 'all', or so small that the validation rows in proportion fall below MIN_VAL_ROWS."""
+    from benchmarks.loader import fold_rows, full_training_size
+
+    full = full_training_size(task)
+    numbers = [s for s in sizes if s is not None]
+    for size in numbers:
+        if size > full:
+            raise UsageError(f"--train-sizes: size {size} is larger than the training part of {task.spec.name} "
+                             f"({full} rows); use 'all' for every training row")  # fmt: skip
+    if numbers and numbers[-1] == full and None in sizes:
+        raise UsageError(f"--train-sizes: size {full} is the whole training part, the same as 'all'; give one of them")
+    if numbers:
+        smallest = numbers[0]
+        for fold in range(len(task.folds)):
+            val_rows = len(fold_rows(task, fold, max_train_rows=smallest)[1])
+            if val_rows < MIN_VAL_ROWS:
+                raise UsageError(f"--train-sizes: size {smallest} leaves {val_rows} validation rows on fold {fold} "
+                                 f"of {task.spec.name}; the models need at least {MIN_VAL_ROWS}: use a larger size")  # fmt: skip
+
+
 def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -87,8 +149,21 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def task_groups() -> dict[str, tuple[str, ...]]:
+    """``--task`` names that stand for several tasks, run one after another into one store."""
+    from benchmarks.registry import TASKS
+
+    return {
+        "matbench": tuple(n for n, spec in TASKS.items() if spec.is_matbench and spec.task_type == "regression"),
+        "oqmd": ("formation_energy", "oqmd_band_gap", "oqmd_volume_per_atom", "oqmd_energy_per_atom"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    groups = task_groups()
+    if args.task in groups:
+        return _run_group(argv if argv is not None else sys.argv[1:], groups[args.task])
     _quiet_libraries()
 
     # 1. Arguments alone (cheap, before touching any store or data).
@@ -98,19 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     seeds = _int_list(args.seeds, "--seeds") or preset.seeds
     if args.max_train_rows is not None and args.max_train_rows < 0:
         raise UsageError(f"--max-train-rows must be >= 0 (0 = all rows), got {args.max_train_rows}")
+    train_sizes = parse_train_sizes(args.train_sizes)
+    if train_sizes and args.max_train_rows is not None:
+        raise UsageError("give --train-sizes or --max-train-rows, not both")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    budget = TrialBudget(
-        n_trials=args.trials if args.trials is not None else preset.budget.n_trials,
-        tuning_seconds=args.timeout if args.timeout is not None else preset.budget.tuning_seconds,
-        fit_seconds=args.fit_timeout if args.fit_timeout is not None else preset.budget.fit_seconds,
-    )
+    # Budget flags override the preset's rule for every model; TrialBudget checks them now.
+    budget_overrides = {name: value for name, value in (("n_trials", args.trials), ("tuning_seconds", args.timeout),
+                        ("fit_seconds", args.fit_timeout)) if value is not None}  # fmt: skip
+    TrialBudget(**{"n_trials": 1, "tuning_seconds": None, "fit_seconds": None, **budget_overrides})
     max_train_rows = preset.max_train_rows
     if args.max_train_rows is not None:
         max_train_rows = args.max_train_rows or None
-    preset = preset.with_changes(budget=budget, max_train_rows=max_train_rows)
+    preset = preset.with_changes(budget_overrides=budget_overrides, max_train_rows=max_train_rows)
     if args.featurizer not in FEATURIZERS:
         raise UsageError(f"unknown featurizer {args.featurizer!r}; use one of {', '.join(FEATURIZERS)}")
     device = resolve_device(args.device)
@@ -127,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [f for f in folds if f >= n_folds]
     if bad:
         raise UsageError(f"{task.spec.name} has folds 0..{n_folds - 1}; fold {bad[0]} does not exist")
+    check_train_sizes(train_sizes, task)
 
     # 3. The stores: reachable before any work.
     from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri, ui_hint
@@ -160,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         progress=not args.no_progress and sys.stderr.isatty(),
         fold_tags={fold: {schema.TAG_TRAIN_TEST_DUPLICATES: str(n)} for fold, n in overlap.items()},
+        train_sizes=train_sizes,
     )
     check_plan(plan)
     for fold, count in overlap.items():  # logged once the plan is accepted: a refused run prints one line
@@ -176,13 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_benchmark(plan)
     if args.worker_of_launcher:
         return EXIT_SOME_FAILED if outcome.failed else 0  # the launcher prints the leaderboard
-    board = leaderboard(outcome.results, models=models)
-    title = (
-        f"{plan.task_name}: preset {preset.name}, {len(plan.folds)} fold(s) x {len(plan.seeds)} seed(s), "
-        f"{budget.n_trials} trials / {budget.tuning_seconds or 'unlimited'} s tuning per model; "
-        f"test MAE mean ± std over folds and seeds"
-    )
-    print(format_leaderboard(board, title=title, unit=str(task.spec.unit)))
+    for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
+        keys = {(k.model, k.fold, k.seed, k.train_size) for _, k in jobs}
+        rows = [r for r in outcome.results if (r.model, r.fold, r.seed, r.train_size) in keys]
+        sizes = sorted({k[3] for k in keys})
+        size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        title = (
+            f"{plan.task_name}: preset {preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
+            f"x {len(plan.seeds)} seed(s), budgets by model family and rows (README: Budgets); "
+            f"test MAE mean ± std over folds and seeds"
+        )
+        print(format_leaderboard(leaderboard(rows, models=models), title=title, unit=str(task.spec.unit)))
     print(f"results: {out_dir / f'results_{plan.task_name}_{preset.name}.csv'}; MLflow: {tracking_uri}")
     print(f"runs table: {ui_hint(tracking_uri, plan.task_name)}")
     for job in outcome.failed:
@@ -197,6 +280,16 @@ def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:
 
     keys = composition_keys(task.formulas)
     return {fold: train_test_duplicates(keys, task.folds[fold]) for fold in folds}
+
+def _run_group(argv: list[str], tasks: tuple[str, ...]) -> int:
+    """Run the same command for each task of a group, one after another, into the same stores; the exit code
+    is the worst of the tasks' (a usage error on one task stops the group)."""
+    task_argv = _without_flag(argv, "--task")
+    worst = 0
+    for name in tasks:
+        print(f"== {name} ==", flush=True)
+        worst = max(worst, main([*task_argv, "--task", name]))
+    return worst
 
 
 def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> None:

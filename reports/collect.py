@@ -155,6 +155,8 @@ def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
         # Why the refit stopped (early_stopping, max_steps, time_limit, completed); "" on older stores.
         "refit_stopped": tags.get(schema.TAG_REFIT_STOPPED, ""),
         "train_size_tag": tags.get(schema.TAG_TRAIN_SIZE, ""),
+        # The best trial's fitted model was kept as the refit: its train_seconds are already in tuning_seconds.
+        "refit_reused": tags.get(schema.TAG_REFIT_REUSED, "false").lower() == "true",
     }
     for name in schema.TEST_METRICS:
         row[name] = float(metrics[name])

@@ -47,10 +47,12 @@ def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
     """One row per (model, train_size) of ``task``: run count, MAE mean/std/min/max, mean seconds spent,
     why the refits stopped (``refit_stopped``, counted) and ``n_cut_short`` (refits that hit their time limit).
 
-    ``compute_seconds`` is tuning plus refit wall-clock seconds (a missing time counts as 0), mean over runs.
+    ``compute_seconds`` is tuning plus refit wall-clock seconds (a missing time counts as 0; a refit that kept
+    the best trial's model adds nothing, as that fit is already in the tuning seconds), mean over runs.
     """
     rows = finals[finals["task"] == task].assign(
-        compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0) + f["train_seconds"].fillna(0.0),
+        compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0)
+        + f["train_seconds"].fillna(0.0).where(~f["refit_reused"], 0.0),
         cut_short=lambda f: f["refit_stopped"] == CUT_SHORT,
     )
     groups = rows.groupby(["model", "train_size"], sort=True)

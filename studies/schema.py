@@ -64,6 +64,10 @@ TAG_FINAL_OWNER = "final_owner"  # worker (host:pid:start) doing the refit and t
 TAG_FINAL_HEARTBEAT = "final_heartbeat"  # unix time of the owner's last sign of life during the refit
 TAG_ERROR = "benchmark_error"  # on a parent whose tuning or refit failed; a rerun retries it
 TAG_REFIT_STOPPED = "refit_stopped"  # why the refit stopped: early_stopping, max_steps, time_limit, completed
+REFIT_STOPPED_TIME_LIMIT = "time_limit"  # a score whose refit hit its time cap: shown as "cut short"
+# Added for issue #10 (fair fits, scaling study).
+TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (int string); part of its key
+TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
 # On trial runs.
 TAG_TRIAL_FAILURE = "trial_failure"  # "<ExceptionType>: message" of a crashed trial (trial_state FAIL)
 TAG_TRIAL_DEFAULTS = "trial_defaults"  # "true" on the trial that ran the model's defaults (trial 0)
@@ -73,5 +77,3 @@ TAG_STOPPED = "stopped"  # why a trial's fit stopped
 PARAM_BUDGET_TRIALS = "budget_trials"
 PARAM_BUDGET_TUNING_SECONDS = "budget_tuning_seconds"
 PARAM_BUDGET_FIT_SECONDS = "budget_fit_seconds"
-# Added with the scaling study (issue #10): the number of training rows the parent run was fitted on.
-TAG_TRAIN_SIZE = "train_size"  # int string; a scaling study has parent runs of one task at several sizes

@@ -219,22 +219,26 @@ def package_tags() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ParentKey:
-    """The identity of a parent run: one (task, model, fold, seed, preset)."""
+    """The identity of a parent run: one (task, model, fold, seed, preset, training rows)."""
 
     task: str
     model: str
     fold: int
     seed: int
     preset: str
+    train_size: int | None = None  # training rows actually used; None only for callers that do not know
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             schema.TAG_TASK: self.task,
             schema.TAG_MODEL: self.model,
             schema.TAG_FOLD: str(self.fold),
             schema.TAG_SEED: str(self.seed),
             schema.TAG_PRESET: self.preset,
         }
+        if self.train_size is not None:
+            tags[schema.TAG_TRAIN_SIZE] = str(int(self.train_size))
+        return tags
 
     def filter_string(self) -> str:
         parts = [f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"]
@@ -243,7 +247,8 @@ class ParentKey:
 
     @property
     def run_name(self) -> str:
-        return f"{self.model}-fold{self.fold}-seed{self.seed}"
+        size = "" if self.train_size is None else f"-n{self.train_size}"
+        return f"{self.model}-fold{self.fold}-seed{self.seed}{size}"
 
 
 def _quote(value: str) -> str:
@@ -492,6 +497,7 @@ class FinalRecord:
     unit: str
     extra_params: dict[str, Any]
     refit_started: float
+    refit_reused: bool = False  # the best trial's fitted model was kept instead of training it again
 
 
 def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> None:
@@ -553,6 +559,7 @@ def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> 
     tags = [
         RunTag(schema.TAG_DEVICE, record.report.device),
         RunTag(schema.TAG_REFIT_STOPPED, record.report.stopped),
+        RunTag(schema.TAG_REFIT_REUSED, str(record.refit_reused).lower()),
         RunTag(schema.TAG_STATUS, schema.STATUS_DONE),
     ]
     client.log_batch(run_id, metrics=metrics, tags=tags)
@@ -592,6 +599,8 @@ class ResultRow:
     tuning_seconds: float
     device: str
     run_id: str
+    refit_stopped: str = ""  # early_stopping, max_steps, time_limit, completed
+    train_size: int | None = None
 
 
 def read_results(client: Any, experiment_id: str, keys: Sequence[ParentKey]) -> list[ResultRow]:
@@ -621,6 +630,8 @@ def read_results(client: Any, experiment_id: str, keys: Sequence[ParentKey]) -> 
                     tuning_seconds=float(metrics.get(schema.METRIC_TUNING_SECONDS, math.nan)),
                     device=run.data.tags.get(schema.TAG_DEVICE, ""),
                     run_id=run.info.run_id,
+                    refit_stopped=run.data.tags.get(schema.TAG_REFIT_STOPPED, ""),
+                    train_size=key.train_size,
                 )
             )
     return rows

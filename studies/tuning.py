@@ -2,6 +2,9 @@
 
 Budget (see :class:`studies.presets.TrialBudget`): ``n_trials`` is the study's *total*, counted from storage,
 so a second process with the same command and storage joins the study and together they stop at exactly N.
+``tuning_seconds``: no trial starts once the summed trial durations, plus the mean duration of the trials so
+far (the expected length of the next one), would pass it; so a study whose first trial took most of the
+seconds stops there instead of overrunning by a whole further fit.
 Trials that count: COMPLETE, PRUNED, and FAIL by a crash of the model (diverging loss, out of memory, ...).
 Trials that do not count: those interrupted (Ctrl-C, kill), which are re-queued with the same parameters when
 the study resumes, and "surplus" trials, which stop at once without fitting anything: one started by a racing
@@ -15,21 +18,26 @@ Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches th
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import pickle
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmarks.atomic import atomic_write
 from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.splits import TrainingData
@@ -47,6 +55,8 @@ ATTR_INTERRUPTED = "interrupted"  # found RUNNING with its local process dead; d
 ATTR_RETRY_OF = "retry_of"  # number of the interrupted trial this one re-runs
 ATTR_MODEL_PARAMS = "model_params"  # the full parameter dict the model was built with (JSON)
 ATTR_DEFAULTS = "defaults"  # set on the enqueued trial 0: the model's defaults (under the preset's caps)
+ATTR_FIT_IDENTITY = "fit_identity"  # digest of (model parameters, seed, training rows) of a saved trial model
+ATTR_MODEL_FILE = "model_file"  # where the trial's fitted model was saved (for refit reuse)
 STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with different data is refused
 
 STUDY_ATTR_WORKER_PREFIX = "worker:"  # one study attribute per process that has worked on the study
@@ -165,10 +175,12 @@ class StudyKey:
     fold: int
     seed: int
     preset: str
+    train_size: int | None = None  # training rows of the study (a scaling study has one study per size)
 
     @property
     def name(self) -> str:
-        return f"{self.task}/{self.model}/fold{self.fold}/seed{self.seed}/{self.preset}"
+        size = "" if self.train_size is None else f"/n{self.train_size}"
+        return f"{self.task}/{self.model}/fold{self.fold}/seed{self.seed}/{self.preset}{size}"
 
 
 def open_study(
@@ -209,12 +221,21 @@ def open_study(
     return study
 
 
-def enqueue_defaults(study: optuna.Study, space: Space, defaults: Mapping[str, Any]) -> bool:
-    """Queue the model's defaults as trial 0, only in a study that has no trial yet (so a resumed or joined
-    study never queues them twice). Returns whether it queued them."""
+def enqueue_defaults(
+    study: optuna.Study, space: Space, defaults: Mapping[str, Any], extra: Sequence[Mapping[str, Any]] = ()
+) -> bool:
+    """Queue ``defaults`` as trial 0, then each configuration of ``extra`` (full parameter dicts) that the
+    space can represent, only in a study that has no trial yet (so a resumed or joined study never queues
+    them twice). Returns whether it queued them."""
     if study.get_trials(deepcopy=False):
         return False
     study.enqueue_trial(default_trial_params(space, defaults), user_attrs={ATTR_DEFAULTS: True}, skip_if_exists=True)
+    for params in extra:
+        try:
+            raw = default_trial_params(space, params)
+        except ValueError:  # the preset's space leaves it out (e.g. batch 32 in `quick`)
+            continue
+        study.enqueue_trial(raw, skip_if_exists=True)
     return True
 
 
@@ -240,10 +261,14 @@ def spent_seconds(trials: list[FrozenTrial]) -> float:
 
 
 def budget_reached(trials: list[FrozenTrial], budget: TrialBudget) -> bool:
-    """Whether the counted ``trials`` exhaust the budget (trials or seconds)."""
+    """Whether the counted ``trials`` exhaust the budget: N trials, or tuning seconds that the next trial,
+    expected to last as long as the mean trial so far, would pass."""
     if len(trials) >= budget.n_trials:
         return True
-    return budget.tuning_seconds is not None and spent_seconds(trials) >= budget.tuning_seconds
+    if budget.tuning_seconds is None or not trials:
+        return False
+    spent = spent_seconds(trials)
+    return spent + spent / len(trials) > budget.tuning_seconds
 
 
 def register_worker(study: optuna.Study) -> None:
@@ -351,11 +376,50 @@ class TuningResult:
     n_complete: int
     tuning_seconds: float  # summed trial durations
     history: list[tuple[int, str, float | None]] = field(default_factory=list)  # (number, state, value)
+    best_fit_identity: str | None = None  # set when the best trial's fitted model was saved
+    best_model_file: str | None = None
 
 
 def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters as plain JSON values (numpy scalars to Python)."""
     return json.loads(json.dumps(dict(params), default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def fit_identity(params: Mapping[str, Any], seed: int, training: TrainingData) -> str:
+    """A digest of what decides a fit: the full model parameters, the seed, and the training and validation
+    rows (ids, features, targets). Two fits with one identity are the same computation."""
+    digest = hashlib.sha256(json.dumps(jsonable(params), sort_keys=True).encode())
+    digest.update(f"|seed={int(seed)}|".encode())
+    for ids in (training.train_ids, training.val_ids):
+        digest.update("\n".join(map(str, ids)).encode() + b"|")
+    for array in (training.X_train, training.y_train, training.X_val, training.y_val):
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def save_trial_fit(folder: Path, number: int, model: Model, report: FitReport, identity: str) -> Path:
+    """Save a trial's fitted model and its report (atomically; the report file, written last, names the
+    model file and the fit identity). Returns the report file."""
+    model_path = model.save(folder / f"trial-{number}.model.pkl")
+    fit_path = folder / f"trial-{number}.fit.pkl"
+    with atomic_write(fit_path, "wb") as handle:
+        pickle.dump({"identity": identity, "model_file": model_path.name, "report": report}, handle)
+    return fit_path
+
+
+def load_trial_fit(fit_path: str | Path, identity: str, *, device: str = "cpu") -> tuple[Model, FitReport] | None:
+    """The saved model and report of a trial whose fit has ``identity``; None when the file is missing (e.g.
+    the trial ran on another machine) or was made by a different fit."""
+    fit_path = Path(fit_path)
+    try:
+        with open(fit_path, "rb") as handle:
+            saved = pickle.load(handle)
+        if saved.get("identity") != identity:
+            return None
+        return Model.load(fit_path.parent / saved["model_file"], device=device), saved["report"]
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, AttributeError, ImportError):
+        log.warning("could not reuse the trial model %s; refitting", fit_path, exc_info=True)
+        return None
 
 
 def tune(
@@ -371,12 +435,18 @@ def tune(
     recorder: TrialRecorder | None = None,
     progress: bool = True,
     description: str = "",
+    trial0: Mapping[str, Any] | None = None,
+    extra_trials: Sequence[Mapping[str, Any]] = (),
+    model_dir: Path | None = None,
 ) -> TuningResult:
     """Run trials until the study's budget is reached (counting every process's trials) and return the best.
 
     ``space`` is the search after preset overrides (fixed entries included). Each trial builds
     ``model_cls(params, seed=seed, device=device)``, fits it on the training rows with early stopping and
-    pruning on the validation rows, and returns its best validation MAE.
+    pruning on the validation rows, and returns its best validation MAE. Trial 0 is the model's defaults
+    updated with ``trial0``; ``extra_trials`` (full parameter dicts the space can represent) follow it.
+    With ``model_dir``, the best trial so far of this process keeps its fitted model there, so that a refit
+    that would repeat it exactly can reuse it (:func:`load_trial_fit`).
     """
     defaults = model_cls.default_params()
     check_space(space, defaults, model=model_cls.name)
@@ -384,9 +454,9 @@ def tune(
     numbers = recover_interrupted(study)
     if numbers and recorder is not None:
         recorder.interrupted(numbers)
-    enqueue_defaults(study, space, defaults)
+    enqueue_defaults(study, space, {**defaults, **(trial0 or {})}, extra_trials)
 
-    objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder)
+    objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder, model_dir)
     counted = finished_trials(study)
     if not budget_reached(counted, budget):
         bar = _progress_bar(budget, len(counted), description, progress)
@@ -418,9 +488,12 @@ class _Objective:
         seed: int,
         device: str,
         recorder: TrialRecorder | None,
+        model_dir: Path | None = None,
     ) -> None:
         self.study, self.model_cls, self.search, self.space = study, model_cls, search, space
         self.training, self.budget, self.seed, self.device, self.recorder = training, budget, seed, device, recorder
+        self.model_dir = model_dir
+        self._saved: list[Path] = []  # this process's saved trial fits (only the best is kept)
 
     def _surplus_reason(self, trial: optuna.Trial) -> str | None:
         """Why this trial must not run, if it must not: "budget" when earlier trials (finished, or running in
@@ -486,8 +559,27 @@ class _Objective:
         trial.set_user_attr("best_step", report.best_step)
         trial.set_user_attr("stopped", report.stopped)
         trial.set_user_attr("fit_seconds", report.fit_seconds)
+        self._keep_if_best(trial, model, report, model_params)
         self._record(outcome("COMPLETE", value=report.best_val_mae, curve=report.curve, report=report))
         return float(report.best_val_mae)
+
+    def _keep_if_best(self, trial: optuna.Trial, model: Model, report: FitReport, params: dict[str, Any]) -> None:
+        """Save the fitted model of a trial that beats every completed trial so far (for refit reuse), and
+        drop this process's earlier saves."""
+        if self.model_dir is None:
+            return
+        values = [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.number != trial.number and t.value is not None]  # fmt: skip
+        if values and not report.best_val_mae < min(values):
+            return
+        identity = fit_identity(params, self.seed, self.training)
+        fit_path = save_trial_fit(self.model_dir, trial.number, model, report, identity)
+        trial.set_user_attr(ATTR_FIT_IDENTITY, identity)
+        trial.set_user_attr(ATTR_MODEL_FILE, str(fit_path))
+        for old in self._saved:
+            old.unlink(missing_ok=True)
+            old.with_name(old.name.replace(".fit.pkl", ".model.pkl")).unlink(missing_ok=True)
+        self._saved = [fit_path]
 
     def _step_callback(self, trial: optuna.Trial, seen: list[CurvePoint], started: float) -> Callable[[int, float], None]:
         every = max(1, self.search.report_every)
@@ -551,4 +643,6 @@ def _result(study: optuna.Study) -> TuningResult:
         n_complete=len(complete),
         tuning_seconds=spent_seconds(counted),
         history=[(t.number, t.state.name, t.value) for t in counted],
+        best_fit_identity=best.user_attrs.get(ATTR_FIT_IDENTITY),
+        best_model_file=best.user_attrs.get(ATTR_MODEL_FILE),
     )

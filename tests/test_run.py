@@ -100,7 +100,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(capsys, shared_out):
 def test_smoke_run_records_everything_and_a_rerun_skips_it(capsys, shared_out, steels_fold):
     out = shared_out
     args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "irnet,rf", "--folds", "0",
-            "--trials", "2", "--out", str(out)]  # fmt: skip
+            "--trials", "2", "--timeout", "600", "--fit-timeout", "600", "--out", str(out)]  # fmt: skip (trials and epochs stop it)
     code, stdout, err = run_main(capsys, *args)
     assert code == 0, err
     assert "rank" in stdout and "irnet" in stdout and "rf" in stdout
@@ -202,7 +202,7 @@ def test_killed_run_resumes_without_duplicates_or_repeats(capsys, tmp_path):
     args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "rf", "--folds", "0",
             "--trials", "8", "--out", str(out)]  # fmt: skip
     storage = f"sqlite:///{out / 'optuna.db'}"
-    study_name = "matbench_steels/rf/fold0/seed0/smoke"
+    study_name = "matbench_steels/rf/fold0/seed0/smoke/n224"
     process = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *args], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 240
@@ -276,7 +276,7 @@ def test_two_processes_with_the_same_command_share_the_studies(tmp_path):
                  for _ in range(2)]  # fmt: skip
     errors = [p.communicate(timeout=600)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], errors
-    study = optuna.load_study(study_name="matbench_steels/rf/fold0/seed0/smoke", storage=f"sqlite:///{out / 'optuna.db'}")
+    study = optuna.load_study(study_name="matbench_steels/rf/fold0/seed0/smoke/n224", storage=f"sqlite:///{out / 'optuna.db'}")
     assert len([t for t in study.get_trials() if counts_toward_budget(t)]) == 10
     parents = _runs(out, "matbench_steels", schema.KIND_FINAL)
     assert len(parents) == 1

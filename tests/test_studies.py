@@ -187,7 +187,7 @@ def test_every_space_gives_parameters_the_model_accepts(model, preset):
 def test_network_spaces_cover_the_required_ranges():
     space = spaces.get_search("irnet").space
     assert space["lr"] == {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
-    assert space["batch_size"]["choices"] == [32, 64, 128, 256]
+    assert space["batch_size"]["choices"] == [32, 64, 128, 256, 512, 1024, 2048]
     assert space["depth"]["choices"] == [17, 24, 48]
     assert space["optimizer"]["choices"] == ["adam", "adamw"]
     assert space["weight_decay"]["type"] == "optional" and space["weight_decay"]["off"] == 0.0
@@ -203,9 +203,12 @@ def test_thread_count_is_fixed_for_every_model_that_has_one():
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_defaults_round_trip_through_the_space(model):
-    """Trial 0 must reproduce the model's defaults exactly (under the preset's fixed caps)."""
+    """Trial 0 must reproduce its configuration exactly (under the preset's fixed caps): the model's defaults,
+    or for a network under `quick` the converging CPU regime at 10k rows."""
     space = resolved_space(model, PRESETS["quick"], threads=2)
     defaults = get_model_class(model).default_params()
+    if model in spaces.NETWORK_MODELS:
+        defaults = {**defaults, **spaces.converging_network_regime(10_000)}
     study = optuna.create_study()
     study.enqueue_trial(default_trial_params(space, defaults))
     params = suggest(study.ask(), space)
@@ -325,9 +328,12 @@ def test_tuning_seconds_budget_stops_the_study(tmp_path, steels_training):
     study = _study(tmp_path, SLEEPY_SEARCH, name="timed")
     result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(100, 1.0, None))
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished_trials(study)]
-    # Trials start while the summed durations are under 1 s, and none starts after: one may overrun.
-    assert sum(durations[:-1]) < 1.0 <= sum(durations) == pytest.approx(result.tuning_seconds)
-    assert 2 <= result.n_trials <= 4  # each trial sleeps 0.3 s
+    # A trial starts only while the summed durations plus the mean trial so far stay within 1 s.
+    before_last = sum(durations[:-1])
+    assert before_last + before_last / max(1, len(durations) - 1) <= 1.0 or len(durations) == 1
+    assert sum(durations) + sum(durations) / len(durations) > 1.0
+    assert sum(durations) == pytest.approx(result.tuning_seconds)
+    assert 2 <= result.n_trials <= 3  # each trial sleeps 0.3 s
 
 
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_requeued(tmp_path, steels_training):
