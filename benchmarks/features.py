@@ -156,8 +156,9 @@ def element_table() -> ElementTable:
 # general port below, one formula at a time.
 
 # ASCII digits only: "\d" would also take other scripts' digits, which float() reads and so does the general path
-_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+")
-_SIMPLE_LINES = re.compile(r"(?:(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+\n)*")
+# Each amount can match in one way only: an ambiguous pattern backtracks exponentially on a failing block.
+_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)?)+")
+_SIMPLE_LINES = re.compile(r"(?:(?:[A-Z][a-z]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)?)+\n)*")
 _MAX_DIGITS = 15  # amounts with more digits take the general path: below 2**53 the fast path is exact
 _INVALID_FORMULA = re.compile(r"[\s\d.*/]*$")
 _GROUP = re.compile(r"([A-Z][a-z]*)\s*([-*\.e\d]*)")

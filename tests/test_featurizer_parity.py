@@ -163,6 +163,15 @@ def test_repeated_formulas_get_identical_rows_and_order_is_kept():
     assert featurize_formulas([]).shape == (0, 145)
 
 
+@pytest.mark.timeout(60)
+def test_a_block_with_one_unusual_formula_does_not_backtrack_for_ever():
+    """Long amounts plus one formula for the general path: a block check that backtracks exponentially never
+    finishes on this (the regression behind the first full-set run)."""
+    formulas = [f"Fe{i}{i}O{i}{i}" for i in range(100, 400)] + ["(Fe2O3)2"]
+    X = featurize_formulas(formulas)
+    assert not np.isnan(X).any() and X[-1, MAGPIE_NAMES.index("0-norm")] == 2
+
+
 def test_numpy_path_imports_neither_matminer_nor_pymatgen():
     code = (
         "import sys; import benchmarks.features as f; "
