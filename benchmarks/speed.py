@@ -109,7 +109,7 @@ def _sync(device: str) -> None:
 
 
 def matmul_peak(shapes: list[tuple[int, int]], batch_size: int, *, device: str, repeats: int,
-                dtype: str = "float32") -> dict[str, Any]:  # fmt: skip
+                dtype: str = "float32", min_seconds: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """GFLOP/s of a bare ``torch.mm`` loop over the three GEMMs of every Linear at ``batch_size``."""
     import torch
 
@@ -128,14 +128,19 @@ def matmul_peak(shapes: list[tuple[int, int]], batch_size: int, *, device: str, 
             torch.mm(g, w)
             torch.mm(g.t(), x)
 
-    one_pass()
+    one_pass()  # warm-up: allocator, kernels, thread pool
     _sync(device)
     started = time.perf_counter()
-    for _ in range(repeats):
+    passes = 0
+    # At least ``repeats`` passes and ``min_seconds``, so a small batch is not timed from a few microseconds.
+    while passes < repeats or time.perf_counter() - started < min_seconds:
         one_pass()
+        passes += 1
+        if passes % 10 == 0 or passes >= repeats:
+            _sync(device)
     _sync(device)
     seconds = time.perf_counter() - started
-    flops = training_flops_per_sample(shapes) * batch_size * repeats
+    flops = training_flops_per_sample(shapes) * batch_size * passes
     return {"batch_size": batch_size, "dtype": dtype, "seconds": seconds, "gflops": flops / seconds / 1e9}
 
 
