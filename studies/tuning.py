@@ -438,7 +438,7 @@ class ProgressLog:
             self.say(message())
 
     def _tick(self) -> None:
-        while not self._stop.wait(max(1.0, self.interval_s - (time.monotonic() - self.last))):
+        while not self._stop.wait(max(0.01, self.interval_s - (time.monotonic() - self.last))):
             self.maybe(lambda: "still running")
 
     def __enter__(self) -> "ProgressLog":
