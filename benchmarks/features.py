@@ -22,7 +22,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -40,6 +40,7 @@ CHUNK_ROWS = 20_000
 FEATURE_SCHEMA_VERSION = 2  # bump when a featuriser's definition here changes (2: numpy magpie/elemnet)
 PROGRESS_SECONDS = 30.0  # a log line at least this often during long featurisation
 MATMINER_BLOCK_ROWS = 2_000  # matminer does ~600 rows/s: log between blocks of this many
+BLOCK_FORMULAS = 16_384  # numpy path: formulas per block, so that its temporaries stay in the CPU cache
 
 # ElemNet (Jha et al. 2018) input: fractions of these 86 elements, in this order.
 ELEMNET_ELEMENTS = (
@@ -102,16 +103,20 @@ class ElementTable:
     sha256: str  # of the file: part of the featuriser version, so a new table never reuses old caches
 
 
-def load_element_table(path: Path = ELEMENT_TABLE) -> ElementTable:
-    """Read the element table; a missing or damaged file raises ElementTableError naming it."""
+def load_element_table(path: Path | None = None) -> ElementTable:
+    """Read the element table (default: the shipped one, ELEMENT_TABLE); a missing or damaged file raises
+    ElementTableError naming it."""
+    path = Path(path) if path is not None else ELEMENT_TABLE
     fix = "reinstall irnet-bench or regenerate it with scripts/make_element_table.py"
     try:
-        raw = Path(path).read_bytes()
+        raw = path.read_bytes()
         lines = [line for line in raw.decode("utf-8").splitlines() if line and not line.startswith("#")]
         header, *rows = list(csv.reader(lines))
         expected = ["symbol", "Z", *MAGPIE_PROPERTIES, "X", "common_oxidation_states"]
         if header != expected:
             raise ValueError("unexpected columns")
+        if any(len(r) != len(expected) for r in rows):
+            raise ValueError(f"a row without {len(expected)} columns")
         if [int(r[1]) for r in rows] != list(range(1, len(rows) + 1)) or len(rows) < len(ELEMNET_ELEMENTS):
             raise ValueError("rows are not elements Z = 1, 2, ...")
         magpie = np.array([[float(v) for v in r[2 : 2 + len(MAGPIE_PROPERTIES)]] for r in rows])
@@ -146,11 +151,14 @@ def element_table() -> ElementTable:
 # _parse_formula): element tokens "[A-Z][a-z]*" with optional amounts, "(...)n" groups (also [] and {}),
 # nested; "@" ignored (Y3N@C80); duplicated symbols summed; amounts below 1e-8 dropped; negative amounts,
 # leftover characters and strings of only digits/space/./*// rejected. pymatgen has no hydrate notation:
-# "CuSO4.5H2O" reads as O4.5 and "·" is rejected, and so here. Common formulas take a fast path that
-# tokenises all of them with one regex pass; anything else goes through the general port below.
+# "CuSO4.5H2O" reads as O4.5 and "·" is rejected, and so here. Common formulas (symbols and plain decimal
+# amounts) are tokenised with numpy over the bytes of all of them at once; anything else goes through the
+# general port below, one formula at a time.
 
-_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:\d+\.?\d*|\.\d+)?)+")
-_SIMPLE_TOKEN = re.compile(r"([A-Z][a-z]?)([\d.]*)|\n")
+# ASCII digits only: "\d" would also take other scripts' digits, which float() reads and so does the general path
+_SIMPLE_FORMULA = re.compile(r"(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+")
+_SIMPLE_LINES = re.compile(r"(?:(?:[A-Z][a-z]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)?)+\n)*")
+_MAX_DIGITS = 15  # amounts with more digits take the general path: below 2**53 the fast path is exact
 _INVALID_FORMULA = re.compile(r"[\s\d.*/]*$")
 _GROUP = re.compile(r"([A-Z][a-z]*)\s*([-*\.e\d]*)")
 _PARENTHESES = re.compile(r"\(([^\(\)]+)\)\s*([\.e\d]*)")
@@ -219,28 +227,66 @@ class Compositions:
 
 
 def _merge(row: np.ndarray, key: np.ndarray, amount: np.ndarray, n_keys: int):
-    """Sum amounts of equal (row, key) pairs, in order of first appearance within the sums (as pymatgen)."""
+    """Sum the amounts of equal (row, key) pairs; the result is sorted by row, then key."""
     combined = row * n_keys + key
     unique, inverse = np.unique(combined, return_inverse=True)
     return unique // n_keys, unique % n_keys, np.bincount(inverse, weights=amount, minlength=len(unique))
 
 
+def _tokenize_simple(formulas: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens of formulas that match _SIMPLE_FORMULA, all at once with numpy over their bytes: (formula
+    index, symbol code, amount) per token, and the formulas whose amounts are too long for this path.
+
+    An amount "I.F" is computed as the integer of its digits over 10**len(F): both are exact in float64
+    (at most _MAX_DIGITS digits) and IEEE division rounds correctly, so it equals Python's float("I.F")."""
+    text = np.frombuffer(("\n".join(formulas) + "\n").encode("ascii"), dtype=np.uint8).astype(np.int64)
+    upper = (text >= 65) & (text <= 90)
+    newline = text == 10
+    starts = np.flatnonzero(upper)
+    formula = np.searchsorted(np.flatnonzero(newline), starts)
+    second = text[starts + 1]
+    has_second = (second >= 97) & (second <= 122)
+    code = text[starts] * _CODE_BASE + np.where(has_second, second, 0)
+    boundaries = np.flatnonzero(upper | newline)
+    ends = boundaries[np.searchsorted(boundaries, starts) + 1]
+    amount_start = starts + 1 + has_second
+    length = ends - amount_start  # characters of the amount: digits and at most one "."
+    amount = np.ones(len(starts))
+    too_long = np.zeros(len(formulas), dtype=bool)
+    too_long[formula[length > _MAX_DIGITS + 1]] = True  # more digits than exact here (and bounded memory)
+    width = min(int(length.max()) if len(length) else 0, _MAX_DIGITS + 1)
+    if width:
+        positions = amount_start[:, None] + np.arange(width)
+        inside = np.arange(width) < length[:, None]
+        chars = np.where(inside, text[np.minimum(positions, len(text) - 1)], 0)
+        is_digit = (chars >= 48) & (chars <= 57)
+        digits_after = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit  # digits to the right
+        dot = chars == 46
+        after_dot = np.cumsum(dot, axis=1) > 0
+        n_digits = is_digit.sum(axis=1)
+        too_long[formula[n_digits > _MAX_DIGITS]] = True
+        power = np.minimum(digits_after, _MAX_DIGITS)
+        mantissa = (np.where(is_digit, chars - 48, 0) * 10 ** power).sum(axis=1)
+        decimals = (is_digit & after_dot).sum(axis=1)
+        amount = np.where(length > 0, mantissa / 10.0**decimals, 1.0)
+    return formula, code, amount, too_long
+
+
 def parse_formulas(formulas: Sequence[str]) -> Compositions:
     """Parse many distinct formulas at once (see :func:`parse_formula` for the rules)."""
     n = len(formulas)
-    simple = np.fromiter((_SIMPLE_FORMULA.fullmatch(f) is not None for f in formulas), dtype=bool, count=n)
+    formulas = list(formulas)
+    if _SIMPLE_LINES.fullmatch("\n".join(formulas) + "\n"):  # the common case: every formula is simple
+        simple = np.ones(n, dtype=bool)
+    else:
+        simple = np.fromiter((_SIMPLE_FORMULA.fullmatch(f) is not None for f in formulas), dtype=bool, count=n)
     simple_rows = np.flatnonzero(simple)
-    # Fast path: one regex pass over all simple formulas joined by newlines; a newline token ends a formula.
-    tokens = _SIMPLE_TOKEN.findall("\n".join(formulas[i] for i in simple_rows) + "\n") if simple_rows.size else []
-    symbols = np.array([t[0] for t in tokens], dtype="<U2")
-    amount_text = np.array([t[1] for t in tokens], dtype="<U32")
-    separator = symbols == ""
-    row = simple_rows[np.cumsum(separator) - separator][~separator] if tokens else np.zeros(0, np.int64)
-    symbols, amount_text = symbols[~separator], amount_text[~separator]
-    amount_text[amount_text == ""] = "1"
-    amounts = amount_text.astype(np.float64)
-    letters = symbols.view(np.uint32).reshape(-1, 2).astype(np.int64)
-    code = letters[:, 0] * _CODE_BASE + letters[:, 1]
+    row, code, amounts, too_long = _tokenize_simple([formulas[i] for i in simple_rows])
+    row = simple_rows[row]
+    if too_long.any():
+        simple[simple_rows[too_long]] = False
+        keep = simple[row]
+        row, code, amounts = row[keep], code[keep], amounts[keep]
     # General path: the full pymatgen rules, one formula at a time (parentheses, spaces, exponents, ...).
     index, by_code = _symbol_lookup()
     extra_row, extra_code, extra_amount = [], [], []
@@ -254,102 +300,104 @@ def parse_formulas(formulas: Sequence[str]) -> Compositions:
             extra_row.append(i)
             extra_code.append(_symbol_code(symbol))
             extra_amount.append(amount)
-    row = np.concatenate([row, np.asarray(extra_row, dtype=np.int64)])
-    code = np.concatenate([code, np.asarray(extra_code, dtype=np.int64)])
-    amounts = np.concatenate([amounts, np.asarray(extra_amount, dtype=np.float64)])
-    # Sum duplicated symbols, drop tiny amounts (pymatgen does both per symbol), then merge isotopes.
+    if extra_row:
+        row = np.concatenate([row, np.asarray(extra_row, dtype=np.int64)])
+        code = np.concatenate([code, np.asarray(extra_code, dtype=np.int64)])
+        amounts = np.concatenate([amounts, np.asarray(extra_amount, dtype=np.float64)])
+    # Sum duplicated symbols and drop tiny amounts (pymatgen does both per symbol, before looking the symbol
+    # up), then merge isotopes into their element.
     row, code, amounts = _merge(row, code, amounts, _CODE_BASE * _CODE_BASE)
+    present = amounts >= AMOUNT_TOLERANCE
     element = by_code[code]
-    rejected[row[element < 0]] = True
-    keep = (amounts >= AMOUNT_TOLERANCE) & ~rejected[row]
+    rejected[row[present & (element < 0)]] = True
+    keep = present & ~rejected[row]
     row, element, amounts = row[keep], element[keep], amounts[keep]
-    n_elements = len(element_table().symbols)
-    row, element, amounts = _merge(row, element, amounts, n_elements)
+    if np.isin(code, [_symbol_code(isotope) for isotope in ISOTOPES]).any():
+        row, element, amounts = _merge(row, element, amounts, len(element_table().symbols))
     counts = np.bincount(row, minlength=n)
     start = np.concatenate([[0], np.cumsum(counts)])
     return Compositions(start=start, element=element, amount=amounts, valid=counts > 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The 145 attributes, vectorised over all formulas; each block follows matminer 0.10.1's definition.
+# The 145 attributes. Formulas with the same number of elements k are computed together as dense [m, k]
+# arrays; each block follows matminer 0.10.1's definition, cited per function.
 
 
-def _element_property_stats(comps: Compositions, table: ElementTable) -> tuple[np.ndarray, np.ndarray]:
-    """ElementProperty "magpie" (matminer featurizers/composition/composite.py with PropertyStats in
-    featurizers/utils/stats.py): per property the min, max, range, amount-weighted mean, mean absolute
-    deviation and mode (value of the element with the largest amount, ties within np.isclose taken at the
-    smallest value). Returns the [n, 132] block and the [n, 22] means."""
-    starts, amount = comps.start[:-1], comps.amount
-    row = np.repeat(np.arange(len(starts)), np.diff(comps.start))
-    values = table.magpie[comps.element]
-    weights = amount[:, None]
-    total = np.add.reduceat(amount, starts)[:, None]
-    minimum = np.minimum.reduceat(values, starts, axis=0)
-    maximum = np.maximum.reduceat(values, starts, axis=0)
-    mean = np.add.reduceat(values * weights, starts, axis=0) / total
-    avg_dev = np.add.reduceat(np.abs(values - mean[row]) * weights, starts, axis=0) / total
-    largest = np.maximum.reduceat(amount, starts)[row]
+def _element_property_stats(values: np.ndarray, amount: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """ElementProperty "magpie" (matminer featurizers/composition/composite.py, statistics from
+    featurizers/utils/stats.py PropertyStats) into ``out`` [m, 22, 6]: per property the minimum, maximum,
+    range, amount-weighted mean, mean absolute deviation from that mean, and mode (the value of the element
+    with the largest amount; amounts np.isclose to the largest tie, and the smallest of their values wins).
+    ``values`` [m, k, 22], ``amount`` [m, k]. Returns the means [m, 22]."""
+    total = amount.sum(axis=1)[:, None]
+    minimum, maximum = values.min(axis=1), values.max(axis=1)
+    mean = np.einsum("mkp,mk->mp", values, amount) / total
+    out[:, :, 0], out[:, :, 1], out[:, :, 2] = minimum, maximum, maximum - minimum
+    out[:, :, 3] = mean
+    out[:, :, 4] = np.einsum("mkp,mk->mp", np.abs(values - mean[:, None, :]), amount) / total
+    # mode: the element with the largest amount; where amounts tie (rare), the smallest value among them
+    largest = amount.max(axis=1, keepdims=True)
     most = np.abs(amount - largest) <= ISCLOSE_ATOL + ISCLOSE_RTOL * np.abs(largest)
-    mode = np.minimum.reduceat(np.where(most[:, None], values, np.inf), starts, axis=0)
-    block = np.stack([minimum, maximum, maximum - minimum, mean, avg_dev, mode], axis=2)  # [n, 22, 6]
-    return block.reshape(len(starts), -1), mean
+    out[:, :, 5] = values[np.arange(len(values)), amount.argmax(axis=1)]
+    tied = np.flatnonzero(most.sum(axis=1) > 1)
+    out[tied, :, 5] = np.where(most[tied, :, None], values[tied], np.inf).min(axis=1)
+    return mean
 
 
-def _stoichiometry(comps: Compositions) -> np.ndarray:
-    """Stoichiometry(): number of elements, then the p-norms of the atomic fractions for p = 2, 3, 5, 7, 10."""
-    starts = comps.start[:-1]
-    counts = np.diff(comps.start)
-    fraction = comps.amount / np.repeat(np.add.reduceat(comps.amount, starts), counts)
-    norms = [np.add.reduceat(fraction**p, starts) ** (1.0 / p) for p in STOICHIOMETRY_P[1:]]
-    return np.stack([counts.astype(np.float64), *norms], axis=1)
+def _stoichiometry(amount: np.ndarray, out: np.ndarray) -> None:
+    """Stoichiometry() (featurizers/composition/element.py) into ``out`` [m, 6]: the number of elements, then
+    the p-norms (sum of fraction^p)^(1/p) of the atomic fractions for p = 2, 3, 5, 7, 10."""
+    fraction = amount / amount.sum(axis=1, keepdims=True)
+    out[:, 0] = amount.shape[1]
+    for j, p in enumerate(STOICHIOMETRY_P[1:], start=1):
+        out[:, j] = (fraction**p).sum(axis=1) ** (1.0 / p)
 
 
-def _valence_fractions(mean: np.ndarray) -> np.ndarray:
-    """ValenceOrbital(props=["frac"]): mean s, p, d, f valence electrons over the mean total valence."""
+def _valence_fractions(mean: np.ndarray, out: np.ndarray) -> None:
+    """ValenceOrbital(props=["frac"]) (featurizers/composition/orbital.py) into ``out`` [m, 4]: the mean
+    number of s, p, d, f valence electrons over the mean total number of valence electrons."""
     columns = [MAGPIE_PROPERTIES.index(f"N{orbital}Valence") for orbital in ORBITALS]
-    return mean[:, columns] / mean[:, [MAGPIE_PROPERTIES.index("NValence")]]
+    out[:] = mean[:, columns] / mean[:, [MAGPIE_PROPERTIES.index("NValence")]]
 
 
-def _ion_properties(comps: Compositions, table: ElementTable, max_combinations: int = 1 << 22) -> np.ndarray:
-    """IonProperty(fast=True) (matminer featurizers/composition/ion.py): [compound possible, max ionic char,
-    avg ionic char]. A single element gives [1, 0, 0]. Otherwise a neutral compound is possible when some
-    choice of one common oxidation state per element makes sum(state * amount) np.isclose to 0; the ionic
-    character of a pair is 1 - exp(-(X_a - X_b)^2 / 4) (Pauling electronegativity X), its maximum over pairs
-    and its sum weighted by both atomic fractions."""
-    n = len(comps.start) - 1
-    counts = np.diff(comps.start)
-    out = np.zeros((n, 3))
-    out[counts == 1, 0] = 1.0
-    for k in np.unique(counts[counts >= 2]):
-        rows = np.flatnonzero(counts == k)
-        positions = comps.start[rows][:, None] + np.arange(k)
-        element, amount = comps.element[positions], comps.amount[positions]  # [m, k]
-        x = table.electronegativity[element]
-        fraction = amount / amount.sum(axis=1, keepdims=True)
-        a, b = np.triu_indices(k, 1)
-        ionic = 1.0 - np.exp(-0.25 * (x[:, a] - x[:, b]) ** 2)
-        out[rows, 1] = ionic.max(axis=1)
-        out[rows, 2] = (fraction[:, a] * fraction[:, b] * ionic).sum(axis=1)
-        out[rows, 0] = _neutral_possible(element, amount, table, max_combinations)
-    return out
+def _ion_properties(element: np.ndarray, amount: np.ndarray, table: ElementTable, out: np.ndarray) -> None:
+    """IonProperty(fast=True) (featurizers/composition/ion.py) into ``out`` [m, 3]: compound possible, max
+    ionic char, avg ionic char. One element gives [1, 0, 0]. Otherwise a neutral compound is possible when
+    some choice of one common oxidation state per element makes sum(state * amount) np.isclose to 0; the
+    ionic character of a pair is 1 - exp(-(X_a - X_b)^2 / 4) (Pauling electronegativity X); its maximum over
+    pairs, and its sum weighted by both elements' atomic fractions."""
+    k = element.shape[1]
+    if k == 1:
+        out[:] = (1.0, 0.0, 0.0)
+        return
+    x = table.electronegativity[element]
+    fraction = amount / amount.sum(axis=1, keepdims=True)
+    a, b = np.triu_indices(k, 1)
+    ionic = 1.0 - np.exp(-0.25 * (x[:, a] - x[:, b]) ** 2)
+    out[:, 0] = _neutral_possible(element, amount, table)
+    out[:, 1] = ionic.max(axis=1)
+    out[:, 2] = (fraction[:, a] * fraction[:, b] * ionic).sum(axis=1)
 
 
-def _neutral_possible(element: np.ndarray, amount: np.ndarray, table: ElementTable, max_combinations: int):
-    """Whether any one-state-per-element choice of common oxidation states sums (weighted by amount) to ~0.
-    Rows are grouped by their elements' numbers of states so every combination is real (no padding)."""
-    n_states = table.n_oxidation_states[element]  # [m, k]
+def _neutral_possible(element: np.ndarray, amount: np.ndarray, table: ElementTable, max_sums: int = 1 << 22):
+    """Whether any one-state-per-element choice of common oxidation states sums (weighted by amount) to
+    within np.isclose's atol of 0, for each row of ``element`` [m, k]. Rows are grouped by their elements'
+    numbers of states (sorted), so that every sum formed is a real combination (no padding)."""
+    n_states = table.n_oxidation_states[element]
     order = np.argsort(n_states, axis=1, kind="stable")
     element = np.take_along_axis(element, order, axis=1)
     amount = np.take_along_axis(amount, order, axis=1)
     n_states = np.take_along_axis(n_states, order, axis=1)
+    pattern_code = (n_states * (table.oxidation_states.shape[1] + 1) ** np.arange(element.shape[1])).sum(axis=1)
     possible = np.zeros(len(element), dtype=bool)
-    patterns, group = np.unique(n_states, axis=0, return_inverse=True)
-    for g, pattern in enumerate(patterns):
+    for code in np.unique(pattern_code):
+        rows = np.flatnonzero(pattern_code == code)
+        pattern = n_states[rows[0]]
         combinations = int(np.prod(pattern))
         if combinations == 0:  # an element without a common oxidation state (noble gases): never neutral
             continue
-        rows = np.flatnonzero(group.ravel() == g)
-        step = max(1, max_combinations // combinations)
+        step = max(1, max_sums // combinations)  # bounds the memory of the sums
         for lo in range(0, len(rows), step):
             part = rows[lo : lo + step]
             sums = np.zeros((len(part), 1))
@@ -360,11 +408,30 @@ def _neutral_possible(element: np.ndarray, amount: np.ndarray, table: ElementTab
     return possible
 
 
-def _magpie_block(comps: Compositions) -> np.ndarray:
+def _magpie_rows(element: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """The 145 attributes of formulas that all have k elements: ``element``, ``amount`` [m, k]."""
     table = element_table()
-    stats, mean = _element_property_stats(comps, table)
-    blocks = [stats, _stoichiometry(comps), _valence_fractions(mean), _ion_properties(comps, table)]
-    return np.concatenate(blocks, axis=1)
+    out = np.empty((len(element), len(MAGPIE_NAMES)))
+    n_stats = len(MAGPIE_PROPERTIES) * len(MAGPIE_STATS)
+    stats = out[:, :n_stats].reshape(len(element), len(MAGPIE_PROPERTIES), len(MAGPIE_STATS))
+    mean = _element_property_stats(table.magpie[element], amount, stats)
+    stoichiometry = out[:, n_stats : n_stats + len(STOICHIOMETRY_P)]
+    _stoichiometry(amount, stoichiometry)
+    valence = out[:, n_stats + len(STOICHIOMETRY_P) : -3]
+    _valence_fractions(mean, valence)
+    _ion_properties(element, amount, table, out[:, -3:])
+    return out
+
+
+def _magpie_block(comps: Compositions) -> np.ndarray:
+    """The 145 attributes of parsed formulas (all with at least one element), grouped by element count."""
+    counts = np.diff(comps.start)
+    out = np.empty((len(counts), len(MAGPIE_NAMES)))
+    for k in np.unique(counts):
+        rows = np.flatnonzero(counts == k)
+        positions = comps.start[rows][:, None] + np.arange(k)
+        out[rows] = _magpie_rows(comps.element[positions], comps.amount[positions])
+    return out
 
 
 def _elemnet_block(comps: Compositions) -> np.ndarray:
@@ -392,17 +459,19 @@ def featurize_formulas(formulas: Sequence[str], featurizer: str = "magpie") -> n
     if featurizer not in ("magpie", "elemnet"):
         raise UsageError(f"featurize_formulas computes magpie or elemnet, not {featurizer!r}")
     width = len(MAGPIE_NAMES) if featurizer == "magpie" else len(ELEMNET_ELEMENTS)
+    compute = _magpie_block if featurizer == "magpie" else _elemnet_block
     codes, unique = pd.factorize(pd.Series(formulas, dtype=object).map(str), sort=False)
-    comps = parse_formulas(list(unique))
-    values = np.full((len(unique), width), np.nan)
-    ok = np.flatnonzero(comps.valid)
-    if ok.size:
-        # reduceat needs non-empty segments: keep only formulas that parsed to at least one element
-        counts = np.diff(comps.start)[ok]
-        kept = Compositions(start=np.concatenate([[0], np.cumsum(counts)]), element=comps.element,
-                            amount=comps.amount, valid=comps.valid[ok])  # fmt: skip
-        values[ok] = _magpie_block(kept) if featurizer == "magpie" else _elemnet_block(kept)
-    return values.astype(np.float32)[codes]
+    unique = list(unique)
+    values = np.empty((len(unique), width), dtype=np.float32)  # every row is written below
+    # Blocks of formulas small enough that the per-element temporaries stay in the CPU cache.
+    for lo in range(0, len(unique), BLOCK_FORMULAS):
+        comps = parse_formulas(unique[lo : lo + BLOCK_FORMULAS])
+        ok = np.flatnonzero(comps.valid)
+        values[lo + np.flatnonzero(~comps.valid)] = np.nan
+        if ok.size:  # compute only formulas with at least one element
+            start = np.concatenate([[0], np.cumsum(np.diff(comps.start)[ok])])
+            values[lo + ok] = compute(Compositions(start, comps.element, comps.amount, comps.valid[ok]))
+    return values if len(unique) == len(codes) else values[codes]  # all distinct: codes are 0..n-1
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -543,6 +612,10 @@ def _cache_folder(task, featurizer: str, root: Path) -> Path:
     return root / "features" / task.spec.name / f"{task.sha256[:16]}-{featurizer_version(featurizer)}"
 
 
+def _chunk_path(folder: Path, start: int) -> Path:
+    return folder / f"chunk-{start // CHUNK_ROWS:05d}.npz"
+
+
 def _read_chunk(path: Path, n_rows: int, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     if path.is_file():
         try:
@@ -581,25 +654,44 @@ def featurize(
     X = np.full((n, len(names)), np.nan, dtype=np.float32)
     done = np.zeros(n, dtype=bool)
     starts = range(0, n, CHUNK_ROWS)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=int(wanted.sum()), desc=f"features {task.spec.name} ({featurizer})", unit="row", leave=False)
     for start in starts:
         stop = min(n, start + CHUNK_ROWS)
-        path = folder / f"chunk-{start // CHUNK_ROWS:05d}.npz"
-        chunk_X, chunk_done = _read_chunk(path, stop - start, len(names))
-        missing = np.flatnonzero(wanted[start:stop] & ~chunk_done)
-        if missing.size:
-            chunk_X[missing] = _compute(featurizer, task, start + missing)
-            chunk_done[missing] = True
-            _write_chunk(path, chunk_X, chunk_done)  # per chunk, so an interrupted run keeps what it did
-        X[start:stop], done[start:stop] = chunk_X, chunk_done
-        if bar is not None:
-            bar.update(int(wanted[start:stop].sum()))
+        X[start:stop], done[start:stop] = _read_chunk(_chunk_path(folder, start), stop - start, len(names))
+    to_compute = wanted & ~done
+    n_wanted, n_missing = int(wanted.sum()), int(to_compute.sum())
+    log.info("%s: featurising %d rows with %s, of which %d cached", task.spec.name, n_wanted, featurizer,
+             n_wanted - n_missing)  # fmt: skip
+    # A bar on a terminal; otherwise (a log file, a batch job) a log line at least every PROGRESS_SECONDS.
+    bar = None
+    if progress and n_missing and sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_missing, desc=f"features {task.spec.name} ({featurizer})", unit="row", leave=False)
+    block = MATMINER_BLOCK_ROWS if featurizer in ("magpie-matminer", "ward2017") else CHUNK_ROWS
+    started = last_line = time.monotonic()
+    computed = 0
+    for start in starts:
+        stop = min(n, start + CHUNK_ROWS)
+        missing = start + np.flatnonzero(to_compute[start:stop])
+        for lo in range(0, missing.size, block):
+            part = missing[lo : lo + block]
+            X[part] = _compute(featurizer, task, part)
+            done[part] = True
+            computed += part.size
+            if bar is not None:
+                bar.update(part.size)
+            elif time.monotonic() - last_line >= PROGRESS_SECONDS:
+                last_line = time.monotonic()
+                log.info("%s: featurised %d of %d rows (%.0f rows/s)", task.spec.name, computed, n_missing,
+                         computed / (last_line - started))  # fmt: skip
+        if missing.size:  # per chunk, so an interrupted run keeps what it did
+            _write_chunk(_chunk_path(folder, start), X[start:stop], done[start:stop])
     if bar is not None:
         bar.close()
+    if n_missing:
+        seconds = time.monotonic() - started
+        log.info("%s: featurised %d rows in %.1f s (%.0f rows/s)", task.spec.name, n_missing, seconds,
+                 n_missing / max(seconds, 1e-9))  # fmt: skip
     valid = wanted & done & np.isfinite(X).all(axis=1)
     failed = np.flatnonzero(wanted & ~valid)
     if failed.size:

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="cap on training rows per fold, validation in proportion; 0 = all (default: preset)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (networks; trees run on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores available)")
-    parser.add_argument("--featurizer", default="magpie", help="magpie (default, IRNet's 145 attributes, numpy), magpie-matminer (the same by matminer, slow reference), elemnet, ward2017")
+    parser.add_argument("--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017")
     parser.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/optuna.db)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {default_out_dir()})")

@@ -198,6 +198,42 @@ def test_features_are_cached_and_only_missing_rows_computed(tmp_path, steels_tas
     assert again.valid.sum() == 20
 
 
+def test_featurising_logs_start_progress_and_end(tmp_path, steels_task, caplog, monkeypatch):
+    from benchmarks import features as feats
+
+    monkeypatch.setattr(feats, "PROGRESS_SECONDS", 0.0)  # a progress line after every block
+    with caplog.at_level("INFO", logger="benchmarks.features"):
+        feats.featurize(steels_task, "magpie", cache_dir=tmp_path, progress=False)
+    assert "featurising 312 rows with magpie, of which 0 cached" in caplog.text
+    assert "featurised 312 of 312 rows" in caplog.text and "featurised 312 rows in" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="benchmarks.features"):
+        feats.featurize(steels_task, "magpie", rows=np.arange(50), cache_dir=tmp_path, progress=False)
+    assert "featurising 50 rows with magpie, of which 50 cached" in caplog.text
+    assert "featurised 50 rows in" not in caplog.text
+
+
+def test_matminer_reference_stays_selectable_and_cached_apart(tmp_path, steels_task):
+    from benchmarks import features as feats
+
+    rows = np.arange(40)
+    new = feats.featurize(steels_task, "magpie", rows=rows, cache_dir=tmp_path, progress=False)
+    old = feats.featurize(steels_task, "magpie-matminer", rows=rows, cache_dir=tmp_path, progress=False)
+    assert new.names == old.names and new.version != old.version
+    assert "matminer" in old.version and "matminer" not in new.version
+    assert old.valid.sum() == new.valid.sum() == 40
+    np.testing.assert_allclose(new.X[new.valid], old.X[old.valid], rtol=1e-6, atol=1e-9)
+    folders = sorted(p.name for p in (tmp_path / "features" / "matbench_steels").iterdir())
+    assert len(folders) == 2 and all(name.startswith(steels_task.sha256[:16]) for name in folders)
+
+
+def test_featurize_command_accepts_the_matminer_reference(tmp_path):
+    done = run_cli("featurize", "matbench_steels", "--featurizer", "magpie-matminer", "--cache-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "312 of 312 rows featurised with magpie-matminer (145 features)" in done.stdout
+    assert "featurising 312 rows with magpie-matminer, of which 0 cached" in done.stderr
+
+
 @pytest.mark.parametrize(
     "content, flags, message",
     [
