@@ -80,7 +80,9 @@ def task_from_args(args: argparse.Namespace):
 
 def main_guard(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; turn a BenchError into one line on stderr and its exit code, Ctrl-C into exit 130."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # In a log file (stderr not a terminal) every line carries its time, so silences and stage lengths show.
+    timed = "" if sys.stderr.isatty() else "%(asctime)s "
+    logging.basicConfig(level=logging.INFO, format=timed + "%(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return main(argv)
     except BenchError as exc:

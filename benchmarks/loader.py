@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from benchmarks import archive
 from benchmarks.errors import SourceUnavailable, UsageError
@@ -51,6 +50,9 @@ def content_sha256(ids: np.ndarray, formulas: np.ndarray, targets: np.ndarray, f
 
 def matbench_folds(targets: np.ndarray, task_type: str) -> tuple[Fold, ...]:
     """The official Matbench v0.1 folds: KFold for regression, StratifiedKFold for classification."""
+    # Imported here: the OQMD tasks (fixed splits) must load on a GPU node that has no scikit-learn.
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     n = len(targets)
     if task_type == "classification":
         splitter = StratifiedKFold(n_splits=MATBENCH_N_FOLDS, shuffle=True, random_state=MATBENCH_SPLIT_SEED)

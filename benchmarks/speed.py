@@ -1,9 +1,21 @@
-"""Throughput figures: ``python -m benchmarks.speed [--rows N] [--epochs E] [--json FILE]``.
+"""Throughput figures: ``python -m benchmarks.speed [--device cpu|cuda] [--quick] [--json FILE]``.
 
-Measures, on real data (Matbench expt_gap, official fold 0, 145 Magpie features):
-- training throughput of IRNet-17 in samples per second at batch 32 and 256, on the CPU and, where a GPU is
-  visible, on the GPU (the training loop the benchmark uses, early stopping off);
-- featurisation throughput in compositions per second (Magpie, uncached, one process).
+One run, one machine, real data (the OQMD ``formation_energy`` task read from the cache's CSVs):
+
+- featurisation: compositions/s of the numpy ``magpie`` featuriser (all formulas, or ``--featurize-rows``) and
+  of matminer's reference ``magpie-matminer`` (``--matminer-rows``, a few thousand) and their ratio;
+- training: IRNet-17 and IRNet-48 samples/s at batch 32, 256 and 1024 through the benchmark's own loop
+  (:func:`irnet.training.train_network`: epoch 1 warms up, epoch 2 is timed and includes its validation pass
+  over ``VAL_ROWS`` rows);
+- achieved GFLOP/s of those steps, counted analytically: a Linear(in, out) costs ``2 * in * out`` FLOPs per
+  sample forward and twice that backward (input and weight gradients), so ``3 * 2 * in * out`` per sample per
+  training step, summed over every Linear (main path, shortcut projections, head). Batch norm, ReLU, the
+  residual adds and the optimizer are left out, so the figure is a lower bound of the work done;
+- beside it, the GFLOP/s of a plain ``torch.mm`` loop over exactly those matrix products (each Linear's forward,
+  input-gradient and weight-gradient GEMM at that batch size): the machine's practical peak for this work.
+
+Only numpy, pandas and torch are needed (matminer is timed when importable), so it runs on a bare GPU node with
+the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
 """
 from __future__ import annotations
 
@@ -12,81 +24,256 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmarks.atomic import atomic_write
 from benchmarks.cli import ArgumentParser, main_guard
+from benchmarks.errors import UsageError
 
-SPEED_TASK = "matbench_expt_gap"
+SPEED_TASK = "formation_energy"
+VAL_ROWS = 256  # validation rows per timed epoch: small, so the figure is about the training steps
+DEPTHS = (17, 48)
+BATCH_SIZES = (32, 256, 1024)
 
 
-def training_throughput(training, *, device: str, batch_size: int, epochs: int, rows: int) -> dict:
-    """Samples per second of IRNet-17 over ``epochs`` epochs of ``rows`` training rows (first epoch excluded
-    from the rate when there are several, as it carries one-off warm-up costs)."""
-    import torch
+def load_speed_data(featurize_rows: int | None = None) -> dict[str, Any]:
+    """Formulas (all rows, or a sample of ``featurize_rows``) of ``formation_energy``, featurised with the
+    numpy ``magpie`` featuriser and timed (element table loaded before the clock starts), and the features and
+    targets of its training and validation parts."""
+    from benchmarks.features import featurize_formulas
+    from benchmarks.loader import load_task
 
-    from irnet.models import IRNetModel
-
-    X, y = training.X_train[:rows], training.y_train[:rows]
-    model = IRNetModel({"depth": 17, "batch_size": batch_size, "max_epochs": epochs, "patience": epochs + 1},
-                       seed=0, device=device)  # fmt: skip
-    report = model.fit(X, y, training.X_val, training.y_val)
-    seconds = [p.seconds for p in report.curve]
-    # Per-epoch durations (they include the validation pass, as a real run does).
-    durations = np.diff([0.0, *seconds])
-    timed = durations[1:] if len(durations) > 1 else durations
+    task = load_task(SPEED_TASK)
+    fold = task.folds[0]
+    # All rows are featurised (and timed); the test rows are never used for training or validation.
+    train, val, test = fold.train, fold.val, fold.test
+    if featurize_rows is not None:  # a sample: the first rows of each part (validation needs only VAL_ROWS)
+        train, val, test = train[: max(1, featurize_rows - VAL_ROWS)], val[:VAL_ROWS], test[:0]
+    rows = np.concatenate([train, val, test])
+    formulas = [str(f) for f in task.formulas[rows]]
+    featurize_formulas(formulas[:100])  # warm-up: element table and parser tables
+    started = time.perf_counter()
+    X = featurize_formulas(formulas)
+    seconds = time.perf_counter() - started
+    ok = np.isfinite(X).all(axis=1)
+    y = task.targets[rows]
+    part = np.repeat([0, 1, 2], [len(train), len(val), len(test)])
+    is_train, is_val = ok & (part == 0), ok & (part == 1)
     return {
-        "model": "irnet-17",
-        "device": report.device,
-        "batch_size": batch_size,
-        "rows": len(X),
-        "epochs_timed": len(timed),
-        "seconds_per_epoch": float(np.mean(timed)),
-        "samples_per_second": float(len(X) / np.mean(timed)),
-        "threads": torch.get_num_threads(),
-    }
+        "formulas": formulas,
+        "X_train": X[is_train], "y_train": y[is_train], "X_val": X[is_val], "y_val": y[is_val],
+        "featurisation": {"featurizer": "magpie", "compositions": len(formulas), "seconds": seconds,
+                          "compositions_per_second": len(formulas) / seconds, "rows_dropped": int((~ok).sum())},
+    }  # fmt: skip
 
 
-def featurisation_throughput(formulas: list[str]) -> dict:
+def matminer_throughput(formulas: list[str]) -> dict[str, Any] | None:
+    """Compositions/s of matminer's reference featuriser, or None when matminer is not installed."""
+    try:
+        import matminer  # noqa: F401
+        import pymatgen.core  # noqa: F401
+    except ImportError:  # a bare GPU node
+        return None
     from benchmarks.features import magpie_features
 
     magpie_features(formulas[:20])  # load matminer's element tables before timing
     started = time.perf_counter()
     magpie_features(formulas)
     seconds = time.perf_counter() - started
-    return {"featurizer": "magpie", "compositions": len(formulas), "seconds": seconds,
+    return {"featurizer": "magpie-matminer", "compositions": len(formulas), "seconds": seconds,
             "compositions_per_second": len(formulas) / seconds}  # fmt: skip
+
+
+def linear_shapes(depth: int, n_features: int) -> list[tuple[int, int]]:
+    """(in_features, out_features) of every Linear in IRNet-``depth``, in module order."""
+    from torch import nn
+
+    from irnet.networks import build_model
+
+    net = build_model("irnet", depth, n_features)
+    return [(m.in_features, m.out_features) for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def training_flops_per_sample(shapes: list[tuple[int, int]]) -> int:
+    """FLOPs of one training step per sample: forward 2*in*out per Linear, backward twice that (module doc)."""
+    return sum(3 * 2 * n_in * n_out for n_in, n_out in shapes)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(shapes: list[tuple[int, int]], batch_size: int, *, device: str, repeats: int,
+                dtype: str = "float32", min_seconds: float = 1.0) -> dict[str, Any]:  # fmt: skip
+    """GFLOP/s of a bare ``torch.mm`` loop over the three GEMMs of every Linear at ``batch_size``."""
+    import torch
+
+    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=torch_dtype)
+
+    # forward x @ W^T, input gradient g @ W, weight gradient g^T @ x
+    gemms = [(rand(batch_size, i), rand(i, o), rand(batch_size, o), rand(o, i)) for i, o in shapes]
+
+    def one_pass() -> None:
+        for x, w_t, g, w in gemms:
+            torch.mm(x, w_t)
+            torch.mm(g, w)
+            torch.mm(g.t(), x)
+
+    one_pass()  # warm-up: allocator, kernels, thread pool
+    _sync(device)
+    started = time.perf_counter()
+    passes = 0
+    # At least ``repeats`` passes and ``min_seconds``, so a small batch is not timed from a few microseconds.
+    while passes < repeats or time.perf_counter() - started < min_seconds:
+        one_pass()
+        passes += 1
+        if passes % 10 == 0 or passes >= repeats:
+            _sync(device)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    flops = training_flops_per_sample(shapes) * batch_size * passes
+    return {"batch_size": batch_size, "dtype": dtype, "seconds": seconds, "gflops": flops / seconds / 1e9}
+
+
+def training_throughput(data: dict[str, Any], *, depth: int, batch_size: int, steps: int, device: str,
+                        amp: bool = False, compile: bool = False,
+                        optimizer_implementation: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """Samples/s and achieved GFLOP/s of IRNet-``depth`` training through :func:`irnet.training.train_network`
+    over ``steps`` batches per epoch (epoch 2 timed; epoch 1 carries one-off warm-up and compilation)."""
+    import torch
+
+    from irnet.networks import build_model
+    from irnet.training import TrainConfig, train_network
+
+    rows = batch_size * steps
+    if len(data["X_train"]) < rows:
+        raise UsageError(f"{rows} training rows needed for {steps} steps at batch {batch_size}; "
+                         f"only {len(data['X_train'])} featurised (raise --featurize-rows or lower --steps)")  # fmt: skip
+    X, y = data["X_train"][:rows], data["y_train"][:rows]
+    Xv, yv = data["X_val"][:VAL_ROWS], data["y_val"][:VAL_ROWS]
+    torch.manual_seed(0)
+    net = build_model("irnet", depth, X.shape[1])
+    config = TrainConfig(batch_size=batch_size, max_epochs=2, patience=3, amp=amp, compile=compile)
+    report = train_network(net, X, y, Xv, yv, config, seed=0, device=device,
+                           optimizer_implementation=optimizer_implementation).report  # fmt: skip
+    seconds = report.curve[1].seconds - report.curve[0].seconds
+    flops = training_flops_per_sample(linear_shapes(depth, X.shape[1])) * rows
+    return {
+        "model": f"irnet-{depth}", "device": report.device, "batch_size": batch_size, "rows": rows,
+        "steps": steps, "amp": bool(amp and device.startswith("cuda")), "compile": compile,
+        "optimizer": optimizer_implementation or "default", "seconds": seconds,
+        "samples_per_second": rows / seconds, "gflops": flops / seconds / 1e9,
+        "first_epoch_seconds": report.curve[0].seconds, "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def steps_for(batch_size: int, device: str, quick: bool) -> int:
+    """Batches per timed epoch: enough for a steady rate, few enough that a CPU run takes a couple of minutes."""
+    if device.startswith("cuda"):
+        return max(20, 8192 // batch_size) if not quick else 5
+    if quick:
+        return 2
+    return max(3, 2048 // batch_size)
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """Python, torch, CPU and (on CUDA) the card, for the JSON record."""
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "device": device,
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def print_training_header() -> None:
+    print(f"{'model':<9} {'batch':>5} {'amp':>4} {'compile':>7} {'optimizer':>9} {'samples/s':>10} "
+          f"{'GFLOP/s':>8} {'mm peak':>8} {'of peak':>7}", flush=True)  # fmt: skip
+
+
+def print_training_row(row: dict[str, Any], peak: float) -> None:
+    print(f"{row['model']:<9} {row['batch_size']:>5} {str(row['amp']):>4} {str(row['compile']):>7} "
+          f"{row['optimizer']:>9} {row['samples_per_second']:>10.0f} {row['gflops']:>8.1f} {peak:>8.1f} "
+          f"{row['gflops'] / peak:>7.0%}", flush=True)  # fmt: skip
+
+
+def parse_ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} takes positive integers, got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__)
-    parser.add_argument("--rows", type=int, default=2048, help="training rows per epoch (default 2048)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (default 3)")
-    parser.add_argument("--batch-sizes", default="32,256")
-    parser.add_argument("--featurize-rows", type=int, default=2000)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script works, figures are noise")
+    parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
+    parser.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
+    parser.add_argument("--steps", type=int, default=None, help="batches per timed epoch (default: by batch size)")
+    parser.add_argument("--featurize-rows", type=int, default=None,
+                        help="formulas for the numpy featuriser (default: all of formation_energy train+val)")
+    parser.add_argument("--matminer-rows", type=int, default=2000, help="formulas for matminer (default 2000)")
+    parser.add_argument("--optimizers", default="default",
+                        help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     import torch
 
-    from benchmarks.loader import load_task, task_fold
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UsageError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device; run on a GPU machine or use --device cpu")
+    depths = parse_ints(args.depths, "--depths")
+    batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
+    optimizers = [None if o == "default" else o for o in args.optimizers.split(",")]
+    featurize_rows = args.featurize_rows or (20_000 if args.quick else None)
+    matminer_rows = min(args.matminer_rows, 200) if args.quick else args.matminer_rows
 
-    task = load_task(SPEED_TASK)
-    training, _ = task_fold(task, 0, progress=False)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results: dict = {"python": platform.python_version(), "torch": torch.__version__, "task": SPEED_TASK,
-                     "cpu": platform.processor() or platform.machine(), "training": [], "featurisation": None}  # fmt: skip
-    print(f"{'model':<10} {'device':<8} {'batch':>5} {'rows':>6} {'s/epoch':>8} {'samples/s':>10} threads")
-    for device in devices:
-        for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-            row = training_throughput(training, device=device, batch_size=batch_size, epochs=args.epochs, rows=args.rows)
-            results["training"].append(row)
-            print(f"{row['model']:<10} {row['device']:<8} {batch_size:>5} {row['rows']:>6} "
-                  f"{row['seconds_per_epoch']:>8.2f} {row['samples_per_second']:>10.0f} {row['threads']}")  # fmt: skip
-    feat = featurisation_throughput([str(f) for f in task.formulas[: args.featurize_rows]])
-    results["featurisation"] = feat
-    print(f"featurisation (magpie, 1 process): {feat['compositions_per_second']:.0f} compositions/s "
-          f"({feat['compositions']} in {feat['seconds']:.1f} s)")  # fmt: skip
+    results: dict[str, Any] = {"machine": machine_info(args.device), "task": SPEED_TASK, "flop_count":
+                               "3 * 2 * in * out per Linear per sample (forward + backward)", "training": [],
+                               "matmul_peak": []}  # fmt: skip
+    data = load_speed_data(featurize_rows)
+    feat = data["featurisation"]
+    print(f"featurisation magpie (numpy):      {feat['compositions_per_second']:>12,.0f} compositions/s "
+          f"({feat['compositions']:,} in {feat['seconds']:.2f} s)", flush=True)  # fmt: skip
+    reference = matminer_throughput(data["formulas"][:matminer_rows]) if matminer_rows > 0 else None
+    results["featurisation"] = {"numpy": feat, "matminer": reference}
+    if reference is None:
+        print("featurisation magpie-matminer: not timed (not installed, or --matminer-rows 0)", flush=True)
+    else:
+        ratio = feat["compositions_per_second"] / reference["compositions_per_second"]
+        results["featurisation"]["ratio"] = ratio
+        print(f"featurisation magpie-matminer:     {reference['compositions_per_second']:>12,.0f} compositions/s "
+              f"({reference['compositions']:,} in {reference['seconds']:.2f} s); numpy is {ratio:,.0f}x", flush=True)  # fmt: skip
+
+    print_training_header()
+    for depth in depths:
+        shapes = linear_shapes(depth, data["X_train"].shape[1])
+        for batch_size in batch_sizes:
+            steps = args.steps or steps_for(batch_size, args.device, args.quick)
+            peak = matmul_peak(shapes, batch_size, device=args.device, repeats=max(2, steps // 2))
+            results["matmul_peak"].append({"model": f"irnet-{depth}", **peak})
+            for implementation in optimizers:
+                row = training_throughput(data, depth=depth, batch_size=batch_size, steps=steps,
+                                          device=args.device, optimizer_implementation=implementation)  # fmt: skip
+                row["fraction_of_mm_peak"] = row["gflops"] / peak["gflops"]
+                results["training"].append(row)
+                print_training_row(row, peak["gflops"])
     if args.json:
         with atomic_write(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -47,6 +47,7 @@ class NetworkModel(Model):
             "standardize_inputs": True,  # departure from the paper (raw inputs); False reproduces it
             "standardize_target": True,
             "amp": False,  # bf16 autocast, CUDA only
+            "compile": False,  # torch.compile the training forward (pays off on long GPU runs only)
         }
 
     def _torch_device(self) -> str:

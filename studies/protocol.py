@@ -14,6 +14,7 @@ rerun that skips finished work still reports it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -56,6 +57,7 @@ from studies.tracking import (
 from studies.locks import storage_lock
 from studies.tuning import (
     TRIAL_FAILURES,
+    ProgressLog,
     StudyKey,
     first_line,
     fit_identity,
@@ -384,7 +386,12 @@ def run_job(
         if not claimed:
             return JobOutcome(key, "elsewhere", "refit and test scoring taken by another worker")
         with FinalHeartbeat(client, parent.run_id):
-            record = refit_and_score(model_cls, tuning, training, test, plan, key, budget)
+            # A log, not a terminal: timed lines while the refit runs.
+            heartbeat = None if plan.progress else ProgressLog(f"{key.task} {key.run_name} refit")
+            with heartbeat or contextlib.nullcontext():
+                if heartbeat is not None:
+                    heartbeat.say("refitting the best configuration, then scoring on the test part")
+                record = refit_and_score(model_cls, tuning, training, test, plan, key, budget)
             log_final(client, parent.run_id, key, record)
         shutil.rmtree(model_dir, ignore_errors=True)  # the parent run holds the model now
     except KeyboardInterrupt:

@@ -18,12 +18,14 @@ Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches th
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import pickle
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -456,22 +458,68 @@ def tune(
         recorder.interrupted(numbers)
     enqueue_defaults(study, space, {**defaults, **(trial0 or {})}, extra_trials)
 
-    objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder, model_dir)
+    # Without a progress bar (stderr not a terminal), timed log lines instead.
+    heartbeat = None if progress else ProgressLog(description or study.study_name)
+    objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder, model_dir,
+                           heartbeat=heartbeat)  # fmt: skip
     counted = finished_trials(study)
     if not budget_reached(counted, budget):
         bar = _progress_bar(budget, len(counted), description, progress)
+        if heartbeat is not None:
+            heartbeat.say(f"started: {budget.n_trials} trials budget, {len(counted)} done earlier")
         try:
-            study.optimize(
-                objective,
-                n_trials=None,  # the budget callback stops the study: N is a total across processes
-                catch=TRIAL_FAILURES + (SurplusTrial,),
-                callbacks=[_BudgetCallback(budget, bar)],
-                gc_after_trial=True,
-            )
+            with heartbeat or contextlib.nullcontext():
+                study.optimize(
+                    objective,
+                    n_trials=None,  # the budget callback stops the study: N is a total across processes
+                    catch=TRIAL_FAILURES + (SurplusTrial,),
+                    callbacks=[_BudgetCallback(budget, bar, heartbeat)],
+                    gc_after_trial=True,
+                )
         finally:
             if bar is not None:
                 bar.close()
-    return _result(study)
+    result = _result(study)
+    if heartbeat is not None:
+        heartbeat.say(f"done: {result.n_trials} trials, best validation MAE {result.best_value:.4g}")
+    return result
+
+
+class ProgressLog:
+    """Timed progress lines for logs (stderr not a terminal), so a long stage is never minutes of silence.
+
+    :meth:`say` logs a line now; :meth:`maybe` logs one if ``interval_s`` passed since the last (or when
+    forced). Used as a context manager, a daemon thread also says "still running" after ``interval_s`` of
+    silence, which covers a single trial or refit longer than that.
+    """
+
+    def __init__(self, description: str, interval_s: float = 30.0, every_trials: int = 5) -> None:
+        self.description, self.interval_s, self.every_trials = description, interval_s, every_trials
+        self.started = self.last = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def say(self, message: str) -> None:
+        log.info("%s: %s (%.0f s)", self.description, message, time.monotonic() - self.started)
+        self.last = time.monotonic()
+
+    def maybe(self, message: Callable[[], str], *, force: bool = False) -> None:
+        if force or time.monotonic() - self.last >= self.interval_s:
+            self.say(message())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(max(0.01, self.interval_s - (time.monotonic() - self.last))):
+            self.maybe(lambda: "still running")
+
+    def __enter__(self) -> "ProgressLog":
+        self._thread = threading.Thread(target=self._tick, name="progress-log", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 class _Objective:
@@ -489,10 +537,13 @@ class _Objective:
         device: str,
         recorder: TrialRecorder | None,
         model_dir: Path | None = None,
+        *,
+        heartbeat: ProgressLog | None = None,
     ) -> None:
         self.study, self.model_cls, self.search, self.space = study, model_cls, search, space
         self.training, self.budget, self.seed, self.device, self.recorder = training, budget, seed, device, recorder
         self.model_dir = model_dir
+        self.heartbeat = heartbeat
         self._saved: list[Path] = []  # this process's saved trial fits (only the best is kept)
 
     def _surplus_reason(self, trial: optuna.Trial) -> str | None:
@@ -586,6 +637,8 @@ class _Objective:
 
         def on_step(step: int, val_mae: float) -> None:
             seen.append(CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started))
+            if self.heartbeat is not None:
+                self.heartbeat.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
             if step % every == 0 and math.isfinite(val_mae):
                 trial.report(float(val_mae), step)
                 if trial.should_prune():
@@ -601,11 +654,16 @@ class _Objective:
 class _BudgetCallback:
     """Stops this process's loop once the study (all processes together) has used its budget."""
 
-    def __init__(self, budget: TrialBudget, bar: Any) -> None:
-        self.budget, self.bar = budget, bar
+    def __init__(self, budget: TrialBudget, bar: Any, heartbeat: ProgressLog | None = None) -> None:
+        self.budget, self.bar, self.heartbeat = budget, bar, heartbeat
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         counted = finished_trials(study)
+        if self.heartbeat is not None:
+            values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
+            best = f", best validation MAE {min(values):.4g}" if values else ""
+            self.heartbeat.maybe(lambda: f"{len(counted)}/{self.budget.n_trials} trials{best}",
+                                 force=len(counted) % self.heartbeat.every_trials == 0)  # fmt: skip
         if self.bar is not None:
             self.bar.n = min(len(counted), self.budget.n_trials)
             best = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
