@@ -45,6 +45,7 @@ class NetworkModel(Model):
             "patience": 200,
             "max_epochs": 1000,  # cap; the paper has none beyond early stopping
             "standardize_inputs": True,  # departure from the paper (raw inputs); False reproduces it
+            "clip_inputs": True,  # departure: inputs clipped to the training range; False reproduces the paper
             "standardize_target": True,
             "amp": False,  # bf16 autocast, CUDA only
             "compile": False,  # torch.compile the training forward (pays off on long GPU runs only)

@@ -204,6 +204,7 @@ PRESETS: dict[str, Preset] = {
                     "patience": fixed(200),
                     "loss": fixed("mae"),
                     "standardize_inputs": fixed(False),
+                    "clip_inputs": fixed(False),
                     "standardize_target": fixed(False),
                 },
             },

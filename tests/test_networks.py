@@ -291,6 +291,29 @@ def test_scaler_state_round_trip() -> None:
     np.testing.assert_array_equal(again.transform([[5.0, 4.0]]), [[3.0, 2.0]])
 
 
+def test_clipping_scaler_holds_inputs_to_the_training_range() -> None:
+    scaler = Scaler.fit(np.array([[1.0, 2.0], [3.0, 6.0]]), clip=True)
+    # mean (2, 4), std (1, 2): 10 and -10 are clipped to 3 and 2 before scaling.
+    np.testing.assert_array_equal(scaler.transform([[10.0, -10.0]]), [[1.0, -1.0]])
+    again = Scaler.from_state(scaler.to_state())
+    np.testing.assert_array_equal(again.transform([[10.0, -10.0]]), [[1.0, -1.0]])
+    unclipped = Scaler.fit(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    np.testing.assert_array_equal(unclipped.transform([[10.0, -10.0]]), [[8.0, -7.0]])
+
+
+def test_fitted_network_does_not_extrapolate_beyond_the_training_range(small) -> None:
+    X, y, Xv, yv = small
+    far = X.max(axis=0) + 1_000.0 * (X.max(axis=0) - X.min(axis=0) + 1.0)
+    edge = X.max(axis=0)
+    params = {"max_epochs": 2, "batch_size": 16, "lr": 1e-3}
+    clipped = PlainNetModel(params, seed=0)
+    clipped.fit(X, y, Xv, yv)
+    assert clipped.predict(far[None, :])[0] == clipped.predict(edge[None, :])[0]
+    raw = PlainNetModel({**params, "clip_inputs": False}, seed=0)
+    raw.fit(X, y, Xv, yv)
+    assert raw.predict(far[None, :])[0] != raw.predict(edge[None, :])[0]  # the paper's network extrapolates
+
+
 def test_bad_settings_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="adam"):
         IRNetModel({"optimizer": "sgd"})
