@@ -1,7 +1,7 @@
 """LightGBM (``lightgbm.train``) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; GUIDE §5). LightGBM's pip wheel is built for CPU only (its GPU and CUDA
+patience 50 on the validation MAE; yandex-research/rtdl). LightGBM's pip wheel is built for CPU only (its GPU and CUDA
 builds need compiling from source), so this model trains on CPU whatever device it is given and says so in
 its report.
 """
@@ -74,7 +74,7 @@ class LightGBMModel(Model):
         (``min_child_samples`` = min_data_in_leaf, ``subsample`` = bagging_fraction, ``subsample_freq`` =
         bagging_freq, ``colsample_bytree`` = feature_fraction, ``reg_lambda`` = lambda_l2, ...), plus
         ``n_estimators`` (round cap, 2000) and ``early_stopping_rounds`` (50; None or 0 disables it) from
-        GUIDE §5, and ``num_threads`` 1 so parallel tuning workers do not oversubscribe.
+        Gorishniy et al. 2021, and ``num_threads`` 1 so parallel tuning workers do not oversubscribe.
         Bagging only happens when ``subsample`` < 1 and ``subsample_freq`` > 0.
         """
         return {

@@ -1,7 +1,7 @@
 """XGBoost (``xgboost.train``, hist trees) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; GUIDE §5). Training and validation MAE are evaluated by XGBoost every round
+patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every round
 and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
 propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
 """
@@ -66,7 +66,7 @@ class XGBoostModel(Model):
         """XGBoost's own defaults (3.x), named as XGBoost names them, plus:
 
         ``n_estimators`` (boosting-round cap, 2000) and ``early_stopping_rounds`` (50; None or 0 disables it)
-        from GUIDE §5, and ``n_jobs`` (threads, 1 so parallel tuning workers do not oversubscribe).
+        from Gorishniy et al. 2021, and ``n_jobs`` (threads, 1 so parallel tuning workers do not oversubscribe).
         """
         return {
             "n_estimators": 2000,

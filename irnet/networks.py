@@ -1,4 +1,4 @@
-"""IRNet, SRNet, the plain deep network and ElemNet, built as published (GUIDE §3).
+"""IRNet, SRNet, the plain deep network and ElemNet, built as published (Jha et al., KDD 2019).
 
 The architectures are data: :data:`ARCHITECTURES` maps a depth to its stacks ``(width, n_layers)``. Depth counts
 every Linear layer of the main path including the output head (17 = 16 hidden layers + head); shortcut
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-# depth -> stacks of (width, number of layers); read from NU-CUCIS/IRNet (GUIDE §3).
+# depth -> stacks of (width, number of layers); read from NU-CUCIS/IRNet.
 ARCHITECTURES: dict[int, list[tuple[int, int]]] = {
     17: [(1024, 4), (512, 3), (256, 3), (128, 3), (64, 2), (32, 1)],
     24: [(1024, 4), (512, 4), (256, 4), (128, 4), (64, 3), (32, 2), (16, 2)],

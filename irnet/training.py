@@ -1,6 +1,6 @@
 """One training loop for every network in :mod:`irnet.networks`.
 
-Paper setup (GUIDE §3): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on validation MAE with
+Paper setup (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on validation MAE with
 patience 200 epochs, inputs not scaled. Departures, each a switch:
 
 - ``standardize_inputs`` (default on): features are standardised with the mean and standard deviation of the

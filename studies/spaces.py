@@ -1,4 +1,5 @@
-"""Search spaces, declared as data: one :class:`ModelSearch` per model (GUIDE §5 ranges).
+"""Search spaces, declared as data: one :class:`ModelSearch` per model (ranges of Gorishniy et al. 2021,
+yandex-research/rtdl, and Grinsztajn et al. 2022).
 
 A space maps a model parameter (the key the model's ``default_params`` uses) to a spec:
 
@@ -77,7 +78,7 @@ class ModelSearch:
     notes: str = ""
 
 
-# Networks: rtdl's MLP/ResNet ranges for the optimiser (GUIDE §5) plus the paper's depths and batch sizes, and
+# Networks: rtdl's MLP/ResNet ranges for the optimiser (Gorishniy et al. 2021) plus the paper's depths and batch sizes, and
 # the larger batches a CPU needs (an epoch at batch 32 takes ~4x as long as at batch 1024 on 2 cores).
 # Training rules that are not hyper-parameters of the comparison (loss, patience, max_epochs,
 # standardisation) stay at the model defaults unless a preset fixes them.
@@ -89,7 +90,7 @@ _NETWORK_SPACE: dict[str, Spec] = {
     "weight_decay": optional(log_uniform(1e-6, 1e-3), off=0.0),
 }
 
-# The published training regime (Jha et al. 2021; NU-CUCIS/IRNet): Adam, lr 1e-4, batch 32, no weight decay.
+# The published training regime (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, lr 1e-4, batch 32, no weight decay.
 PAPER_NETWORK_REGIME: dict[str, Any] = {"optimizer": "adam", "lr": 1e-4, "batch_size": 32, "weight_decay": 0.0}
 CONVERGING_BATCH_SIZES = (1024, 512, 256, 128)
 MIN_STEPS_PER_EPOCH = 8

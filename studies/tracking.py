@@ -2,7 +2,7 @@
 
 Names come from :mod:`studies.schema` (the contract with ``reports``). The default tracking store is an
 embedded sqlite file in the output folder, with each experiment's artifacts under
-``<out>/mlartifacts/<task>`` (MLflow's file store is refused, GUIDE §6). ``--tracking-uri`` points at a server.
+``<out>/mlartifacts/<task>`` (MLflow 3 refuses its file store, which is in maintenance mode). ``--tracking-uri`` points at a server.
 
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids (no fluent "active run" state), so
 a trial run is written in one go when the trial ends and a parent run can be resumed by id.

@@ -214,7 +214,7 @@ def test_unknown_parameter_rejected(name: str) -> None:
 
 
 def test_defaults_use_the_names_the_search_spaces_use() -> None:
-    """GUIDE §5 search spaces are declared over these exact keys."""
+    """The rtdl / Grinsztajn et al. search spaces are declared over these exact keys."""
     assert {"max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree", "reg_alpha",
             "reg_lambda", "gamma"} <= set(XGBoostModel.default_params())
     assert {"num_leaves", "learning_rate", "min_child_samples", "min_child_weight", "subsample", "subsample_freq",
