@@ -7,18 +7,20 @@
 #
 # Environment: OUT (run folder, default results/docs), SIZES (scaling-study training sizes of formation_energy,
 # default 1000,3000,10000,30000), MATBENCH (Matbench tasks, default matbench_steels matbench_jdft2d
-# matbench_expt_gap: all five official folds, every training row, composition only).
+# matbench_expt_gap: all five official folds, every training row, composition only; MATBENCH= skips them),
+# THREADS (CPU threads per model, default: every core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/docs}
 SIZES=${SIZES:-1000,3000,10000,30000}
-MATBENCH=${MATBENCH:-matbench_steels matbench_jdft2d matbench_expt_gap}
+MATBENCH=${MATBENCH-matbench_steels matbench_jdft2d matbench_expt_gap}
+threads=(); [[ -n "${THREADS:-}" ]] && threads=(--threads "$THREADS")
 
 if [[ "${1:-}" != "--report" ]]; then
   # The quick preset: budgets by model family and rows (README, Budgets); all six models; seed 0.
-  python -m benchmarks.run --task formation_energy --train-sizes "$SIZES" --out "$OUT" --no-progress
+  python -m benchmarks.run --task formation_energy --train-sizes "$SIZES" "${threads[@]}" --out "$OUT" --no-progress
   for task in $MATBENCH; do
-    python -m benchmarks.run --task "$task" --out "$OUT" --no-progress
+    python -m benchmarks.run --task "$task" "${threads[@]}" --out "$OUT" --no-progress
   done
 fi
 python -m reports.build --tracking-uri "sqlite:///$OUT/mlflow.db" --out docs/results
