@@ -427,7 +427,7 @@ def _magpie_rows(element: np.ndarray, amount: np.ndarray) -> np.ndarray:
 def _magpie_block(comps: Compositions) -> np.ndarray:
     """The 145 attributes of parsed formulas (all with at least one element), grouped by element count."""
     counts = np.diff(comps.start)
-    out = np.empty((len(counts), len(MAGPIE_NAMES)))
+    out = np.empty((len(counts), len(MAGPIE_NAMES)), dtype=np.float32)  # the cache's dtype: one conversion
     for k in np.unique(counts):
         rows = np.flatnonzero(counts == k)
         positions = comps.start[rows][:, None] + np.arange(k)
@@ -469,7 +469,9 @@ def featurize_formulas(formulas: Sequence[str], featurizer: str = "magpie") -> n
         comps = parse_formulas(unique[lo : lo + BLOCK_FORMULAS])
         ok = np.flatnonzero(comps.valid)
         values[lo + np.flatnonzero(~comps.valid)] = np.nan
-        if ok.size:  # compute only formulas with at least one element
+        if ok.size == len(comps.valid):  # the common case: every formula readable, a plain slice copy
+            values[lo : lo + ok.size] = compute(comps)
+        elif ok.size:  # compute only formulas with at least one element
             start = np.concatenate([[0], np.cumsum(np.diff(comps.start)[ok])])
             values[lo + ok] = compute(Compositions(start, comps.element, comps.amount, comps.valid[ok]))
     return values if len(unique) == len(codes) else values[codes]  # all distinct: codes are 0..n-1

@@ -20,6 +20,7 @@ the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -34,13 +35,15 @@ from benchmarks.errors import UsageError
 
 SPEED_TASK = "formation_energy"
 VAL_ROWS = 256  # validation rows per timed epoch: small, so the figure is about the training steps
+FEATURIZE_REPEATS = 3  # the featuriser is timed as the best of this many passes over the same formulas
 DEPTHS = (17, 48)
 BATCH_SIZES = (32, 256, 1024)
 
 
 def load_speed_data(featurize_rows: int | None = None) -> dict[str, Any]:
     """Formulas (all rows, or a sample of ``featurize_rows``) of ``formation_energy``, featurised with the
-    numpy ``magpie`` featuriser and timed (element table loaded before the clock starts), and the features and
+    numpy ``magpie`` featuriser and timed (element table loaded before the clock starts; best of
+    ``FEATURIZE_REPEATS`` passes), and the features and
     targets of its training and validation parts."""
     from benchmarks.features import featurize_formulas
     from benchmarks.loader import load_task
@@ -54,9 +57,11 @@ def load_speed_data(featurize_rows: int | None = None) -> dict[str, Any]:
     rows = np.concatenate([train, val, test])
     formulas = [str(f) for f in task.formulas[rows]]
     featurize_formulas(formulas[:100])  # warm-up: element table and parser tables
-    started = time.perf_counter()
-    X = featurize_formulas(formulas)
-    seconds = time.perf_counter() - started
+    seconds = math.inf
+    for _ in range(FEATURIZE_REPEATS):  # best of a few: one pass is ~1 s, easily stretched by other work
+        started = time.perf_counter()
+        X = featurize_formulas(formulas)
+        seconds = min(seconds, time.perf_counter() - started)
     ok = np.isfinite(X).all(axis=1)
     y = task.targets[rows]
     part = np.repeat([0, 1, 2], [len(train), len(val), len(test)])
