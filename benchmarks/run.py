@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_benchmark(plan)
     if args.worker_of_launcher:
         return EXIT_SOME_FAILED if outcome.failed else 0  # the launcher prints the leaderboard
+    # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model family.
+    budget_text = "budgets by model family and rows (README: Budgets)" if preset.rules else "one fixed budget per model"
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = {(k.model, k.fold, k.seed, k.train_size) for _, k in jobs}
         rows = [r for r in outcome.results if (r.model, r.fold, r.seed, r.train_size) in keys]
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         title = (
             f"{plan.task_name}: preset {preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
-            f"x {len(plan.seeds)} seed(s), budgets by model family and rows (README: Budgets); "
+            f"x {len(plan.seeds)} seed(s), {budget_text}; "
             f"test MAE mean ± std over folds and seeds"
         )
         print(format_leaderboard(leaderboard(rows, models=models), title=title, unit=str(task.spec.unit)))
