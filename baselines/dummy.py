@@ -10,19 +10,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
+from benchmarks.contract import CurvePoint, FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.errors import UsageError
+from benchmarks.metrics import mae
+from benchmarks.searchspace import ModelSearch, choice
 
-
-def _mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(y_pred, dtype=np.float64) - y_true)))
 
 
 class DummyModel(Model):
     """Predicts the training mean (or median); one curve point, no steps to tune."""
 
     name: ClassVar[str] = "dummy"
-    family: ClassVar[str] = "reference"
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(params, seed=seed, device=device)
@@ -55,8 +53,8 @@ class DummyModel(Model):
             raise UsageError("dummy: X and y row counts differ")
         reduce = np.mean if self.params["strategy"] == "mean" else np.median
         self.constant_ = float(reduce(y_train))
-        train_mae = _mae(y_train, self.predict(X_train))
-        val_mae = _mae(y_val, self.predict(X_val))
+        train_mae = mae(y_train, self.predict(X_train))
+        val_mae = mae(y_val, self.predict(X_val))
         seconds = time.perf_counter() - start
         # Called once so that tuning code can treat every model alike (one reported step).
         if on_step is not None:
@@ -82,3 +80,16 @@ class DummyModel(Model):
 
     def load_state(self, state: Any) -> None:
         self.constant_ = None if state["constant"] is None else float(state["constant"])
+
+
+MODELS = (
+    ModelInfo(
+        name="dummy",
+        model_class=DummyModel,
+        family="reference",
+        group="reference",
+        search=ModelSearch({"strategy": choice("mean", "median")}, source="scale reference"),
+        color="#bcbd22",
+        fit_cost=FitCost(seconds_per_1k_rows=0.01, min_seconds=0.1),
+    ),
+)

@@ -16,15 +16,14 @@ import numpy as np
 import sklearn
 from sklearn.ensemble import RandomForestRegressor
 
-from benchmarks.contract import CurvePoint, FitReport, Model, StepCallback
+from benchmarks.contract import CurvePoint, FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.errors import UsageError
+from benchmarks.metrics import mae
+from benchmarks.searchspace import ModelSearch, choice, int_range
 
 TRAIN_CURVE_ROWS = 5000  # training MAE of the curve is measured on at most this many rows (seeded subsample)
 CURVE_POINTS = 20  # about this many log-spaced tree counts per curve
 
-
-def _mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(y_pred, dtype=np.float64) - y_true)))
 
 
 def curve_steps(n_estimators: int, points: int = CURVE_POINTS) -> list[int]:
@@ -40,7 +39,6 @@ class RandomForestModel(Model):
     """scikit-learn random forest; library defaults except the tree count, threads and seed."""
 
     name: ClassVar[str] = "rf"
-    family: ClassVar[str] = "tree"
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(params, seed=seed, device=device)
@@ -138,8 +136,8 @@ class RandomForestModel(Model):
             n_done = len(forest.estimators_)
             point = CurvePoint(
                 step=n_trees,
-                train_mae=_mae(y_tr_curve, sum_tr / n_trees),
-                val_mae=_mae(y_val, sum_val / n_trees),
+                train_mae=mae(y_tr_curve, sum_tr / n_trees),
+                val_mae=mae(y_val, sum_val / n_trees),
                 seconds=time.perf_counter() - start,
             )
             curve.append(point)
@@ -173,3 +171,32 @@ class RandomForestModel(Model):
         # A pickle is only guaranteed to load in the scikit-learn version that wrote it; sklearn warns otherwise.
         self.forest_ = pickle.loads(state["forest"])
         self.forest_.set_params(n_jobs=self.params["n_jobs"])
+
+
+MODELS = (
+    ModelInfo(
+        name="rf",
+        model_class=RandomForestModel,
+        family="tree",
+        group="forest",
+        # Grinsztajn et al. 2022 random forest ranges. max_features 1.0 stands for their None (all features,
+        # scikit-learn's regressor default); min_samples_leaf starts at 1 so the library default is in the space.
+        search=ModelSearch(
+            {
+                "max_features": choice("sqrt", "log2", 1.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                "max_depth": choice(None, 2, 3, 4),
+                "min_samples_leaf": int_range(1, 50, log=True),
+                "bootstrap": choice(True, False),
+                "criterion": choice("squared_error", "absolute_error"),
+            },
+            report_every=1,
+            warmup_steps=10,  # steps are tree counts
+            source="Grinsztajn et al. 2022 ranges",
+        ),
+        color="#2ca02c",
+        packages={"sklearn": ("scikit-learn",)},
+        thread_param="n_jobs",
+        step_name="trees",
+        fit_cost=FitCost(seconds_per_1k_rows=1.5, min_seconds=5.0),  # 100 squared-error trees, 10k x 145 rows: ~15 s
+    ),
+)

@@ -15,7 +15,8 @@ import numpy as np
 import xgboost as xgb
 
 from baselines.boosting import as_training_arrays, round_curve, stop_reason
-from benchmarks.contract import FitReport, Model, StepCallback
+from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
+from benchmarks.searchspace import ModelSearch, int_range, log_uniform, optional, uniform
 
 TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "mae"  # names in XGBoost's evaluation log
 
@@ -54,7 +55,6 @@ class XGBoostModel(Model):
     """Gradient-boosted trees with XGBoost's hist method; early stopping on validation MAE."""
 
     name: ClassVar[str] = "xgboost"
-    family: ClassVar[str] = "tree"
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(params, seed=seed, device=device)
@@ -197,3 +197,36 @@ class XGBoostModel(Model):
         booster.set_param({"device": "cpu", "nthread": int(self.params["n_jobs"])})
         self.booster_ = booster
         self.best_iteration_ = int(state["best_iteration"])
+
+
+MODELS = (
+    ModelInfo(
+        name="xgboost",
+        model_class=XGBoostModel,
+        family="tree",
+        group="boosters",
+        # rtdl's XGBoost ranges (Gorishniy et al. 2021); the round cap and early stopping come from the
+        # defaults or the preset.
+        search=ModelSearch(
+            {
+                "max_depth": int_range(3, 10),
+                "learning_rate": log_uniform(1e-5, 1.0),
+                "min_child_weight": log_uniform(1e-8, 1e5),
+                "subsample": uniform(0.5, 1.0),
+                "colsample_bytree": uniform(0.5, 1.0),
+                "reg_alpha": optional(log_uniform(1e-8, 100.0), off=0.0),
+                "reg_lambda": optional(log_uniform(1e-8, 100.0), off=0.0),
+                "gamma": optional(log_uniform(1e-8, 100.0), off=0.0),
+            },
+            report_every=10,
+            warmup_steps=50,
+            source="rtdl XGBoost ranges",
+        ),
+        color="#ff7f0e",
+        packages={"xgboost": ("xgboost", "xgboost-cpu")},
+        thread_param="n_jobs",
+        step_name="boosting round",
+        # hist trees with early stopping: 50 trials took 75 s on 10k rows (measured, issue #10)
+        fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),
+    ),
+)

@@ -4,7 +4,14 @@ A model is constructed from a plain dict of parameters (merged over its declared
 training set with a validation set for early stopping, and returns a :class:`FitReport` with its convergence
 curve. Models never see test data: the study hands them :class:`benchmarks.splits.TrainingData` only.
 
-A new model is one new module with one subclass of :class:`Model`, plus its search space in ``studies``.
+A new model is one new module in ``irnet/`` or ``baselines/``: a subclass of :class:`Model` and, beside it, a
+module-level ``MODELS`` tuple of :class:`ModelInfo` records (name, class, family, budget group, search space,
+thread parameter, recorded packages, plot colour). :mod:`studies.registry` discovers them; nothing else in
+the code base names the model (docs/ARCHITECTURE.md, "How to add a model").
+
+A fit that fails because of its configuration (a diverging loss, a library refusing a parameter combination)
+raises ``ValueError``, ``ArithmeticError``, ``RuntimeError`` or ``MemoryError`` (library-specific errors are
+re-raised as one of these): the study records such a trial as failed and goes on.
 """
 from __future__ import annotations
 
@@ -15,11 +22,13 @@ import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from benchmarks.atomic import atomic_write
+from benchmarks.searchspace import ModelSearch
 
 # Called after every epoch (networks) or boosting round (boosters) with (step, val_mae).
 # It may raise (for example ``optuna.TrialPruned``) to stop the fit; the exception propagates out of ``fit``.
@@ -70,10 +79,9 @@ def resolve_device(device: str) -> str:
 
 
 class Model(abc.ABC):
-    """Base of all models. Subclasses set ``name`` and ``family`` and implement the abstract methods."""
+    """Base of all models. Subclasses set ``name`` and implement the abstract methods."""
 
-    name: ClassVar[str]  # registry name and value of the MLflow `model` tag, e.g. "irnet", "xgboost"
-    family: ClassVar[str]  # "network" or "tree" or "reference"
+    name: ClassVar[str]  # registry name and value of the MLflow `model` tag (the ModelInfo's name)
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         unknown = set(params or {}) - set(self.default_params())
@@ -139,3 +147,66 @@ class Model(abc.ABC):
         model = cls(payload["params"], seed=payload["seed"], device=device)
         model.load_state(payload["state"])
         return model
+
+
+FAMILIES = ("network", "tree", "reference")
+
+
+@dataclass(frozen=True)
+class FitCost:
+    """What one fit of a model is expected to cost on the reference machine (2 CPU cores), so that a preset
+    can derive budgets from the training rows (:func:`studies.presets.derive_budget`): ``seconds_per_1k_rows``
+    with a floor of ``min_seconds`` for small data, divided by ``gpu_speedup`` on a CUDA device."""
+
+    seconds_per_1k_rows: float = 1.0
+    min_seconds: float = 1.0
+    gpu_speedup: float = 1.0
+
+    def expected_seconds(self, n_train: int, device: str = "cpu") -> float:
+        seconds = max(self.min_seconds, self.seconds_per_1k_rows * n_train / 1_000.0)
+        return seconds / self.gpu_speedup if device.startswith("cuda") else seconds
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the suite needs to know about one model, declared once beside its class.
+
+    ``family``: what the reports compare ("network"; "tree", whose best member is IRNet's crossover partner;
+    "reference", a scale reference). ``group``: the key of a preset's budget rule and space overrides
+    ("networks", "boosters", "forest", "reference"): models of one group share them. ``search``: the space
+    and pruner settings. ``thread_param``: the parameter the model reads its CPU thread count from (fixed to
+    ``--threads``); None when threads are set process-wide (torch). ``packages``: ``pkg.<tag>`` -> the
+    distributions whose installed version is recorded on every run. ``color``: the model's colour in every
+    figure. ``step_name``: what a step of its convergence curve counts. ``fit_cost``: what a fit is expected
+    to cost (budgets by rows). ``converging_regime``: for a CPU preset whose trial 0 must converge within the
+    budget (``Preset.trial0 = "converging"``), the parameters of such a configuration for a number of
+    training rows; None: trial 0 is the model's defaults.
+    """
+
+    name: str
+    model_class: type[Model]
+    family: str
+    group: str
+    search: ModelSearch
+    color: str
+    packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    thread_param: str | None = None
+    step_name: str = "step"
+    fit_cost: FitCost = FitCost()
+    converging_regime: Callable[[int], dict[str, Any]] | None = None
+
+    def check(self) -> None:
+        """Raise ValueError naming what is wrong with this declaration (the registry calls it)."""
+        from benchmarks.searchspace import check_space
+
+        if not (isinstance(self.model_class, type) and issubclass(self.model_class, Model)):
+            raise ValueError(f"model {self.name!r}: model_class {self.model_class!r} is not a Model subclass")
+        if getattr(self.model_class, "name", None) != self.name:
+            raise ValueError(f"model {self.name!r}: its class {self.model_class.__qualname__} says name "
+                             f"{getattr(self.model_class, 'name', None)!r}")  # fmt: skip
+        if self.family not in FAMILIES:
+            raise ValueError(f"model {self.name!r}: family {self.family!r} is not one of {FAMILIES}")
+        defaults = self.model_class.default_params()
+        check_space(self.search.space, defaults, model=self.name)
+        if self.thread_param is not None and self.thread_param not in defaults:
+            raise ValueError(f"model {self.name!r}: thread parameter {self.thread_param!r} is not a parameter")

@@ -146,6 +146,12 @@ def element_table() -> ElementTable:
     return load_element_table()
 
 
+def reload_element_table() -> None:
+    """Forget the table read so far (and the symbol lookups built from it): the next use reads the file again."""
+    element_table.cache_clear()
+    _symbol_lookup.cache_clear()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Formula parsing. The rules are pymatgen's Composition(str) (pymatgen/core/composition.py,
 # _parse_formula): element tokens "[A-Z][a-z]*" with optional amounts, "(...)n" groups (also [] and {}),
@@ -482,7 +488,8 @@ def featurize_formulas(formulas: Sequence[str], featurizer: str = "magpie") -> n
 
 
 @cache
-def _magpie():
+def matminer_magpie():
+    """matminer's featurizer of the 145 Magpie attributes (the reference this module's numpy path matches)."""
     from matminer.featurizers.base import MultipleFeaturizer
     from matminer.featurizers.composition import ElementProperty, IonProperty, Stoichiometry, ValenceOrbital
 
@@ -523,8 +530,8 @@ def featurizer_version(featurizer: str) -> str:
     return f"{featurizer}-{matminer_part}-v{FEATURE_SCHEMA_VERSION}"
 
 
-def _parse(formula: str):
-    """A pymatgen Composition, or None when the formula cannot be parsed."""
+def pymatgen_composition(formula: str):
+    """A pymatgen Composition, or None when the formula cannot be parsed (the reference parser)."""
     from pymatgen.core import Composition
 
     try:
@@ -539,10 +546,10 @@ def _parse(formula: str):
 def magpie_features(formulas: Sequence[str]) -> np.ndarray:
     """The 145 Ward 2016 attributes per formula computed by matminer (the reference ``magpie-matminer``,
     ~600 formulas/s); a row of NaN where the formula cannot be featurised."""
-    featurizer = _magpie()
+    featurizer = matminer_magpie()
     out = np.full((len(formulas), len(MAGPIE_NAMES)), np.nan, dtype=np.float32)
     for i, formula in enumerate(formulas):
-        comp = _parse(formula)
+        comp = pymatgen_composition(formula)
         if comp is None:
             continue
         with warnings.catch_warnings():

@@ -26,7 +26,7 @@ from benchmarks.errors import BenchError, UsageError
 from benchmarks.features import FEATURIZERS
 from benchmarks.paths import default_out_dir
 from studies.presets import DEFAULT_PRESET, PRESETS, TrialBudget, get_preset
-from studies.registry import BENCHMARK_MODELS, MODEL_NAMES, parse_model_list
+from studies.registry import BENCHMARK_MODELS, parse_model_list
 
 EXIT_SOME_FAILED = 1
 
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_data_arguments(parser)
     parser.add_argument("--models", default=None,
-                        help=f"comma-separated (default: {','.join(BENCHMARK_MODELS)}); known: {', '.join(MODEL_NAMES)}")  # fmt: skip
+                        help=f"comma-separated registered models (default: {','.join(BENCHMARK_MODELS)}); an unknown "
+                             "name lists them all")  # fmt: skip
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=tuple(PRESETS),
                         help="smoke: CI minutes; quick: laptop (default); paper: full data, GPU")  # fmt: skip
     parser.add_argument("--folds", default=None, help="comma-separated fold numbers (default: the preset's, i.e. all)")
@@ -207,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     check_train_sizes(train_sizes, task)
 
     # 3. The stores: reachable before any work.
-    from studies.tracking import check_tracking_uri, default_storage_url, default_tracking_uri, ui_hint
-    from studies.tuning import make_storage
+    from studies.stores import check_tracking_uri, default_storage_url, default_tracking_uri, make_storage
 
     out_dir = (args.out or default_out_dir()).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 4. The existing runs' settings, and the data's composition overlap between training and test.
     from studies import schema
-    from studies.protocol import RunPlan, check_plan, collect_outcome, format_leaderboard, leaderboard, run_benchmark
+    from studies.plan import RunPlan
+    from studies.protocol import check_plan, jobs_outcome, run_benchmark
 
     overlap = _overlap_counts(task, folds)
     plan = RunPlan(
@@ -250,29 +251,47 @@ def main(argv: list[str] | None = None) -> int:
     # 5. The work: here, or in local worker processes that share the studies through the storage.
     if args.workers > 1:
         _run_workers(argv if argv is not None else sys.argv[1:], args.workers, threads, device)
-        outcome = collect_outcome(plan)
+        outcome = jobs_outcome(plan)
     else:
         outcome = run_benchmark(plan)
     if args.worker_of_launcher:
         return EXIT_SOME_FAILED if outcome.failed else 0  # the launcher prints the leaderboard
-    # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model family.
-    budget_text = "budgets by model family and rows (README: Budgets)" if preset.rules else "one fixed budget per model"
-    for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
-        keys = {(k.model, k.fold, k.seed, k.train_size) for _, k in jobs}
-        rows = [r for r in outcome.results if (r.model, r.fold, r.seed, r.train_size) in keys]
-        sizes = sorted({k[3] for k in keys})
-        size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
-        title = (
-            f"{plan.task_name}: preset {preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
-            f"x {len(plan.seeds)} seed(s), {budget_text}; "
-            f"test MAE mean ± std over folds and seeds"
-        )
-        print(format_leaderboard(leaderboard(rows, models=models), title=title, unit=str(task.spec.unit)))
-    print(f"results: {out_dir / f'results_{plan.task_name}_{preset.name}.csv'}; MLflow: {tracking_uri}")
-    print(f"runs table: {ui_hint(tracking_uri, plan.task_name)}")
+    _print_results(plan, models)
     for job in outcome.failed:
         print(f"FAILED {job.key.run_name}: {job.message} (rerun the same command to retry)", file=sys.stderr)
     return EXIT_SOME_FAILED if outcome.failed else 0
+
+
+def _print_results(plan, models: Sequence[str]) -> None:
+    """One leaderboard per training size, read back from MLflow as the report reads it (whoever ran the
+    jobs), and the long results table beside the stores."""
+    import pandas as pd
+
+    from reports.collect import ReportInputError, read_finals
+    from reports.tables import format_leaderboard, leaderboard, select, write_long_table
+    from studies.tracking import ui_hint
+
+    try:
+        finals, _ = read_finals(plan.tracking_uri, [plan.task_name], plan.preset.name)
+    except ReportInputError:  # nothing finished (every job failed): empty tables, the failures follow
+        finals = pd.DataFrame(columns=["model", "fold", "seed", "train_rows"])
+    # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model group.
+    budget_text = "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+    for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
+        keys = [k for _, k in jobs]
+        sizes = sorted({k.train_size for k in keys})
+        size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        title = (
+            f"{plan.task_name}: preset {plan.preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
+            f"x {len(plan.seeds)} seed(s), {budget_text}; "
+            f"test MAE mean ± std over folds and seeds"
+        )
+        board = leaderboard(select(finals, keys), models=models)
+        print(format_leaderboard(board, title=title, unit=str(plan.task.spec.unit)))
+    path = plan.out_dir / f"results_{plan.task_name}_{plan.preset.name}.csv"
+    write_long_table(select(finals, plan.keys()), path)
+    print(f"results: {path}; MLflow: {plan.tracking_uri}")
+    print(f"runs table: {ui_hint(plan.tracking_uri, plan.task_name)}")
 
 
 def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:

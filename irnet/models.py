@@ -2,16 +2,19 @@
 
 All share one implementation (:class:`NetworkModel`); a subclass only names its architecture. Parameters
 (``default_params``) are the paper's training setup plus ``depth``, the step cap and the standardisation and
-mixed-precision switches documented in :mod:`irnet.training`.
+mixed-precision switches documented in :mod:`irnet.training`. ``MODELS`` declares the four to the registry,
+with the search space they share and the regime that converges on a CPU.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from benchmarks.contract import FitReport, Model, StepCallback, resolve_device
+from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback, resolve_device
+from benchmarks.searchspace import ModelSearch, Spec, choice, log_uniform, optional
 from irnet.networks import ARCHITECTURES, Network, build_model
 from irnet.training import Scaler, TrainConfig, predict, train_network
 
@@ -19,7 +22,6 @@ from irnet.training import Scaler, TrainConfig, predict, train_network
 class NetworkModel(Model):
     """A network from :func:`irnet.networks.build_model` trained by :func:`irnet.training.train_network`."""
 
-    family: ClassVar[str] = "network"
     arch: ClassVar[str]
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
@@ -156,6 +158,53 @@ class ElemNetModel(NetworkModel):
     arch: ClassVar[str] = "elemnet"
 
 
-NETWORK_MODELS: dict[str, type[NetworkModel]] = {
-    cls.name: cls for cls in (IRNetModel, SRNetModel, PlainNetModel, ElemNetModel)
+# rtdl's MLP/ResNet ranges for the optimiser (Gorishniy et al. 2021, yandex-research/rtdl) plus the paper's
+# depths and batch sizes, and the larger batches a CPU needs (an epoch at batch 32 takes ~4x as long as at
+# batch 1024 on 2 cores). Training rules that are not hyper-parameters of the comparison (loss, patience,
+# max_epochs, standardisation) stay at the model defaults unless a preset fixes them.
+NETWORK_SPACE: dict[str, Spec] = {
+    "lr": log_uniform(1e-5, 1e-2),
+    "batch_size": choice(32, 64, 128, 256, 512, 1024, 2048),
+    "depth": choice(17, 24, 48),
+    "optimizer": choice("adam", "adamw"),
+    "weight_decay": optional(log_uniform(1e-6, 1e-3), off=0.0),
 }
+NETWORK_SEARCH = ModelSearch(NETWORK_SPACE, report_every=1, warmup_steps=5, source="rtdl MLP ranges + paper depths")
+
+# The published training regime (Jha et al., KDD 2019; NU-CUCIS/IRNet) is the models' defaults: Adam, lr 1e-4,
+# batch 32, no weight decay.
+CONVERGING_BATCH_SIZES = (1024, 512, 256, 128)
+MIN_STEPS_PER_EPOCH = 8
+
+
+def converging_network_regime(n_train: int) -> dict[str, Any]:
+    """A network regime that early-stops within minutes on a 2-core CPU: AdamW, the largest batch that still
+    gives ``MIN_STEPS_PER_EPOCH`` steps per epoch (1024 at 10k rows), lr 3e-3 at batch 1024 scaled by the
+    square root of the batch ratio (1e-3..3e-3 for batches 128..1024). Measured: README "Budgets"."""
+    batch = next((b for b in CONVERGING_BATCH_SIZES if n_train >= MIN_STEPS_PER_EPOCH * b), CONVERGING_BATCH_SIZES[-1])
+    lr = round(3e-3 * math.sqrt(batch / 1024), 6)
+    return {"optimizer": "adamw", "lr": lr, "batch_size": batch, "weight_decay": 0.0}
+
+
+# Expected cost of a fit: the converging regime early-stops after ~NETWORK_EPOCHS_TO_STOP epochs at
+# ~NETWORK_CPU_SAMPLES_PER_S training rows per second on 2 cores (validation included; measured on
+# formation_energy, README "Budgets"), ~27 s per 1,000 rows. A GPU at batch >= 1024 is taken as 10x faster
+# (conservative: an H100 measures well above that).
+NETWORK_CPU_SAMPLES_PER_S = 3_000.0
+NETWORK_EPOCHS_TO_STOP = 80
+NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,
+                           min_seconds=30.0, gpu_speedup=10.0)  # fmt: skip
+
+
+def _network(cls: type[NetworkModel], color: str) -> ModelInfo:
+    return ModelInfo(name=cls.name, model_class=cls, family="network", group="networks", search=NETWORK_SEARCH,
+                     color=color, packages={"torch": ("torch",)}, step_name="epoch", fit_cost=NETWORK_FIT_COST,
+                     converging_regime=converging_network_regime)  # fmt: skip
+
+
+MODELS = (
+    _network(IRNetModel, "#d62728"),
+    _network(SRNetModel, "#1f77b4"),
+    _network(PlainNetModel, "#7f7f7f"),
+    _network(ElemNetModel, "#9467bd"),
+)

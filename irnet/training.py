@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.contract import CurvePoint, FitReport, StepCallback
+from benchmarks.metrics import mae
 
 EVAL_BATCH_SIZE = 8192  # rows per forward pass for validation and prediction (no gradients kept)
 LOSSES = ("mae", "mse")
@@ -338,7 +339,7 @@ def train_network(
         val_pred = y_scaler.inverse(predict_scaled(model, Xv, amp=amp))
         if not np.isfinite(val_pred).all():
             raise FloatingPointError(f"training diverged: validation predictions are not finite at epoch {epoch}")
-        val_mae = float(np.mean(np.abs(val_pred - y_val)))
+        val_mae = mae(y_val, val_pred)
         seconds = time.perf_counter() - start_time
         curve.append(CurvePoint(step=epoch, train_mae=train_mae, val_mae=val_mae, seconds=seconds))
 

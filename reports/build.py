@@ -23,20 +23,13 @@ import pandas as pd
 from benchmarks.atomic import atomic_write_bytes
 from benchmarks.errors import BenchError
 from benchmarks.paths import default_out_dir
-from reports import document, render, scaling, stats
+from reports import document, render, scaling, stats, tables
 from reports.collect import Collected, collect
 from reports.matbench_export import MatbenchExport, build_exports
 
 DEFAULT_TRACKING_URI = f"sqlite:///{default_out_dir() / 'mlflow.db'}"  # where `python -m benchmarks.run` writes
 TITLE = "IRNet benchmark leaderboard"
 MANIFEST = ".report-files.json"  # what the last build wrote, so the next one can remove what it no longer writes
-# The columns of the run command's own results table (studies.protocol.results_frame), so the two files stack.
-CSV_COLUMNS = [
-    "task", "model", "fold", "seed", "preset", "metric", "value",
-    "train_seconds", "inference_seconds", "tuning_seconds", "device", "run_id",
-    "train_size", "refit_stopped",  # after the run command's columns: why the refit stopped, cut short = time_limit
-]  # fmt: skip
-CSV_METRICS = {"mae": "test_mae", "rmse": "test_rmse", "r2": "test_r2", "max_error": "test_max_error"}
 
 
 @dataclass(frozen=True)
@@ -51,16 +44,6 @@ class Report:
     studies: dict[str, scaling.ScalingStudy | None]
     exports: list[MatbenchExport]
     files: dict[str, bytes]  # path relative to the output folder -> content
-
-
-def long_table(finals: pd.DataFrame) -> pd.DataFrame:
-    """One row per (run, test metric): the TabArena-style long results table."""
-    parts = [
-        finals[[c for c in CSV_COLUMNS if c not in ("metric", "value")]].assign(metric=short, value=finals[column])
-        for short, column in CSV_METRICS.items()
-    ]
-    table = pd.concat(parts, ignore_index=True)[CSV_COLUMNS]
-    return table.sort_values(["task", "model", "train_size", "fold", "seed", "metric"]).reset_index(drop=True)
 
 
 def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str | None = None) -> Report:
@@ -88,7 +71,7 @@ def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str |
             files[f"matbench/{export.name}.json"] = export.json_bytes()
             files[f"matbench/{export.name}.json.gz"] = export.gzip_bytes()
     buf = io.StringIO()
-    long_table(collected.finals).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
+    tables.long_table(collected.finals).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
     files["leaderboard.csv"] = buf.getvalue().encode("utf-8")
     files["leaderboard.md"] = render.to_markdown(TITLE, blocks).encode("utf-8")
     files["leaderboard.html"] = render.to_html(TITLE, blocks).encode("utf-8")

@@ -4,6 +4,10 @@ Everything the report shows comes from here: one row per finished parent run (``
 (``curves``), the Optuna trials (``trials``) and the test predictions (``predictions``). The names of tags,
 metrics and artifacts are those of :mod:`studies.schema`; nothing else is assumed about the writer.
 
+A parent run is read when it is done (:func:`studies.coordination.is_done`, the same definition
+``benchmarks.run`` uses to skip finished work); :func:`read_finals` reads those runs only (the console
+leaderboard), :func:`collect` also their curves, trials and predictions (the report).
+
 Reading never creates anything: a tracking URI that points at a missing sqlite file is an error, not a new
 empty store.
 """
@@ -15,17 +19,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 
 from benchmarks.errors import UsageError
-from benchmarks.metrics import regression_metrics
+from benchmarks.metrics import mae
 from studies import schema
+from studies.coordination import is_done
+from studies.stores import check_store_exists
+from studies.tracking import MLFLOW_PARENT_TAG
 
-PARENT_RUN_TAG = "mlflow.parentRunId"  # set by MLflow on nested runs
-KEY = ["task", "model", "fold", "seed", "preset", "train_size"]  # one finished parent run per key
+KEY = list(schema.RunKey.FIELDS)  # one finished parent run per key
 # Recorded sizes of one task within this relative distance are one size of the study (Matbench folds of one
 # task differ by a row or two; a scaling study's sizes differ by multiples).
 SIZE_RTOL = 0.02
@@ -62,24 +67,6 @@ class Collected:
     @property
     def tasks(self) -> list[str]:
         return sorted(self.finals["task"].unique())
-
-
-def check_store_exists(tracking_uri: str) -> None:
-    """Fail when a sqlite URI names a file that is not there (MLflow would silently create an empty store)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        # sqlite:///relative/path and sqlite:////absolute/path both end up in parsed.path with one extra "/".
-        path = Path(tracking_uri.removeprefix("sqlite:///"))
-        if str(path) != ":memory:" and not path.is_file():
-            raise ReportInputError(
-                f"no MLflow store at {path} (from --tracking-uri {tracking_uri}); "
-                "run `python -m benchmarks.run` first or point --tracking-uri at its store"
-            )
-    elif parsed.scheme in ("", "file"):
-        raise ReportInputError(
-            f"tracking URI {tracking_uri!r} is a file store, which this suite does not write; use the sqlite:/// "
-            "(or postgresql://) URI of the benchmark run"
-        )
 
 
 def _client(tracking_uri: str) -> Any:
@@ -126,7 +113,7 @@ def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
     for tag in (schema.TAG_MODEL, schema.TAG_FOLD, schema.TAG_SEED, schema.TAG_PRESET):
         if not tags.get(tag):
             raise ReportInputError(f"run {run_id} ({task}): finished parent run without tag {tag!r}")
-    missing = [m for m in schema.TEST_METRICS if m not in metrics]
+    missing = [m for m in schema.TEST_METRICS if m not in metrics]  # a done run has them all (log_final)
     if missing:
         raise ReportInputError(
             f"run {run_id} ({task}, {tags[schema.TAG_MODEL]}, fold {tags[schema.TAG_FOLD]}): finished parent run "
@@ -202,9 +189,9 @@ def _predictions(client: Any, row: dict[str, Any], scratch: Path) -> pd.DataFram
     if not np.isfinite(frame[["y_true", "y_pred"]].to_numpy(dtype=float)).all():
         raise ReportInputError(f"{where}: {schema.ARTIFACT_PREDICTIONS} holds a non-finite value")
     # Why: the table shows logged metrics and the plots/export use predictions; they must be the same numbers.
-    mae = regression_metrics(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy())["mae"]
-    if not math.isclose(mae, row["test_mae"], rel_tol=MAE_RTOL, abs_tol=1e-12):
-        raise ReportInputError(f"{where}: logged test_mae {row['test_mae']!r} but its predictions give {mae!r}")
+    recomputed = mae(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy())
+    if not math.isclose(recomputed, row[schema.TEST_MAE], rel_tol=MAE_RTOL, abs_tol=1e-12):
+        raise ReportInputError(f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}")
     frame = frame[["id", "y_true", "y_pred"]].copy()
     for k in ("run_id", "task", "model", "fold", "seed", "train_size"):
         frame[k] = row[k]
@@ -225,25 +212,28 @@ def _size_levels(sizes: list[int]) -> dict[int, int]:
 
 
 def add_train_size(finals: pd.DataFrame) -> pd.DataFrame:
-    """Column ``train_size`` (int): the training rows of the run, as one size of the task's scaling study.
+    """Column ``train_size`` (int): the training rows of the run, as one size of the task's scaling study, and
+    ``train_rows``: the rows as recorded.
 
     From the ``train_size`` tag; a run without it (older stores) counts as one size per task, valued at the
     largest ``n_train`` metric of those runs (0 when that is missing too). Sizes of one task within
     :data:`SIZE_RTOL` of each other are one size (a Matbench task's folds differ by a row or two).
     """
     out = finals.copy()
-    sizes = pd.Series(0, index=out.index, dtype="int64")
+    recorded = pd.Series(0, index=out.index, dtype="int64")
+    levelled = pd.Series(0, index=out.index, dtype="int64")
     for task, group in out.groupby("task"):
         tagged = group["train_size_tag"] != ""
         for index, value in group.loc[tagged, "train_size_tag"].items():
-            sizes[index] = _as_int(value, schema.TAG_TRAIN_SIZE, group.at[index, "run_id"])
+            recorded[index] = _as_int(value, schema.TAG_TRAIN_SIZE, group.at[index, "run_id"])
         untagged = group.index[~tagged]
         if len(untagged):
             n_train = group.loc[untagged, schema.METRIC_N_TRAIN]
-            sizes[untagged] = int(n_train.max()) if n_train.notna().any() else 0
-        levels = _size_levels(sizes[group.index].tolist())
-        sizes[group.index] = sizes[group.index].map(levels)
-    out["train_size"] = sizes
+            recorded[untagged] = int(n_train.max()) if n_train.notna().any() else 0
+        levels = _size_levels(recorded[group.index].tolist())
+        levelled[group.index] = recorded[group.index].map(levels)
+    out["train_rows"] = recorded
+    out["train_size"] = levelled
     return out.drop(columns="train_size_tag")
 
 
@@ -291,19 +281,7 @@ def _check_test_rows(predictions: pd.DataFrame) -> None:
             raise ReportInputError(f"task {task} fold {fold}: runs were scored on different test rows ({detail})")
 
 
-def collect(
-    tracking_uri: str,
-    tasks: Iterable[str] | None = None,
-    preset: str | None = None,
-) -> Collected:
-    """Read every finished parent run (and its trials, curves, predictions) of the given tasks.
-
-    A parent run is finished when MLflow's status is FINISHED and its ``benchmark_status`` tag is ``done``;
-    others (still running, crashed) are left out and listed in ``skipped``. Raises :class:`ReportInputError`
-    on an empty store and on inconsistent input (see :func:`_check_runs`, :func:`_check_test_rows`).
-    """
-    check_store_exists(tracking_uri)
-    client = _client(tracking_uri)
+def _experiments(client: Any, tracking_uri: str, tasks: Iterable[str] | None) -> dict[str, Any]:
     wanted = list(tasks) if tasks else None
     experiments = {e.name: e for e in client.search_experiments()}
     if wanted:
@@ -316,16 +294,16 @@ def collect(
         experiments = {name: experiments[name] for name in wanted}
     if not any(name != "Default" for name in experiments):
         raise ReportInputError(f"no experiments in {tracking_uri}: nothing to report")
+    return experiments
 
+
+def _read_finals(client: Any, tracking_uri: str, experiments: dict[str, Any], preset: str | None) -> tuple[pd.DataFrame, list[str]]:
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []  # (preset, note)
-    trial_rows: list[dict[str, Any]] = []
     final_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"
-    trial_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_TRIAL}'"
     for name, exp in sorted(experiments.items()):
         for run in _all_runs(client, [exp.experiment_id], final_filter):
-            done = run.info.status == "FINISHED" and run.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
-            if not done:
+            if not is_done(run):
                 tags = run.data.tags
                 note = (
                     f"{name}: {tags.get(schema.TAG_MODEL, '?')} fold {tags.get(schema.TAG_FOLD, '?')} seed "
@@ -334,18 +312,6 @@ def collect(
                 skipped.append((tags.get(schema.TAG_PRESET, ""), note))
                 continue
             rows.append(_final_row(run, name))
-        for run in _all_runs(client, [exp.experiment_id], trial_filter):
-            tags, metrics = run.data.tags, run.data.metrics
-            if schema.METRIC_TRIAL_VALUE not in metrics or PARENT_RUN_TAG not in tags:
-                continue  # a trial that failed before scoring has nothing to plot
-            trial_rows.append(
-                {
-                    "parent_run_id": tags[PARENT_RUN_TAG],
-                    "trial_number": _as_int(tags.get(schema.TAG_TRIAL_NUMBER), "trial_number", run.info.run_id),
-                    "trial_val_mae": float(metrics[schema.METRIC_TRIAL_VALUE]),
-                    "trial_state": tags.get(schema.TAG_TRIAL_STATE, "COMPLETE"),
-                }
-            )
     if preset is not None:
         rows = [r for r in rows if r["preset"] == preset]
         skipped = [(p, note) for p, note in skipped if p == preset]
@@ -356,14 +322,56 @@ def collect(
             f"{where} in {tracking_uri}: nothing to report"
         )
     finals = add_train_size(pd.DataFrame(rows))
-    rows = finals.to_dict("records")
     # Before reading curves and artifacts: a duplicate would otherwise surface as a confusing mismatch further down.
     _check_runs(finals)
+    finals = finals.sort_values(["task", "model", "train_size", "fold", "seed"]).reset_index(drop=True)
+    return finals, [note for _, note in skipped]
+
+
+def read_finals(tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The finished parent runs of ``tasks`` (all tasks when None) as ``Collected.finals``, and notes on the
+    unfinished ones. Raises :class:`ReportInputError` when there is none or the store is inconsistent."""
+    check_store_exists(tracking_uri)
+    client = _client(tracking_uri)
+    return _read_finals(client, tracking_uri, _experiments(client, tracking_uri, tasks), preset)
+
+
+def collect(
+    tracking_uri: str,
+    tasks: Iterable[str] | None = None,
+    preset: str | None = None,
+) -> Collected:
+    """Read every finished parent run (and its trials, curves, predictions) of the given tasks.
+
+    Runs that are not done (still running, crashed, killed) are left out and listed in ``skipped``. Raises
+    :class:`ReportInputError` on an empty store and on inconsistent input (see :func:`_check_runs`,
+    :func:`_check_test_rows`).
+    """
+    check_store_exists(tracking_uri)
+    client = _client(tracking_uri)
+    experiments = _experiments(client, tracking_uri, tasks)
+    finals, skipped = _read_finals(client, tracking_uri, experiments, preset)
+
+    trial_rows: list[dict[str, Any]] = []
+    trial_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_TRIAL}'"
+    for exp in experiments.values():
+        for run in _all_runs(client, [exp.experiment_id], trial_filter):
+            tags, metrics = run.data.tags, run.data.metrics
+            if schema.METRIC_TRIAL_VALUE not in metrics or MLFLOW_PARENT_TAG not in tags:
+                continue  # a trial that failed before scoring has nothing to plot
+            trial_rows.append(
+                {
+                    "parent_run_id": tags[MLFLOW_PARENT_TAG],
+                    "trial_number": _as_int(tags.get(schema.TAG_TRIAL_NUMBER), "trial_number", run.info.run_id),
+                    "trial_val_mae": float(metrics[schema.METRIC_TRIAL_VALUE]),
+                    "trial_state": tags.get(schema.TAG_TRIAL_STATE, "COMPLETE"),
+                }
+            )
 
     curve_rows: list[dict[str, Any]] = []
     pred_frames: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
-        for row in rows:
+        for row in finals.to_dict("records"):
             curve_rows.extend(_curve_rows(client, row))
             pred_frames.append(_predictions(client, row, Path(scratch)))
     predictions = pd.concat(pred_frames, ignore_index=True)
@@ -378,12 +386,11 @@ def collect(
     )
     trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
     trials = trials.join(parents, on="parent_run_id").sort_values(["task", "model", "fold", "seed", "trial_number"])
-    finals = finals.sort_values(["task", "model", "train_size", "fold", "seed"]).reset_index(drop=True)
     return Collected(
         tracking_uri=tracking_uri,
         finals=finals,
         curves=curves,
         trials=trials.reset_index(drop=True),
         predictions=predictions,
-        skipped=tuple(note for _, note in skipped),
+        skipped=tuple(skipped),
     )

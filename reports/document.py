@@ -64,7 +64,7 @@ def load_published_oqmd() -> pd.DataFrame:
         return pd.read_csv(handle, comment="#", dtype=str, keep_default_na=False)
 
 
-def _decimals(values: Iterable[float], significant: int = 4) -> int:
+def decimals(values: Iterable[float], significant: int = 4) -> int:
     """Decimals that give ``significant`` digits to the smallest non-zero magnitude (one format per column)."""
     finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
     if not finite:
@@ -121,8 +121,8 @@ def leaderboard_table(
     Each score shows why its refits stopped; one whose refit hit its time limit is marked cut short (†).
     """
     rows_df = summary[summary["task"] == task].sort_values(["rank", "model"])
-    d_mae = _decimals(rows_df["mae_mean"])
-    d_rmse = _decimals(rows_df["rmse_mean"])
+    d_mae = decimals(rows_df["mae_mean"])
+    d_rmse = decimals(rows_df["rmse_mean"])
     rows: list[list[str]] = []
     for r in rows_df.itertuples():
         rows.append(
@@ -224,7 +224,7 @@ def row_comparison_blocks(task: str, rows: list[RowComparison], decimals: int) -
 def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     """Test MAE against training rows (and against compute), the power-law fits and the crossover statement."""
     points, fits = study.points, study.fits
-    d = _decimals(points["mae_mean"])
+    d = decimals(points["mae_mean"])
     sizes = sorted(points["train_size"].unique())
     blocks: list[Block] = [
         Heading(f"{task}: scaling with training rows", 3, f"{task}-scaling"),
@@ -380,7 +380,7 @@ def task_blocks(
             )
         )
     if comparisons:
-        d = _decimals(summary.loc[summary["task"] == task, "mae_mean"])
+        d = decimals(summary.loc[summary["task"] == task, "mae_mean"])
         blocks.append(comparison_table(task, comparisons, d))
         blocks.append(
             Para(
@@ -395,7 +395,7 @@ def task_blocks(
         )
     elif REFERENCE_MODEL not in set(finals["model"]):
         blocks.append(Para("IRNet has no finished runs on this task: no comparison.", note=True))
-    blocks += row_comparison_blocks(task, row_comparisons or [], _decimals(summary.loc[summary["task"] == task, "mae_mean"]))
+    blocks += row_comparison_blocks(task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"]))
     if study is not None:
         blocks += scaling_blocks(task, study, unit)
 

@@ -26,6 +26,8 @@ import pandas as pd
 
 from benchmarks.errors import UsageError
 from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
+from studies import schema
+from studies.registry import model_info
 
 TREE_FAMILY = "tree"
 N_BOOTSTRAP = 2000
@@ -34,12 +36,11 @@ CONFIDENCE = 0.95
 
 
 def model_family(model: str) -> str:
-    """The ``family`` the model registry declares for ``model`` ("network", "tree", "reference"); "" if unknown."""
-    from studies.registry import get_model_class  # late: imports the model's module (and its library)
-
+    """The ``family`` the model registry declares for ``model`` ("network", "tree", "reference"); "" for a
+    model no longer registered (a store written by another version)."""
     try:
-        return str(get_model_class(model).family)
-    except (UsageError, ImportError):
+        return model_info(model).family
+    except UsageError:
         return ""
 
 
@@ -58,10 +59,10 @@ def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
     groups = rows.groupby(["model", "train_size"], sort=True)
     out = groups.agg(
         n_runs=("run_id", "size"),
-        mae_mean=("test_mae", "mean"),
-        mae_std=("test_mae", lambda s: float(np.std(s, ddof=0))),
-        mae_min=("test_mae", "min"),
-        mae_max=("test_mae", "max"),
+        mae_mean=(schema.TEST_MAE, "mean"),
+        mae_std=(schema.TEST_MAE, lambda s: float(np.std(s, ddof=0))),
+        mae_min=(schema.TEST_MAE, "min"),
+        mae_max=(schema.TEST_MAE, "max"),
         tuning_seconds=("tuning_seconds", "mean"),
         train_seconds=("train_seconds", "mean"),
         compute_seconds=("compute_seconds", "mean"),
@@ -201,7 +202,7 @@ def _resampled_log_means(
     rows = finals[(finals["task"] == task) & (finals["model"] == model)]
     out = np.empty((n, len(sizes)))
     for j, size in enumerate(sizes):
-        scores = rows.loc[rows["train_size"] == size, "test_mae"].to_numpy(dtype=np.float64)
+        scores = rows.loc[rows["train_size"] == size, schema.TEST_MAE].to_numpy(dtype=np.float64)
         out[:, j] = np.log(scores[rng.integers(0, len(scores), size=(n, len(scores)))].mean(axis=1))
     return out
 

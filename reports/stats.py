@@ -23,15 +23,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-REFERENCE_MODEL = "irnet"
+from benchmarks.metrics import METRICS
+from studies import schema
+from studies.registry import FOCUS_MODEL
+
+REFERENCE_MODEL = FOCUS_MODEL
 MIN_PAIRS = 5
 NO_TEST_FEW = f"n<{MIN_PAIRS}, no test"
 NO_TEST_TIED = "all pairs tied, no test"
 
-_METRICS = {"mae": "test_mae", "rmse": "test_rmse", "r2": "test_r2", "max_error": "test_max_error"}
+_METRICS = {name: schema.TEST_PREFIX + name for name in METRICS}
 
 
-CUT_SHORT = "time_limit"  # refit_stopped value of a refit that hit its time limit before its own stopping rule
+CUT_SHORT = schema.REFIT_STOPPED_TIME_LIMIT  # a refit that hit its time limit before its own stopping rule
 
 
 def stop_counts(reasons: pd.Series) -> str:
@@ -102,8 +106,8 @@ class PairedComparison:
 def paired_scores(finals: pd.DataFrame, task: str, baseline: str, reference: str = REFERENCE_MODEL) -> pd.DataFrame:
     """Columns ``fold, seed, reference, baseline``: test MAE of both models on the (fold, seed) they share."""
     rows = finals[finals["task"] == task]
-    ref = rows[rows["model"] == reference].set_index(["fold", "seed"])["test_mae"].rename("reference")
-    base = rows[rows["model"] == baseline].set_index(["fold", "seed"])["test_mae"].rename("baseline")
+    ref = rows[rows["model"] == reference].set_index(["fold", "seed"])[schema.TEST_MAE].rename("reference")
+    base = rows[rows["model"] == baseline].set_index(["fold", "seed"])[schema.TEST_MAE].rename("baseline")
     return pd.concat([ref, base], axis=1, join="inner").sort_index().reset_index()
 
 

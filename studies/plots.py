@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.contract import CurvePoint
+from benchmarks.metrics import mae
 
 
 def _pyplot():
@@ -24,7 +25,7 @@ def parity_plot(y_true: np.ndarray, y_pred: np.ndarray, path: Path, *, title: st
     plt = _pyplot()
     y_true = np.asarray(y_true, dtype=np.float64)
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    mae = float(np.mean(np.abs(y_pred - y_true)))
+    test_mae = mae(y_true, y_pred)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
     ax.scatter(y_true, y_pred, s=6, alpha=0.35 if len(y_true) > 2000 else 0.7, linewidths=0)
     finite = np.concatenate([y_true, y_pred])
@@ -34,7 +35,7 @@ def parity_plot(y_true: np.ndarray, y_pred: np.ndarray, path: Path, *, title: st
     label = f" ({unit})" if unit else ""
     ax.set_xlabel(f"true{label}")
     ax.set_ylabel(f"predicted{label}")
-    ax.set_title(f"{title}\ntest MAE {mae:.4g}{label}", fontsize=9)
+    ax.set_title(f"{title}\ntest MAE {test_mae:.4g}{label}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -3,15 +3,15 @@
 A preset fixes the training-row cap, step caps and patience overrides, the default folds and seeds, and the
 study budget (trials, tuning seconds, per-fit time limit). The budget is either one fixed
 :class:`TrialBudget` for every model (``smoke``) or derived by :func:`derive_budget` from the number of
-training rows and the model's family (networks, boosters, forest) through the preset's
-:class:`FamilyBudget` rules (``quick``, ``paper``): a fit's expected seconds grow with the rows, the tuning
+training rows and the model's group (``ModelInfo.group``: networks, boosters, forest, reference) through the
+preset's :class:`GroupBudget` rules (``quick``): a fit's expected seconds (``ModelInfo.fit_cost``) grow with the rows, the tuning
 seconds are a number of such fits (never below a floor), and the per-fit time cap is a generous multiple of
 the expected fit, so that every model can reach its own stopping rule (networks: early stopping) and the
 cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
 ``--max-train-rows``, ``--folds``, ``--seeds``) override a preset's values for every model.
 
-Overrides are search-space specs (see :mod:`studies.spaces`) keyed by a model name or a group
-(``networks``, ``boosters``); a model's own key wins over its group's.
+Overrides are search-space specs (see :mod:`benchmarks.searchspace`) keyed by a model group or a model name;
+a model's own key wins over its group's.
 """
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from benchmarks.contract import FitCost
 from benchmarks.errors import UsageError
-from studies.spaces import BOOSTER_MODELS, NETWORK_MODELS, Spec, choice, fixed
-
-GROUPS: dict[str, tuple[str, ...]] = {"networks": NETWORK_MODELS, "boosters": BOOSTER_MODELS}
-FAMILIES = ("networks", "boosters", "forest", "reference")  # budget families (see budget_family)
+from benchmarks.searchspace import Spec, choice, fixed
+from studies.registry import model_info
 
 
 @dataclass(frozen=True)
@@ -48,43 +47,14 @@ class TrialBudget:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
 
 
-def budget_family(model: str) -> str:
-    """The budget family of ``model``: networks, boosters, forest (rf) or reference (dummy)."""
-    if model in NETWORK_MODELS:
-        return "networks"
-    if model in BOOSTER_MODELS:
-        return "boosters"
-    return "forest" if model == "rf" else "reference"
-
-
-# Expected seconds of one fit per 1,000 training rows on the reference machine (2 CPU cores, 2 threads),
-# and the floor for small data. Networks: a converging regime (trial 0: AdamW, batch 1024, lr 3e-3,
-# patience 10) early-stops after ~NETWORK_EPOCHS_TO_STOP epochs at ~NETWORK_CPU_SAMPLES_PER_S training rows
-# per second (validation included); measured on formation_energy, see README "Budgets".
-NETWORK_CPU_SAMPLES_PER_S = 3_000.0
-NETWORK_GPU_SAMPLES_PER_S = 30_000.0  # an H100 at batch >= 1024 is >10x the 2-core CPU; kept conservative
-NETWORK_EPOCHS_TO_STOP = 80
-EXPECTED_FIT_SECONDS_PER_1K_ROWS: dict[str, float] = {
-    "networks": 1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,  # ~27 s per 1k rows
-    "boosters": 0.15,  # XGBoost hist, early stopping: 50 trials took 75 s on 10k rows (issue #10, measured)
-    "forest": 1.5,  # 100 squared-error trees on 10k x 145 rows, 2 threads: ~15 s
-    "reference": 0.01,
-}
-MIN_EXPECTED_FIT_SECONDS: dict[str, float] = {"networks": 30.0, "boosters": 1.0, "forest": 5.0, "reference": 0.1}
-
-
-def expected_fit_seconds(family: str, n_train: int, device: str = "cpu") -> float:
-    """Expected seconds of one fit of ``family`` on ``n_train`` rows (networks on a GPU: scaled by the
-    conservative GPU/CPU throughput ratio; trees always run on the CPU)."""
-    seconds = max(MIN_EXPECTED_FIT_SECONDS[family], EXPECTED_FIT_SECONDS_PER_1K_ROWS[family] * n_train / 1_000.0)
-    if family == "networks" and device.startswith("cuda"):
-        seconds *= NETWORK_CPU_SAMPLES_PER_S / NETWORK_GPU_SAMPLES_PER_S
-    return seconds
+def expected_fit_seconds(model: str, n_train: int, device: str = "cpu") -> float:
+    """Expected seconds of one fit of ``model`` on ``n_train`` rows (its declared ``fit_cost``)."""
+    return model_info(model).fit_cost.expected_seconds(n_train, device)
 
 
 @dataclass(frozen=True)
-class FamilyBudget:
-    """How a preset budgets one model family; turned into a :class:`TrialBudget` by :func:`derive_budget`.
+class GroupBudget:
+    """How a preset budgets one model group; turned into a :class:`TrialBudget` by :func:`derive_budget`.
 
     ``n_trials``: cap on trials. ``tuning_fits``: tuning seconds as a number of expected fits, never below
     ``min_tuning_seconds``. ``fit_margin``: the per-fit cap is this multiple of the expected fit (None: no
@@ -97,9 +67,9 @@ class FamilyBudget:
     fit_margin: float | None = 4.0
 
 
-def derive_budget(rule: FamilyBudget, family: str, n_train: int, device: str = "cpu") -> TrialBudget:
-    """The budget of one study of a ``family`` model on ``n_train`` training rows (the rule in the README)."""
-    fit = expected_fit_seconds(family, n_train, device)
+def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = "cpu") -> TrialBudget:
+    """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule)."""
+    fit = cost.expected_seconds(n_train, device)
     tuning = None if rule.tuning_fits is None else round(max(rule.min_tuning_seconds, rule.tuning_fits * fit), 1)
     cap = None if rule.fit_margin is None else round(rule.fit_margin * fit, 1)
     return TrialBudget(n_trials=rule.n_trials, tuning_seconds=tuning, fit_seconds=cap)
@@ -113,32 +83,28 @@ class Preset:
     description: str
     budget: TrialBudget  # the budget of every model when ``rules`` is empty
     max_train_rows: int | None  # training rows per fold (validation subsampled in proportion); test never
-    rules: Mapping[str, FamilyBudget] = field(default_factory=dict)  # budget family -> rule
+    rules: Mapping[str, GroupBudget] = field(default_factory=dict)  # model group -> rule
     budget_overrides: Mapping[str, float | int | None] = field(default_factory=dict)  # command line, every model
     overrides: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     folds: tuple[int, ...] | None = None  # None: every fold of the task
     seeds: tuple[int, ...] = (0,)
     tpe_startup_trials: int = 10  # random trials before TPE models the space
-    # Trial 0 of a network study: "defaults" (the model's defaults, i.e. the paper's regime) or "converging"
-    # (studies.spaces.converging_network_regime: converges in minutes on a CPU; the paper's regime is then
-    # queued as trial 1 where the space holds it and the budget has room for it).
-    network_trial0: str = "defaults"
+    # Trial 0 of a study: "defaults" (the model's defaults; for networks the paper's regime) or "converging"
+    # (the model's declared ModelInfo.converging_regime, where it has one: converges in minutes on a CPU; the
+    # defaults are then queued as trial 1 where the space holds them and the budget has room for them).
+    trial0: str = "defaults"
     pruner_startup_trials: int = 3  # complete trials before the median pruner may prune
 
     def overrides_for(self, model: str) -> dict[str, Spec]:
         """The space overrides that apply to ``model`` (group first, then the model's own)."""
-        merged: dict[str, Spec] = {}
-        for group, members in GROUPS.items():
-            if model in members:
-                merged.update(self.overrides.get(group, {}))
-        merged.update(self.overrides.get(model, {}))
-        return merged
+        return {**self.overrides.get(model_info(model).group, {}), **self.overrides.get(model, {})}
 
     def budget_for(self, model: str, n_train: int, device: str = "cpu") -> TrialBudget:
         """The study budget of ``model`` on ``n_train`` training rows: the family rule (or the fixed budget),
         then the command-line overrides."""
-        family = budget_family(model)
-        budget = derive_budget(self.rules[family], family, n_train, device) if family in self.rules else self.budget
+        info = model_info(model)
+        rule = self.rules.get(info.group)
+        budget = self.budget if rule is None else derive_budget(rule, info.fit_cost, n_train, device)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
     def with_changes(self, **changes: object) -> "Preset":
@@ -159,7 +125,7 @@ PRESETS: dict[str, Preset] = {
                 "networks": {"depth": choice(17), "batch_size": fixed(64), "max_epochs": fixed(5), "patience": fixed(3)},
                 "boosters": {"n_estimators": fixed(200), "early_stopping_rounds": fixed(20)},
                 # absolute_error trees are orders of magnitude slower in scikit-learn; kept for `paper`.
-                "rf": {"n_estimators": fixed(50), "criterion": choice("squared_error")},
+                "forest": {"n_estimators": fixed(50), "criterion": choice("squared_error")},
             },
             tpe_startup_trials=3,
             pruner_startup_trials=2,
@@ -175,21 +141,21 @@ PRESETS: dict[str, Preset] = {
             rules={
                 # A few converged network trials rather than many truncated ones: one expected fit of tuning
                 # (at least 2 minutes, i.e. several trials on small data), a cap 4x the expected fit.
-                "networks": FamilyBudget(n_trials=50, tuning_fits=1.0, min_tuning_seconds=120.0, fit_margin=4.0),
+                "networks": GroupBudget(n_trials=50, tuning_fits=1.0, min_tuning_seconds=120.0, fit_margin=4.0),
                 # 50 booster trials (75 s at 10k rows), each fit capped far above its early stopping.
-                "boosters": FamilyBudget(n_trials=50, tuning_fits=50.0, min_tuning_seconds=60.0, fit_margin=20.0),
-                "forest": FamilyBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),
-                "reference": FamilyBudget(n_trials=2, tuning_fits=None, fit_margin=None),
+                "boosters": GroupBudget(n_trials=50, tuning_fits=50.0, min_tuning_seconds=60.0, fit_margin=20.0),
+                "forest": GroupBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),
+                "reference": GroupBudget(n_trials=2, tuning_fits=None, fit_margin=None),
             },
             overrides={
                 # CPU-sane regimes only: large batches; the paper's batch 32 needs minutes per epoch at 10k+.
                 "networks": {"batch_size": choice(128, 256, 512, 1024, 2048), "max_epochs": fixed(300), "patience": fixed(10)},
                 "boosters": {"n_estimators": fixed(1000), "early_stopping_rounds": fixed(50)},
-                "rf": {"n_estimators": fixed(100), "criterion": choice("squared_error")},
+                "forest": {"n_estimators": fixed(100), "criterion": choice("squared_error")},
             },
             tpe_startup_trials=5,
             pruner_startup_trials=3,
-            network_trial0="converging",
+            trial0="converging",
         ),
         Preset(
             name="paper",

@@ -1,13 +1,18 @@
 """The shape of what a benchmark run leaves in MLflow: written by ``studies``, read by ``reports``.
 
-One experiment per task (named after the task). Per (model, fold, seed) one parent run, and under it one
-nested run per Optuna trial. Names here are the contract between writer and reader; change them in one place.
+One experiment per task (named after the task). Per :class:`RunKey` (task, model, fold, seed, preset,
+training rows) one parent run, and under it one nested run per Optuna trial. Names here are the contract
+between writer and reader; change them in one place.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from benchmarks.metrics import METRICS
+
 # Tags on every run this suite writes.
 TAG_TASK = "task"
-TAG_MODEL = "model"  # irnet, srnet, plain, elemnet, rf, xgboost, lightgbm, dummy
+TAG_MODEL = "model"  # a registered model name (studies.registry)
 TAG_FOLD = "fold"  # "0".."4" for Matbench, "0" for a fixed split
 TAG_SEED = "seed"
 TAG_PRESET = "preset"  # smoke, quick, paper
@@ -17,7 +22,7 @@ TAG_DATA_SHA256 = "data_sha256"
 TAG_FEATURIZER = "featurizer"
 TAG_COMPOSITION_ONLY = "composition_only"  # "true" where a structure task was run from formulas only
 TAG_DEVICE = "device"
-TAG_STATUS = "benchmark_status"  # STATUS_DONE once the refit, test scoring and artifacts are all logged
+TAG_STATUS = "benchmark_status"  # STATUS_DONE, written last: refit, test metrics and artifacts are all logged
 TAG_TRIAL_NUMBER = "trial_number"
 TAG_TRIAL_STATE = "trial_state"  # COMPLETE, PRUNED, FAIL
 TAG_STUDY_NAME = "study_name"
@@ -29,7 +34,9 @@ KIND_TRIAL = "trial"
 STATUS_DONE = "done"
 
 # Metrics on the parent run (scored once, on the fold's test part, by the refitted best configuration).
-TEST_METRICS = ("test_mae", "test_rmse", "test_r2", "test_max_error")
+TEST_PREFIX = "test_"
+TEST_METRICS = tuple(TEST_PREFIX + name for name in METRICS)  # test_mae, test_rmse, test_r2, test_max_error
+TEST_MAE = TEST_PREFIX + "mae"
 METRIC_BEST_VAL_MAE = "best_val_mae"  # validation MAE of the refit
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_INFERENCE_SECONDS = "inference_seconds"  # predicting the whole test part
@@ -77,3 +84,39 @@ TAG_STOPPED = "stopped"  # why a trial's fit stopped
 PARAM_BUDGET_TRIALS = "budget_trials"
 PARAM_BUDGET_TUNING_SECONDS = "budget_tuning_seconds"
 PARAM_BUDGET_FIT_SECONDS = "budget_fit_seconds"
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """The identity of one parent run and of its Optuna study: (task, model, fold, seed, preset, training rows).
+
+    The one definition used by the writer (tracking, tuning, coordination) and the reader (reports)."""
+
+    task: str
+    model: str
+    fold: int
+    seed: int
+    preset: str
+    train_size: int | None = None  # training rows actually used; None only for callers that do not know
+
+    FIELDS = ("task", "model", "fold", "seed", "preset", "train_size")
+
+    def tags(self) -> dict[str, str]:
+        """The key as parent-run tags."""
+        tags = {TAG_TASK: self.task, TAG_MODEL: self.model, TAG_FOLD: str(self.fold), TAG_SEED: str(self.seed),
+                TAG_PRESET: self.preset}  # fmt: skip
+        if self.train_size is not None:
+            tags[TAG_TRAIN_SIZE] = str(int(self.train_size))
+        return tags
+
+    @property
+    def run_name(self) -> str:
+        """The parent run's name in MLflow, e.g. ``irnet-fold0-seed0-n10000``."""
+        size = "" if self.train_size is None else f"-n{self.train_size}"
+        return f"{self.model}-fold{self.fold}-seed{self.seed}{size}"
+
+    @property
+    def study_name(self) -> str:
+        """The Optuna study's name, e.g. ``formation_energy/irnet/fold0/seed0/quick/n10000``."""
+        size = "" if self.train_size is None else f"/n{self.train_size}"
+        return f"{self.task}/{self.model}/fold{self.fold}/seed{self.seed}/{self.preset}{size}"

@@ -1,8 +1,8 @@
-"""MLflow: where runs go, the parent run per (model, fold, seed), nested trial runs, and the final record.
+"""MLflow records: experiments, parent runs per :class:`studies.schema.RunKey`, nested trial runs, the final record.
 
-Names come from :mod:`studies.schema` (the contract with ``reports``). The default tracking store is an
-embedded sqlite file in the output folder, with each experiment's artifacts under
-``<out>/mlartifacts/<task>`` (MLflow 3 refuses its file store, which is in maintenance mode). ``--tracking-uri`` points at a server.
+Names come from :mod:`studies.schema` (the contract with ``reports``). With the default sqlite store each
+experiment's artifacts go under ``<out>/mlartifacts/<task>``; with ``--tracking-uri`` a server decides. Who may
+create, resume or finish a parent run is decided in :mod:`studies.coordination`; this module only writes.
 
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids (no fluent "active run" state), so
 a trial run is written in one go when the trial ends and a parent run can be resumed by id.
@@ -15,11 +15,8 @@ import logging
 import math
 import platform
 import subprocess
-import threading
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.contract import CurvePoint, FitReport, Model
-from benchmarks.errors import UsageError
 from studies import schema
-from studies.tuning import TrialOutcome, TuningResult, first_line, redact_url
-from studies.workers import current_worker, is_alive
+from studies.outcomes import TrialOutcome, TuningResult
+from studies.registry import model_info, registry
+from studies.stores import is_local_store, make_client, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +40,10 @@ MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 MLFLOW_DATASET_CONTEXT_TAG = "mlflow.data.context"  # mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT
 DATASET_DIGEST_CHARS = 36  # MLflow's SQL store holds at most 36 characters of a dataset digest
-STEP_NAMES = {"network": "epoch", "tree": "boosting round"}  # what a curve's step counts (rf: trees)
 TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
-PACKAGES = {  # tag suffix -> distribution names to try
-    "python": (),
+# Tag suffix -> distribution names to try; each registered model adds its own (ModelInfo.packages).
+SUITE_PACKAGES = {
     "numpy": ("numpy",),
-    "torch": ("torch",),
-    "sklearn": ("scikit-learn",),
-    "xgboost": ("xgboost", "xgboost-cpu"),
-    "lightgbm": ("lightgbm",),
     "optuna": ("optuna",),
     "mlflow": ("mlflow", "mlflow-skinny"),
     "matminer": ("matminer",),
@@ -60,60 +52,7 @@ PACKAGES = {  # tag suffix -> distribution names to try
 }
 
 
-# ------------------------------------------------------------------------------------------ locations ---
-
-
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.expanduser().resolve()}"
-
-
-def default_tracking_uri(out_dir: Path) -> str:
-    """``sqlite:///<out>/mlflow.db``."""
-    return _sqlite_url(out_dir / "mlflow.db")
-
-
-def default_storage_url(out_dir: Path) -> str:
-    """``sqlite:///<out>/optuna.db``."""
-    return _sqlite_url(out_dir / "optuna.db")
-
-
-def is_local_store(uri: str) -> bool:
-    """A database URI (not a tracking server): artifacts then go to the output folder."""
-    return not uri.startswith(("http://", "https://", "databricks"))
-
-
-def make_client(uri: str):
-    """An MlflowClient for ``uri`` (imported lazily: mlflow takes seconds to import)."""
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast with a one-line UsageError when the tracking store cannot be used."""
-    if uri.startswith("file:") or "://" not in uri:
-        raise UsageError(
-            f"tracking URI {uri!r} is MLflow's file store, which MLflow refuses (maintenance mode); "
-            "use sqlite:///PATH/mlflow.db or a server URL (http://host:5000)"
-        )
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10):
-                pass
-        except urllib.error.HTTPError:
-            pass  # the server answered (with an error page): it is reachable; MLflow calls will say more
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UsageError(f"MLflow tracking server {redact_url(uri)} cannot be reached ({reason})") from None
-        return
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///"))
-        if not path.parent.is_dir():
-            raise UsageError(f"tracking URI {uri}: folder {path.parent} does not exist")
-    try:
-        make_client(uri).search_experiments(max_results=1)
-    except Exception as exc:  # MlflowException, SQLAlchemy errors, ...
-        raise UsageError(f"cannot open MLflow tracking store {redact_url(uri)}: {type(exc).__name__}: {first_line(exc)}") from None
+# ----------------------------------------------------------------------------------------- experiments ---
 
 
 def ensure_experiment(client: Any, task: str, out_dir: Path, tracking_uri: str) -> str:
@@ -204,7 +143,10 @@ def code_version() -> str:
 def package_tags() -> dict[str, str]:
     """``pkg.<name>`` -> installed version, for every package a result depends on."""
     tags = {f"{schema.TAG_PACKAGE_PREFIX}python": platform.python_version()}
-    for name, dists in PACKAGES.items():
+    packages = dict(SUITE_PACKAGES)
+    for info in registry():
+        packages.update(info.packages)
+    for name, dists in packages.items():
         for dist in dists:
             try:
                 tags[f"{schema.TAG_PACKAGE_PREFIX}{name}"] = importlib.metadata.version(dist)
@@ -217,180 +159,43 @@ def package_tags() -> dict[str, str]:
 # ------------------------------------------------------------------------------------------ parent runs ---
 
 
-@dataclass(frozen=True)
-class ParentKey:
-    """The identity of a parent run: one (task, model, fold, seed, preset, training rows)."""
-
-    task: str
-    model: str
-    fold: int
-    seed: int
-    preset: str
-    train_size: int | None = None  # training rows actually used; None only for callers that do not know
-
-    def tags(self) -> dict[str, str]:
-        tags = {
-            schema.TAG_TASK: self.task,
-            schema.TAG_MODEL: self.model,
-            schema.TAG_FOLD: str(self.fold),
-            schema.TAG_SEED: str(self.seed),
-            schema.TAG_PRESET: self.preset,
-        }
-        if self.train_size is not None:
-            tags[schema.TAG_TRAIN_SIZE] = str(int(self.train_size))
-        return tags
-
-    def filter_string(self) -> str:
-        parts = [f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"]
-        parts += [f"tags.{k} = '{_quote(v)}'" for k, v in self.tags().items()]
-        return " and ".join(parts)
-
-    @property
-    def run_name(self) -> str:
-        size = "" if self.train_size is None else f"-n{self.train_size}"
-        return f"{self.model}-fold{self.fold}-seed{self.seed}{size}"
-
-
 def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
-@dataclass
-class ParentRun:
-    """A claimed parent run: ``state`` is "new", "resumed" or "done" (nothing left to do)."""
-
-    run_id: str
-    state: str
-    tags: dict[str, str]
+def parent_filter(key: schema.RunKey) -> str:
+    """MLflow search filter of the parent runs of ``key``."""
+    parts = [f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"]
+    parts += [f"tags.{k} = '{_quote(v)}'" for k, v in key.tags().items()]
+    return " and ".join(parts)
 
 
-def find_parent_runs(client: Any, experiment_id: str, key: ParentKey) -> list[Any]:
+def find_parent_runs(client: Any, experiment_id: str, key: schema.RunKey) -> list[Any]:
     """Active parent runs with ``key``'s tags, oldest first."""
-    runs = client.search_runs([experiment_id], filter_string=key.filter_string(), max_results=100,
+    runs = client.search_runs([experiment_id], filter_string=parent_filter(key), max_results=100,
                               order_by=["attributes.start_time ASC"])  # fmt: skip
     return list(runs)
 
 
-def check_parent_config(run: Any, config_tags: Mapping[str, str], key: ParentKey) -> None:
-    """Refuse to resume or skip a parent run made from other data or another training-row cap."""
-    changed = {k: (run.data.tags.get(k), v) for k, v in config_tags.items() if run.data.tags.get(k, v) != v}
-    if changed:
-        detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changed.items())
-        raise UsageError(
-            f"{key.run_name} of {key.task} ({key.preset}) in this tracking store was run with other settings "
-            f"({detail}); use the same settings to resume, or another --out/--tracking-uri"
-        )
+def create_parent_run(client: Any, experiment_id: str, key: schema.RunKey, tags: Mapping[str, str]) -> str:
+    """A new parent run of ``key`` with ``tags``; returns its id."""
+    all_tags = {**key.tags(), **tags, schema.TAG_KIND: schema.KIND_FINAL, MLFLOW_RUN_NAME_TAG: key.run_name}
+    return client.create_run(experiment_id, tags=all_tags, run_name=key.run_name).info.run_id
 
 
-def claim_parent_run(
-    client: Any, experiment_id: str, key: ParentKey, tags: Mapping[str, str], config_tags: Mapping[str, str]
-) -> ParentRun:
-    """Find or create the parent run of ``key``: a done run is returned as "done" (skip it); an unfinished
-    one (crashed, killed, or being worked on by a joining process) is resumed, never duplicated.
-
-    This is the one place that decides who owns a parent run; multi-worker claims extend it.
-    """
-    runs = find_parent_runs(client, experiment_id, key)
-    for run in runs:
-        check_parent_config(run, config_tags, key)
-    done = [r for r in runs if r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE]
-    if done:
-        return ParentRun(done[0].info.run_id, "done", dict(done[0].data.tags))
-    if runs:
-        run = runs[0]
-        if len(runs) > 1:
-            log.warning("%s: %d unfinished parent runs; resuming the oldest (%s)", key.run_name, len(runs), run.info.run_id)
-        client.update_run(run.info.run_id, status="RUNNING")
-        if schema.TAG_ERROR in run.data.tags:  # the failure of an earlier attempt; this one retries
-            client.delete_tag(run.info.run_id, schema.TAG_ERROR)
-        _set_tags(client, run.info.run_id, {**tags, **config_tags})
-        return ParentRun(run.info.run_id, "resumed", {**run.data.tags, **tags})
-    all_tags = {**key.tags(), **tags, **config_tags, schema.TAG_KIND: schema.KIND_FINAL, MLFLOW_RUN_NAME_TAG: key.run_name}
-    run = client.create_run(experiment_id, tags=all_tags, run_name=key.run_name)
-    return ParentRun(run.info.run_id, "new", all_tags)
-
-
-def _final_owner_alive(tags: Mapping[str, str]) -> bool:
-    """Whether the worker that took a parent's refit is still at it: its process exists (this machine) and,
-    wherever it runs, its refit heartbeat is fresh."""
-    owner = tags.get(schema.TAG_FINAL_OWNER)
-    if not owner or not is_alive(owner):
-        return False
-    beat = tags.get(schema.TAG_FINAL_HEARTBEAT)
-    if beat is None:
-        return True  # claimed a moment ago; the first beat follows the claim at once
-    try:
-        return time.time() - float(beat) < FinalHeartbeat.interval_s * FinalHeartbeat.grace
-    except ValueError:
-        return False
-
-
-def claim_final_step(client: Any, run_id: str) -> bool:
-    """Take the refit and test scoring of a parent run for this process, unless a live worker has it.
-
-    Call it under :func:`studies.locks.storage_lock`: with the lock, reading the owner and writing ourselves
-    cannot interleave with another worker's claim, so exactly one worker scores the test part.
-    """
-    tags = client.get_run(run_id).data.tags
-    if tags.get(schema.TAG_STATUS) == schema.STATUS_DONE:
-        return False
-    me = current_worker()
-    if tags.get(schema.TAG_FINAL_OWNER) not in (None, me) and _final_owner_alive(tags):
-        return False
-    _set_tags(client, run_id, {schema.TAG_FINAL_OWNER: me, schema.TAG_FINAL_HEARTBEAT: f"{time.time():.3f}"})
-    return True
-
-
-def final_step_state(client: Any, run_id: str) -> str:
-    """"done", "running" (a live worker has the refit) or "orphaned" (nobody is doing it)."""
-    tags = client.get_run(run_id).data.tags
-    if tags.get(schema.TAG_STATUS) == schema.STATUS_DONE:
-        return "done"
-    return "running" if _final_owner_alive(tags) else "orphaned"
-
-
-class FinalHeartbeat:
-    """While a worker refits and scores, beat a tag on the parent run so workers on other machines can tell
-    a long refit from a dead worker."""
-
-    interval_s: float = 10.0
-    grace: int = 6  # missed beats before the refit is taken as abandoned
-
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="final-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.client.set_tag(self.run_id, schema.TAG_FINAL_HEARTBEAT, f"{time.time():.3f}")
-            except Exception:  # a missed beat is survivable; the refit itself reports store failures
-                log.debug("final heartbeat failed", exc_info=True)
-
-    def __enter__(self) -> "FinalHeartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def mark_parent_interrupted(client: Any, run_id: str) -> None:
-    """Leave an unfinished parent run KILLED (a rerun of the same command resumes it)."""
-    try:
-        client.set_terminated(run_id, status="KILLED")
-    except Exception:  # best effort while the process is being interrupted
-        log.debug("could not mark run %s KILLED", run_id, exc_info=True)
-
-
-def _set_tags(client: Any, run_id: str, tags: Mapping[str, str]) -> None:
+def set_tags(client: Any, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set several tags in as few calls as MLflow allows."""
     from mlflow.entities import RunTag
 
     items = [RunTag(k, str(v)) for k, v in tags.items()]
     for start in range(0, len(items), 100):
         client.log_batch(run_id, tags=items[start : start + 100])
+
+
+def mark_parent_failed(client: Any, run_id: str, message: str) -> None:
+    """Record why a parent run's tuning or refit failed (a rerun retries it) and leave it FAILED."""
+    client.set_tag(run_id, schema.TAG_ERROR, message[:5000])
+    client.set_terminated(run_id, status="FAILED")
 
 
 # --------------------------------------------------------------------------------------------- metrics ---
@@ -470,7 +275,7 @@ class MlflowTrialRecorder:
                                f"tags.{schema.TAG_TRIAL_NUMBER} = '{number}'"),  # fmt: skip
             )
             for run in runs:
-                _set_tags(self.client, run.info.run_id, {schema.TAG_TRIAL_STATE: "FAIL", "trial_interrupted": "true"})
+                set_tags(self.client, run.info.run_id, {schema.TAG_TRIAL_STATE: "FAIL", "trial_interrupted": "true"})
                 self.client.set_terminated(run.info.run_id, status="KILLED")
 
 
@@ -500,11 +305,11 @@ class FinalRecord:
     refit_reused: bool = False  # the best trial's fitted model was kept instead of training it again
 
 
-def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> None:
-    """Artifacts, parameters, curves and test metrics on the parent run; then mark it done and finished.
-
-    The test metrics and the done tag go in one batch, so a run carries test metrics only if it is done.
-    """
+def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord) -> None:
+    """Artifacts, parameters and curves on the parent run; mark it FINISHED; then, in one last batch, the test
+    metrics and the done tag. A run therefore carries test metrics only if it is done, and a done run is
+    complete and FINISHED: a process killed anywhere before that batch leaves a run that is not done
+    (:func:`studies.coordination.is_done`), which a rerun resumes."""
     from mlflow.entities import Metric, RunTag
 
     from studies.plots import convergence_plot, parity_plot
@@ -518,9 +323,8 @@ def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> 
             folder / schema.ARTIFACT_PREDICTIONS, index=False
         )
         parity_plot(record.y_true, record.y_pred, folder / schema.ARTIFACT_PARITY, title=title, unit=record.unit)
-        step_name = STEP_NAMES.get(record.model.family, "step") if key.model != "rf" else "trees"
         convergence_plot(record.report.curve, record.tuning.history, folder / schema.ARTIFACT_CONVERGENCE,
-                         title=title, step_name=step_name)  # fmt: skip
+                         title=title, step_name=model_info(key.model).step_name)  # fmt: skip
         record.model.save(folder / schema.ARTIFACT_MODEL)
         (folder / schema.ARTIFACT_BEST_PARAMS).write_text(
             json.dumps(
@@ -545,7 +349,7 @@ def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> 
 
     now = int(time.time() * 1000)
     summary = {
-        **{f"test_{name}": value for name, value in record.test_metrics.items()},
+        **{schema.TEST_PREFIX + name: value for name, value in record.test_metrics.items()},
         schema.METRIC_BEST_VAL_MAE: record.report.best_val_mae,
         schema.METRIC_TRAIN_SECONDS: record.train_seconds,
         schema.METRIC_INFERENCE_SECONDS: record.inference_seconds,
@@ -560,10 +364,18 @@ def log_final(client: Any, run_id: str, key: ParentKey, record: FinalRecord) -> 
         RunTag(schema.TAG_DEVICE, record.report.device),
         RunTag(schema.TAG_REFIT_STOPPED, record.report.stopped),
         RunTag(schema.TAG_REFIT_REUSED, str(record.refit_reused).lower()),
-        RunTag(schema.TAG_STATUS, schema.STATUS_DONE),
     ]
-    client.log_batch(run_id, metrics=metrics, tags=tags)
-    client.set_terminated(run_id, status="FINISHED")
+    client.log_batch(run_id, tags=tags)
+    client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
+    mark_done(client, run_id, metrics)
+
+
+def mark_done(client: Any, run_id: str, summary: Sequence[Any]) -> None:
+    """The last write of a parent run: its summary metrics (the test metrics among them) and the done tag,
+    in one batch."""
+    from mlflow.entities import RunTag
+
+    client.log_batch(run_id, metrics=list(summary), tags=[RunTag(schema.TAG_STATUS, schema.STATUS_DONE)])
 
 
 def _log_new_params(client: Any, run_id: str, values: Mapping[str, Any]) -> None:
@@ -578,60 +390,3 @@ def _log_new_params(client: Any, run_id: str, values: Mapping[str, Any]) -> None
             log.warning("run %s: parameter %s stays %r (now %r)", run_id, param.key, existing[param.key], param.value)
     for start in range(0, len(fresh), 100):
         client.log_batch(run_id, params=fresh[start : start + 100])
-
-
-# ------------------------------------------------------------------------------------------ reading back ---
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One line of the long results table (TabArena style): one metric of one (task, model, fold, seed)."""
-
-    task: str
-    model: str
-    fold: int
-    seed: int
-    preset: str
-    metric: str
-    value: float
-    train_seconds: float
-    inference_seconds: float
-    tuning_seconds: float
-    device: str
-    run_id: str
-    refit_stopped: str = ""  # early_stopping, max_steps, time_limit, completed
-    train_size: int | None = None
-
-
-def read_results(client: Any, experiment_id: str, keys: Sequence[ParentKey]) -> list[ResultRow]:
-    """The test metrics of the done parent runs of ``keys`` (one row per metric), whoever wrote them."""
-    rows: list[ResultRow] = []
-    for key in keys:
-        done = [r for r in find_parent_runs(client, experiment_id, key)
-                if r.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE]  # fmt: skip
-        if not done:
-            continue
-        run = done[0]
-        metrics = run.data.metrics
-        for metric in schema.TEST_METRICS:
-            if metric not in metrics:
-                continue
-            rows.append(
-                ResultRow(
-                    task=key.task,
-                    model=key.model,
-                    fold=key.fold,
-                    seed=key.seed,
-                    preset=key.preset,
-                    metric=metric.removeprefix("test_"),
-                    value=float(metrics[metric]),
-                    train_seconds=float(metrics.get(schema.METRIC_TRAIN_SECONDS, math.nan)),
-                    inference_seconds=float(metrics.get(schema.METRIC_INFERENCE_SECONDS, math.nan)),
-                    tuning_seconds=float(metrics.get(schema.METRIC_TUNING_SECONDS, math.nan)),
-                    device=run.data.tags.get(schema.TAG_DEVICE, ""),
-                    run_id=run.info.run_id,
-                    refit_stopped=run.data.tags.get(schema.TAG_REFIT_STOPPED, ""),
-                    train_size=key.train_size,
-                )
-            )
-    return rows

@@ -15,7 +15,8 @@ import optuna
 import pytest
 
 from studies import schema
-from studies.tuning import ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER, counts_toward_budget
+from studies.coordination import ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
+from studies.tuning import counts_toward_budget
 
 pytestmark = pytest.mark.postgres
 optuna.logging.set_verbosity(optuna.logging.ERROR)

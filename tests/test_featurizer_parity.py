@@ -101,7 +101,7 @@ def reference_features(sample_formulas) -> np.ndarray:
 
 def test_feature_names_are_matminers():
     assert len(MAGPIE_NAMES) == 145
-    assert MAGPIE_NAMES == tuple(feats._magpie().feature_labels())
+    assert MAGPIE_NAMES == tuple(feats.matminer_magpie().feature_labels())
 
 
 def test_magpie_matches_matminer_on_hard_cases_and_real_formulas(sample_formulas, reference_features):
@@ -142,7 +142,7 @@ def test_elemnet_matches_the_matminer_era_definition(sample_formulas):
         if formula in ("HDO", "LiD"):  # pymatgen double-counts H when D and H mix (H 4/3 in HDO); we do not
             assert row[0] == pytest.approx(2 / 3 if formula == "HDO" else 0.5)
             continue
-        comp = feats._parse(formula)
+        comp = feats.pymatgen_composition(formula)
         fractions = comp.fractional_composition.get_el_amt_dict() if comp is not None else None
         if fractions is None or not set(fractions) <= index.keys():
             assert np.isnan(row).all(), formula
@@ -219,13 +219,12 @@ def test_featurising_with_a_damaged_table_is_one_line_and_exit_1(tmp_path, monke
     damaged = tmp_path / "magpie_elements.csv"
     damaged.write_text(feats.ELEMENT_TABLE.read_text().replace("\nFe,26,", "\nFe,26x,"))
     monkeypatch.setattr(feats, "ELEMENT_TABLE", damaged)
-    feats.element_table.cache_clear()
+    feats.reload_element_table()
     try:  # as a command would: featurise, with errors turned into one line and an exit code
         code = main_guard(lambda argv: feats.featurize(steels_task, cache_dir=tmp_path, progress=False) and 0)
     finally:
         monkeypatch.undo()
-        feats.element_table.cache_clear()
-        feats._symbol_lookup.cache_clear()
+        feats.reload_element_table()
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err == [f"error: element table {damaged} is missing or damaged (invalid literal for int() "
                                  "with base 10: '26x'); reinstall irnet-bench or regenerate it with "

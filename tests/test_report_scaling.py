@@ -211,7 +211,7 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
     md = (out / "leaderboard.md").read_text()
     assert "largest training size, 30,000 rows, of 4" in md
     # The cut-short refits (irnet at 1,000 rows) are marked in the scaling table and in provenance, with a legend.
-    d = document._decimals(report.studies[TASK].points["mae_mean"])
+    d = document.decimals(report.studies[TASK].points["mae_mean"])
     irnet_1000 = f"{_mae('irnet', 1000, 1):.{d}f}"
     assert any(line.startswith(f"| irnet | 1,000 | {irnet_1000}") and "† |" in line and "time_limit 3" in line for line in md.splitlines())
     assert md.count("| time_limit |") == 3

@@ -343,7 +343,7 @@ def test_ranking_and_spread_match_the_logged_maes(built, logged):
     ours = [line.split(" | ")[1] for line in table.splitlines()[2:] if not line.startswith("| —")]
     assert ours == order
     best = expected.loc[order[0]]
-    d = document._decimals(expected["mean"])
+    d = document.decimals(expected["mean"])
     assert f"| 1 | {order[0]} | {best['mean']:.{d}f} ± {best['std']:.{d}f} |" in md
 
 

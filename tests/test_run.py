@@ -19,7 +19,8 @@ from benchmarks.cli import main_guard
 from benchmarks.contract import Model
 from benchmarks.run import main
 from studies import schema
-from studies.tuning import ATTR_INTERRUPTED, ATTR_RETRY_OF, counts_toward_budget
+from studies.coordination import ATTR_INTERRUPTED, ATTR_RETRY_OF
+from studies.tuning import counts_toward_budget
 
 REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -15,17 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from benchmarks.cli import main_guard
-from benchmarks.errors import UsageError
 from benchmarks.run import main, parse_train_sizes, task_groups
+from irnet.models import converging_network_regime
+from reports.tables import format_leaderboard, leaderboard
 from studies import schema
+from studies.plan import RunPlan
 from studies.presets import PRESETS, expected_fit_seconds, get_preset
-from studies.protocol import RunPlan, format_leaderboard, leaderboard, refit_and_score
-from studies.spaces import converging_network_regime
-from studies.tracking import ParentKey, ResultRow
-from studies.tuning import StudyKey, fit_identity, load_trial_fit, make_storage, open_study, tune
+from studies.protocol import refit_and_score
+from studies.refit_reuse import fit_identity, load_trial_fit
+from studies.schema import RunKey
+from studies.stores import make_storage
+from studies.tuning import open_study, tune
 
 REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,7 +62,7 @@ def test_quick_budget_grows_with_rows_and_differs_by_family():
 
 def test_network_budget_on_a_gpu_is_scaled_by_throughput_and_trees_are_not():
     quick = PRESETS["quick"]
-    assert expected_fit_seconds("networks", 100_000, "cuda") == pytest.approx(expected_fit_seconds("networks", 100_000) / 10)
+    assert expected_fit_seconds("irnet", 100_000, "cuda") == pytest.approx(expected_fit_seconds("irnet", 100_000) / 10)
     assert quick.budget_for("xgboost", 10_000, "cuda") == quick.budget_for("xgboost", 10_000, "cpu")
 
 
@@ -148,7 +152,7 @@ def test_quick_default_run_is_the_10k_point_of_a_scaling_study(tmp_path):
     assert default.jobs() == [job for job in scaling.jobs() if job[1].train_size == 10_000]
     assert default.config(10_000) == scaling.config(10_000) and default.config(10_000)[schema.TAG_MAX_TRAIN_ROWS] == "10000"
     assert default.budget(default.keys()[0]) == scaling.budget(scaling.keys()[2])
-    study_names = {StudyKey(k.task, k.model, k.fold, k.seed, k.preset, k.train_size).name for k in scaling.keys()}
+    study_names = {k.study_name for k in scaling.keys()}
     assert len(study_names) == 6 and "formation_energy/irnet/fold0/seed0/quick/n10000" in study_names
 
 
@@ -171,12 +175,11 @@ def test_task_groups():
 
 def _tuned_xgboost(tmp_path, training, n_trials=2):
     from studies.protocol import resolved_space
-    from studies.registry import get_model_class
-    from studies.spaces import get_search
+    from studies.registry import get_model_class, model_info
 
     preset = get_preset("smoke")
-    search = get_search("xgboost")
-    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), StudyKey("matbench_steels", "xgboost", 0, 0, "smoke"),
+    search = model_info("xgboost").search
+    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
                        search=search, preset=preset, config={"data": "steels"})  # fmt: skip
     result = tune(study, model_cls=get_model_class("xgboost"), search=search, space=resolved_space("xgboost", preset, 1),
                   training=training, budget=preset.budget, seed=0, device="cpu", progress=False,
@@ -191,7 +194,7 @@ def test_refit_reuses_the_best_trials_model_and_refits_on_a_mismatch(tmp_path, s
     tuning = _tuned_xgboost(tmp_path, training)
     assert Path(tuning.best_model_file).is_file() and len(list((tmp_path / "models").glob("*.fit.pkl"))) == 1
     plan = _plan(steels_task, "smoke", tmp_path)
-    key = ParentKey("matbench_steels", "xgboost", 0, 0, "smoke", len(training.y_train))
+    key = RunKey("matbench_steels", "xgboost", 0, 0, "smoke", len(training.y_train))
     cls = get_model_class("xgboost")
 
     kept = refit_and_score(cls, tuning, training, test, plan, key)
@@ -216,15 +219,18 @@ def test_refit_reuses_the_best_trials_model_and_refits_on_a_mismatch(tmp_path, s
 # ---------------------------------------------------------------------------------------- leaderboard ---
 
 
-def _row(model: str, value: float, stopped: str, fold: int = 0) -> ResultRow:
-    return ResultRow("t", model, fold, 0, "quick", "mae", value, 10.0, 1.0, 20.0, "cpu", f"run-{model}-{fold}", stopped, 100)
+def _row(model: str, value: float, stopped: str, fold: int = 0) -> dict:
+    """One finished parent run as reports.collect reads it (the columns the console leaderboard uses)."""
+    return {"model": model, "fold": fold, "seed": 0, "train_rows": 100, schema.TEST_MAE: value,
+            schema.METRIC_TRAIN_SECONDS: 10.0, schema.METRIC_INFERENCE_SECONDS: 1.0,
+            schema.METRIC_TUNING_SECONDS: 20.0, "refit_stopped": stopped}  # fmt: skip
 
 
 def test_leaderboard_marks_scores_whose_refit_hit_the_time_cap():
     rows = [_row("irnet", 0.15, "time_limit"), _row("irnet", 0.17, "early_stopping", 1),
             _row("xgboost", 0.149, "early_stopping"), _row("xgboost", 0.151, "early_stopping", 1),
             _row("plain", 0.2, "time_limit"), _row("plain", 0.2, "time_limit", 1)]  # fmt: skip
-    board = leaderboard(rows)
+    board = leaderboard(pd.DataFrame(rows))
     assert board.set_index("model")["cut_short"].to_dict() == {"xgboost": 0, "irnet": 1, "plain": 2}
     text = format_leaderboard(board, title="t").splitlines()
     line = {ln.split()[1]: ln for ln in text[3:]}

@@ -21,25 +21,18 @@ from optuna.trial import TrialState
 
 from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
-from studies import spaces, tuning
+from benchmarks import searchspace as spaces
+from studies import coordination, outcomes
+from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
 from studies.presets import PRESETS, TrialBudget, get_preset
 from studies.protocol import resolved_space
-from studies.registry import BENCHMARK_MODELS, MODEL_NAMES, get_model_class, parse_model_list
-from studies.spaces import ENABLED_SUFFIX, ModelSearch, default_trial_params, suggest
-from studies.tuning import (
-    ATTR_DEFAULTS,
-    ATTR_FAILURE,
-    ATTR_INTERRUPTED,
-    ATTR_MODEL_PARAMS,
-    ATTR_RETRY_OF,
-    ATTR_WORKER,
-    StudyKey,
-    counts_toward_budget,
-    finished_trials,
-    make_storage,
-    open_study,
-    tune,
-)
+from studies.registry import BENCHMARK_MODELS, get_model_class, model_info, model_names, parse_model_list
+from studies.schema import RunKey
+from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
+from studies.stores import make_storage
+from studies.tuning import ATTR_MODEL_PARAMS, counts_toward_budget, finished_trials, open_study, tune
+from benchmarks.searchspace import ModelSearch
+
 
 TESTS_DIR = Path(__file__).resolve().parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -50,8 +43,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 class _StandIn(Model):
     """Base of the stand-ins: predicts the training mean; subclasses decide what fit reports."""
-
-    family: ClassVar[str] = "reference"
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.full(len(X), self.mean_, dtype=np.float64)
@@ -86,7 +77,7 @@ class SleepyModel(_StandIn):
         return self._report(y_val, [CurvePoint(1, value, value, time.perf_counter() - start)], start)
 
 
-SLEEPY_SEARCH = ModelSearch("sleepy", {"x": spaces.uniform(0.0, 1.0), "seconds": spaces.fixed(0.3)})
+SLEEPY_SEARCH = ModelSearch({"x": spaces.uniform(0.0, 1.0), "seconds": spaces.fixed(0.3)})
 
 
 class CrashingModel(_StandIn):
@@ -132,10 +123,10 @@ class ListRecorder:
     """A TrialRecorder that keeps outcomes in memory."""
 
     def __init__(self) -> None:
-        self.outcomes: list[tuning.TrialOutcome] = []
+        self.outcomes: list[outcomes.TrialOutcome] = []
         self.interrupted_numbers: list[int] = []
 
-    def record(self, outcome: tuning.TrialOutcome) -> None:
+    def record(self, outcome: outcomes.TrialOutcome) -> None:
         self.outcomes.append(outcome)
 
     def interrupted(self, numbers: list[int]) -> None:
@@ -144,7 +135,7 @@ class ListRecorder:
 
 def _study(tmp_path: Path, search: ModelSearch, *, name: str = "t", seed: int = 0, preset: str = "smoke"):
     storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    key = StudyKey("matbench_steels", name, 0, seed, preset)
+    key = RunKey("matbench_steels", name, 0, seed, preset)
     return open_study(storage, key, search=search, preset=get_preset(preset), config={"data": "steels"})
 
 
@@ -168,7 +159,7 @@ def _in_spec(value: Any, spec: dict) -> bool:
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", model_names())
 def test_every_space_gives_parameters_the_model_accepts(model, preset):
     space = resolved_space(model, PRESETS[preset], threads=2)
     cls = get_model_class(model)
@@ -185,14 +176,14 @@ def test_every_space_gives_parameters_the_model_accepts(model, preset):
 
 
 def test_network_spaces_cover_the_required_ranges():
-    space = spaces.get_search("irnet").space
+    space = model_info("irnet").search.space
     assert space["lr"] == {"type": "float", "low": 1e-5, "high": 1e-2, "log": True}
     assert space["batch_size"]["choices"] == [32, 64, 128, 256, 512, 1024, 2048]
     assert space["depth"]["choices"] == [17, 24, 48]
     assert space["optimizer"]["choices"] == ["adam", "adamw"]
     assert space["weight_decay"]["type"] == "optional" and space["weight_decay"]["off"] == 0.0
     assert space["weight_decay"]["on"] == {"type": "float", "low": 1e-6, "high": 1e-3, "log": True}
-    assert all(spaces.get_search(m).space == space for m in ("srnet", "plain", "elemnet"))
+    assert all(model_info(m).search.space == space for m in ("srnet", "plain", "elemnet"))
 
 
 def test_thread_count_is_fixed_for_every_model_that_has_one():
@@ -201,14 +192,15 @@ def test_thread_count_is_fixed_for_every_model_that_has_one():
     assert resolved_space("lightgbm", PRESETS["quick"], threads=3)["num_threads"] == spaces.fixed(3)
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+@pytest.mark.parametrize("model", model_names())
 def test_defaults_round_trip_through_the_space(model):
     """Trial 0 must reproduce its configuration exactly (under the preset's fixed caps): the model's defaults,
     or for a network under `quick` the converging CPU regime at 10k rows."""
     space = resolved_space(model, PRESETS["quick"], threads=2)
-    defaults = get_model_class(model).default_params()
-    if model in spaces.NETWORK_MODELS:
-        defaults = {**defaults, **spaces.converging_network_regime(10_000)}
+    info = model_info(model)
+    defaults = info.model_class.default_params()
+    if info.converging_regime is not None:
+        defaults = {**defaults, **info.converging_regime(10_000)}
     study = optuna.create_study()
     study.enqueue_trial(default_trial_params(space, defaults))
     params = suggest(study.ask(), space)
@@ -258,8 +250,6 @@ def test_registry_fails_loudly_with_the_valid_names():
         parse_model_list("irnte,rf")
     with pytest.raises(UsageError, match="more than once"):
         parse_model_list("rf,rf")
-    for name in MODEL_NAMES:
-        assert get_model_class(name).name == name
 
 
 # ------------------------------------------------------------------------------------------------ tuning ---
@@ -286,7 +276,7 @@ def test_trial_zero_runs_the_defaults_and_a_resumed_study_does_not_queue_them_ag
 
 
 def test_a_crashing_trial_is_failed_and_the_study_goes_on(tmp_path, steels_training):
-    search = ModelSearch("crashing", {"x": spaces.uniform(0.0, 1.0)})
+    search = ModelSearch({"x": spaces.uniform(0.0, 1.0)})
     recorder = ListRecorder()
     study = _study(tmp_path, search, name="crashing")
     result = _tune(study, CrashingModel, search, steels_training, TrialBudget(8, None, None), recorder)
@@ -301,7 +291,7 @@ def test_a_crashing_trial_is_failed_and_the_study_goes_on(tmp_path, steels_train
 
 
 def test_every_trial_crashing_is_a_clear_error(tmp_path, steels_training):
-    search = ModelSearch("crashing", {"x": spaces.uniform(0.6, 1.0)})
+    search = ModelSearch({"x": spaces.uniform(0.6, 1.0)})
     study = _study(tmp_path, search, name="crashing-all")
     with pytest.raises(BenchError, match="none of its 3 trials completed; first failure: FloatingPointError"):
         tune(study, model_cls=CrashingModel, search=search, space={"x": spaces.fixed(0.9)}, training=steels_training,
@@ -309,7 +299,7 @@ def test_every_trial_crashing_is_a_clear_error(tmp_path, steels_training):
 
 
 def test_unpromising_trials_are_pruned_from_intermediate_scores(tmp_path, steels_training):
-    search = ModelSearch("curve", {"offset": spaces.uniform(0.0, 5.0)}, report_every=2, warmup_steps=3)
+    search = ModelSearch({"offset": spaces.uniform(0.0, 5.0)}, report_every=2, warmup_steps=3)
     recorder = ListRecorder()
     study = _study(tmp_path, search, name="curve")  # smoke: the pruner needs 2 complete trials
     # Trial 0 (offset 0, the default) is the best possible curve; later trials are worse at every step.
@@ -360,14 +350,12 @@ def test_a_trial_left_running_by_a_dead_process_is_failed_and_requeued(tmp_path,
 
 
 def _worker_id(pid: int) -> str:
-    from studies.workers import _process_start
-
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+    return f"{socket.gethostname()}:{pid}:{coordination.process_start_time(pid)}"
 
 
 def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(tmp_path, steels_training):
     study = _study(tmp_path, SLEEPY_SEARCH, name="ownerless")
-    study.set_user_attr(tuning.STUDY_ATTR_WORKER_PREFIX + f"{socket.gethostname()}:999999999:1", 0.0)  # killed
+    study.set_user_attr(coordination.STUDY_ATTR_WORKER_PREFIX + f"{socket.gethostname()}:999999999:1", 0.0)  # killed
     orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # RUNNING, owner never recorded
     _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(2, None, None))
     dead = study.get_trials()[orphan.number]
@@ -377,7 +365,7 @@ def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other
 
 def test_an_ownerless_running_trial_of_a_live_worker_is_left_alone(tmp_path, steels_training):
     study = _study(tmp_path, SLEEPY_SEARCH, name="joined")
-    study.set_user_attr(tuning.STUDY_ATTR_WORKER_PREFIX + _worker_id(os.getppid()), 0.0)  # a live process
+    study.set_user_attr(coordination.STUDY_ATTR_WORKER_PREFIX + _worker_id(os.getppid()), 0.0)  # a live process
     running = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # its trial, just started
     result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(2, None, None))
     assert study.get_trials()[running.number].state == TrialState.RUNNING  # not taken for dead
@@ -388,7 +376,7 @@ def test_study_config_mismatch_is_refused(tmp_path):
     _study(tmp_path, SLEEPY_SEARCH, name="cfg")
     storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     with pytest.raises(UsageError, match="other settings"):
-        open_study(storage, StudyKey("matbench_steels", "cfg", 0, 0, "smoke"), search=SLEEPY_SEARCH,
+        open_study(storage, RunKey("matbench_steels", "cfg", 0, 0, "smoke"), search=SLEEPY_SEARCH,
                    preset=get_preset("smoke"), config={"data": "other"})  # fmt: skip
 
 
@@ -404,12 +392,14 @@ WORKER_SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests_dir!r})
     from benchmarks.loader import load_task, task_fold
     from studies.presets import TrialBudget, get_preset
-    from studies.tuning import StudyKey, make_storage, open_study, tune
+    from studies.schema import RunKey
+    from studies.stores import make_storage
+    from studies.tuning import open_study, tune
     from test_studies import SLEEPY_SEARCH, SleepyModel
 
     training, _ = task_fold(load_task("matbench_steels"), 0, progress=False)
     storage = make_storage({url!r})
-    study = open_study(storage, StudyKey("matbench_steels", "sleepy", 0, 0, "smoke"), search=SLEEPY_SEARCH,
+    study = open_study(storage, RunKey("matbench_steels", "sleepy", 0, 0, "smoke"), search=SLEEPY_SEARCH,
                        preset=get_preset("smoke"), config={{"data": "steels"}})
     # Start barrier: both workers are ready before either runs a trial, so that they really overlap.
     barrier = Path({barrier!r})
@@ -442,4 +432,4 @@ def test_two_processes_on_one_storage_stop_at_exactly_n_trials(tmp_path, steels_
     assert len({t.user_attrs[ATTR_WORKER] for t in counted}) == 2  # both processes did trials
     assert sum(1 for t in counted if t.user_attrs.get(ATTR_DEFAULTS)) == 1  # a racing second copy never runs
     extra = [t for t in study.get_trials() if not counts_toward_budget(t)]
-    assert all(t.user_attrs.get(tuning.ATTR_SURPLUS) for t in extra)  # only racing surplus trials, never run
+    assert all(t.user_attrs.get(ATTR_SURPLUS) for t in extra)  # only racing surplus trials, never run

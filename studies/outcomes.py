@@ -1,0 +1,47 @@
+"""What tuning produces, as plain records: one trial's outcome (for the trial recorder) and a study's result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from benchmarks.contract import CurvePoint, FitReport
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial did, for the tracker: state, parameters, validation curve, no test data."""
+
+    number: int
+    state: str  # "COMPLETE", "PRUNED" or "FAIL"
+    params: dict[str, Any]  # the full model parameters
+    value: float | None  # best validation MAE (COMPLETE), last reported (PRUNED), None (FAIL)
+    curve: list[CurvePoint]  # from the fit report; for a pruned trial, the steps seen (train_mae NaN)
+    started: float  # unix time
+    finished: float
+    report: FitReport | None = None
+    failure: str | None = None
+    retry_of: int | None = None
+    is_defaults: bool = False
+
+
+class TrialRecorder(Protocol):
+    """Where trials are recorded besides Optuna (MLflow: :class:`studies.tracking.MlflowTrialRecorder`)."""
+
+    def record(self, outcome: TrialOutcome) -> None: ...
+
+    def interrupted(self, numbers: list[int]) -> None: ...
+
+
+@dataclass
+class TuningResult:
+    """The outcome of a study: the best configuration and what the budget bought."""
+
+    best_params: dict[str, Any]
+    best_value: float
+    best_trial_number: int
+    n_trials: int  # trials that counted (complete, pruned, crashed)
+    n_complete: int
+    tuning_seconds: float  # summed trial durations
+    history: list[tuple[int, str, float | None]] = field(default_factory=list)  # (number, state, value)
+    best_fit_identity: str | None = None  # set when the best trial's fitted model was saved
+    best_model_file: str | None = None

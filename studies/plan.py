@@ -1,0 +1,93 @@
+"""What one benchmark run covers: the task, models, folds, seeds, training sizes, preset and stores.
+
+Built and validated by ``benchmarks.run`` before any work; :meth:`RunPlan.jobs` lists its (training-row cap,
+:class:`studies.schema.RunKey`) pairs in the order the protocol runs them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studies import schema
+from studies.presets import Preset, TrialBudget
+from studies.schema import RunKey
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one benchmark run needs, validated by the command line before any work starts."""
+
+    task: Any  # benchmarks.loader.TaskData
+    models: tuple[str, ...]
+    folds: tuple[int, ...]
+    seeds: tuple[int, ...]
+    preset: Preset  # with command-line overrides applied (budget, max_train_rows)
+    out_dir: Path
+    storage_url: str
+    tracking_uri: str
+    device: str = "cpu"
+    threads: int = 1
+    featurizer: str = "magpie"
+    cache_dir: Path | None = None
+    val_seed: int = 0  # the same validation rows for every model and seed: only the model seed varies
+    progress: bool = True
+    fold_tags: dict[int, dict[str, str]] = field(default_factory=dict)  # extra parent-run tags per fold
+    # Training-row caps of a scaling study (None in it: all rows), increasing; empty: the preset's cap only.
+    train_sizes: tuple[int | None, ...] = ()
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task.spec.name)
+
+    def caps(self) -> tuple[int | None, ...]:
+        """The training-row caps the run covers, smallest first."""
+        return self.train_sizes or (self.preset.max_train_rows,)
+
+    def effective_cap(self, cap: int | None, fold: int) -> int | None:
+        """``cap``, or None where it does not bind on ``fold`` (so "all" and a cap above the fold's training
+        part are one configuration with one key)."""
+        from benchmarks.loader import training_size
+
+        if cap is None or cap >= training_size(self.task, fold, val_seed=self.val_seed):
+            return None
+        return cap
+
+    def jobs(self) -> list[tuple[int | None, RunKey]]:
+        """Every (training-row cap, key) of the run: size by size, smallest first, and within a size
+        fold-major, so an interrupted run has whole sizes and folds. The key carries the training rows."""
+        return [(cap, key) for jobs in self.jobs_by_size().values() for cap, key in jobs]
+
+    def jobs_by_size(self) -> dict[int | None, list[tuple[int | None, RunKey]]]:
+        """:meth:`jobs` under the cap each was asked for (None: all rows); folds of one cap may differ by a row
+        or two in training size (Matbench folds are not all equal), so tables group by this."""
+        from benchmarks.loader import training_size
+
+        out: dict[int | None, list[tuple[int | None, RunKey]]] = {}
+        for requested in self.caps():
+            for fold in self.folds:
+                cap = self.effective_cap(requested, fold)
+                n_train = training_size(self.task, fold, val_seed=self.val_seed, max_train_rows=cap)
+                for seed in self.seeds:
+                    for model in self.models:
+                        key = RunKey(self.task_name, model, fold, seed, self.preset.name, n_train)
+                        out.setdefault(requested, []).append((cap, key))
+        return out
+
+    def keys(self) -> list[RunKey]:
+        """Every (model, fold, seed, training size) of the run, in :meth:`jobs` order."""
+        return [key for _, key in self.jobs()]
+
+    def config(self, cap: int | None = None) -> dict[str, str]:
+        """What the runs of one training-row cap are trained on; a rerun with other values is refused rather
+        than mixed in."""
+        return {
+            schema.TAG_DATA_SHA256: str(self.task.sha256),
+            schema.TAG_FEATURIZER: self.featurizer,
+            schema.TAG_MAX_TRAIN_ROWS: "all" if cap is None else str(cap),
+            schema.TAG_VAL_SEED: str(self.val_seed),
+        }
+
+    def budget(self, key: RunKey) -> TrialBudget:
+        """The study budget of ``key``: by the preset's rule from its model family and training rows."""
+        return self.preset.budget_for(key.model, int(key.train_size or 0), self.device)

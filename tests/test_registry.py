@@ -1,0 +1,124 @@
+"""The model registry: discovery of the ``MODELS`` declarations, loud failures, and the promise that a new model
+is one new file (a ridge regression written to a temporary folder runs through tuning, refit, tracking and the
+report without any other change)."""
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+
+from benchmarks.contract import ModelInfo
+from benchmarks.searchspace import ModelSearch, log_uniform
+from studies import schema
+from studies.registry import BENCHMARK_MODELS, Registry, model_names, registry, use_registry
+
+RIDGE_FILE = '''
+"""Ridge regression in closed form: a model added in one file, nothing else changed."""
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmarks.contract import CurvePoint, FitCost, FitReport, Model, ModelInfo
+from benchmarks.metrics import mae
+from benchmarks.searchspace import ModelSearch, log_uniform
+
+
+class RidgeModel(Model):
+    name: ClassVar[str] = "ridge"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"alpha": 1.0}
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start = time.perf_counter()
+        self.mean_, self.scale_ = X_train.mean(axis=0), X_train.std(axis=0) + 1e-12
+        Z = (X_train - self.mean_) / self.scale_
+        self.bias_ = float(np.mean(y_train))
+        gram = Z.T @ Z + float(self.params["alpha"]) * np.eye(Z.shape[1])
+        self.coef_ = np.linalg.solve(gram, Z.T @ (y_train - self.bias_))
+        train_mae, val_mae = mae(y_train, self.predict(X_train)), mae(y_val, self.predict(X_val))
+        if on_step is not None:
+            on_step(1, val_mae)
+        seconds = time.perf_counter() - start
+        return FitReport([CurvePoint(1, train_mae, val_mae, seconds)], 1, val_mae, seconds, "cpu", "completed")
+
+    def predict(self, X):
+        return ((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_) @ self.coef_ + self.bias_
+
+    def state(self):
+        return {"mean": self.mean_, "scale": self.scale_, "coef": self.coef_, "bias": self.bias_}
+
+    def load_state(self, state):
+        self.mean_, self.scale_, self.coef_, self.bias_ = state["mean"], state["scale"], state["coef"], state["bias"]
+
+
+MODELS = (
+    ModelInfo(name="ridge", model_class=RidgeModel, family="reference", group="linear",
+              search=ModelSearch({"alpha": log_uniform(1e-3, 1e3)}), color="#000000",
+              packages={"numpy-for-ridge": ("numpy",)}, step_name="solve",
+              fit_cost=FitCost(seconds_per_1k_rows=0.01, min_seconds=0.1)),
+)
+'''
+
+
+def test_discovery_finds_every_declared_model_once():
+    names = model_names()
+    assert names[: len(BENCHMARK_MODELS)] == BENCHMARK_MODELS  # the default comparison first
+    assert set(names) == {"irnet", "srnet", "plain", "elemnet", "rf", "xgboost", "lightgbm", "dummy"}
+    families = {info.name: info.family for info in registry()}
+    assert {m for m, f in families.items() if f == "tree"} == {"rf", "xgboost", "lightgbm"}
+    assert {m for m, f in families.items() if f == "network"} == {"irnet", "srnet", "plain", "elemnet"}
+    assert len({info.color for info in registry()}) == len(names)  # a model can be told apart in every figure
+
+
+def test_a_duplicate_or_broken_declaration_fails_loudly():
+    infos = list(registry())
+    with pytest.raises(RuntimeError, match="'rf' is declared twice"):
+        Registry([*infos, infos[3]])
+    rf = registry().info("rf")
+    broken = ModelInfo(**{**rf.__dict__, "name": "rf2"})  # its class says "rf"
+    with pytest.raises(RuntimeError, match="broken model declaration.*says name 'rf'"):
+        Registry([*infos, broken])
+    bad_space = ModelInfo(**{**rf.__dict__, "search": ModelSearch({"alpha": log_uniform(1e-3, 1.0)})})
+    with pytest.raises(RuntimeError, match="unknown parameter 'alpha'"):
+        Registry([info for info in infos if info.name != "rf"] + [bad_space])
+    with pytest.raises(RuntimeError, match="cannot import model module no_such_module_here"):
+        Registry.discover(modules=["no_such_module_here"])
+
+
+def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_report(tmp_path, monkeypatch, capsys):
+    from benchmarks.run import main
+    from reports.build import main as build_report
+    from studies.stores import make_client
+
+    (tmp_path / "ridge_model.py").write_text(textwrap.dedent(RIDGE_FILE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    with use_registry(Registry.discover(modules=["ridge_model"])):
+        code = main(["--task", "matbench_steels", "--preset", "smoke", "--models", "ridge,dummy", "--folds", "0",
+                     "--out", str(out), "--no-progress"])  # fmt: skip
+        stdout = capsys.readouterr().out
+        assert code == 0
+        assert "ridge" in stdout.split("rank", 1)[1]  # on the console leaderboard
+
+        client = make_client(f"sqlite:///{out / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("matbench_steels")
+        runs = client.search_runs([experiment.experiment_id], filter_string="tags.model = 'ridge'")
+        parent = [r for r in runs if r.data.tags[schema.TAG_KIND] == schema.KIND_FINAL]
+        trials = [r for r in runs if r.data.tags[schema.TAG_KIND] == schema.KIND_TRIAL]
+        assert len(parent) == 1 and parent[0].data.tags[schema.TAG_STATUS] == schema.STATUS_DONE
+        assert parent[0].data.tags["pkg.numpy-for-ridge"]  # its declared package is recorded
+        assert len(trials) == 3 and all("alpha" in t.data.params for t in trials)  # tuned over its space
+
+        assert build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+    board = pd.read_csv(tmp_path / "report" / "leaderboard.csv")
+    ridge = board[(board["model"] == "ridge") & (board["metric"] == "mae")]
+    assert len(ridge) == 1 and ridge["value"].iloc[0] == pytest.approx(parent[0].data.metrics[schema.TEST_MAE])
+    assert "ridge" not in model_names()  # the temporary registry is gone
+    sys.modules.pop("ridge_model", None)
