@@ -334,7 +334,7 @@ def task_blocks(
         per_model = "; ".join(f"{m} {', '.join(sorted(set(g['budget'])))}" for m, g in finals.groupby("model"))
         facts += f" Tuning budget per study (trials / tuning s / s per fit): {per_model}."
     blocks.append(Para(facts))
-    # Budgets are derived per model family and training size (README, Budgets); one model with several budgets at
+    # Budgets are derived per model group and training size (README, Budgets); one model with several budgets at
     # one size would mean runs made under different rules were mixed.
     mixed = finals.groupby(["model", "train_size"])["budget"].nunique() > 1
     if mixed.any():
@@ -510,11 +510,11 @@ def assemble(
     published_oqmd = load_published_oqmd()
     best = running_best(collected.trials)
     finals = collected.finals
-    # Budgets follow the preset's rule: by model family and training rows (README, Budgets), so they differ between
+    # Budgets follow the preset's rule: by model group and training rows (README, Budgets), so they differ between
     # families by design; one model with several budgets at one (task, size) would mean mixed rules.
     consistent = bool((finals.groupby(["task", "model", "train_size"])["budget"].nunique() <= 1).all())
     budget = (
-        "Every model is tuned with the budget its preset's rule gives its family at that training size (listed per task)"
+        "Every model is tuned with the budget its preset's rule gives its group at that training size (listed per task)"
         if consistent
         else "Warning: some model was tuned with several budgets at one training size (see the task sections)"
     )
