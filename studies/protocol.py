@@ -20,6 +20,7 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,13 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
     caps = {key: cap for cap, key in jobs}
     bar = _bar(len(jobs), plan.progress)
 
-    def run_fold_jobs(cap: int | None, fold: int, keys: list[RunKey], progress: bool) -> list[JobOutcome]:
+    def run_fold_jobs(cap: int | None, fold: int, keys: list[RunKey], progress: bool) -> Iterator[JobOutcome]:
+        """Each key's outcome as soon as it is done (the fold's data is loaded once)."""
         training, test = _fold_data(plan, fold, cap, progress)
         tags = {**env_tags, **plan.fold_tags.get(fold, {})}
-        return [run_job(plan, key, training, test, client=client, experiment_id=experiment_id, storage=storage,
-                        env_tags=tags, cap=cap) for key in keys]  # fmt: skip
+        for key in keys:
+            yield run_job(plan, key, training, test, client=client, experiment_id=experiment_id, storage=storage,
+                          env_tags=tags, cap=cap)  # fmt: skip
 
     try:
         groups = list(dict.fromkeys((cap, key.fold) for cap, key in jobs))  # (cap, fold) in job order
@@ -172,7 +175,7 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
         elsewhere = {job.key: i for i, job in enumerate(outcome.jobs) if job.state == "elsewhere"}
 
         def take_over(key: RunKey) -> bool:
-            job = run_fold_jobs(caps[key], key.fold, [key], False)[0]
+            job = next(run_fold_jobs(caps[key], key.fold, [key], False))
             outcome.jobs[elsewhere[key]] = job
             return job.state != "elsewhere"
 
