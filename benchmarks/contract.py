@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from benchmarks.atomic import atomic_write
-from benchmarks.searchspace import ModelSearch
+from benchmarks.searchspace import ModelSearch, check_space
 
 # Called after every epoch (networks) or boosting round (boosters) with (step, val_mae).
 # It may raise (for example ``optuna.TrialPruned``) to stop the fit; the exception propagates out of ``fit``.
@@ -197,8 +197,6 @@ class ModelInfo:
 
     def check(self) -> None:
         """Raise ValueError naming what is wrong with this declaration (the registry calls it)."""
-        from benchmarks.searchspace import check_space
-
         if not (isinstance(self.model_class, type) and issubclass(self.model_class, Model)):
             raise ValueError(f"model {self.name!r}: model_class {self.model_class!r} is not a Model subclass")
         if getattr(self.model_class, "name", None) != self.name:

@@ -21,10 +21,13 @@ from studies import schema  # noqa: E402
 
 from studies.registry import BENCHMARK_MODELS, model_info  # noqa: E402
 
-# The paper's central comparison: the networks of the default model list (IRNet, SRNet, plain).
-CONVERGENCE_MODELS = tuple(m for m in BENCHMARK_MODELS if model_info(m).family == "network")
 DPI = 110
 UNKNOWN_COLOR = "#17becf"  # a model no longer registered (a store written by another version)
+
+
+def convergence_models() -> tuple[str, ...]:
+    """The paper's central comparison: the networks of the default model list (IRNet, SRNet, plain)."""
+    return tuple(m for m in BENCHMARK_MODELS if model_info(m).family == "network")
 
 
 def color(model: str) -> str:
@@ -64,12 +67,13 @@ def _mean_curve(runs: pd.DataFrame, column: str) -> pd.Series:
 
 def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
     """Per depth: validation (solid) and training (dashed) MAE against epoch of IRNet, SRNet and plain."""
-    rows = curves[(curves["task"] == task) & curves["model"].isin(CONVERGENCE_MODELS) & curves["depth"].notna()]
+    networks = convergence_models()
+    rows = curves[(curves["task"] == task) & curves["model"].isin(networks) & curves["depth"].notna()]
     figures: dict[int, bytes] = {}
     for depth, at_depth in rows.groupby("depth"):
         fig, ax = plt.subplots(figsize=(7.0, 4.2))
         drawn = 0
-        for model in CONVERGENCE_MODELS:
+        for model in networks:
             runs = at_depth[at_depth["model"] == model]
             if runs.empty:
                 continue

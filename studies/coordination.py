@@ -273,15 +273,19 @@ def is_done(run: Any) -> bool:
     return run.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
 
 
+def _done_runs(client: Any, experiment_id: str, key: schema.RunKey) -> list[Any]:
+    return [r for r in find_parent_runs(client, experiment_id, key) if is_done(r)]
+
+
 def is_key_done(client: Any, experiment_id: str, key: schema.RunKey) -> bool:
     """Whether the parent run of ``key`` is done (whoever did it)."""
-    return any(is_done(r) for r in find_parent_runs(client, experiment_id, key))
+    return bool(_done_runs(client, experiment_id, key))
 
 
 def close_if_done(client: Any, experiment_id: str, key: schema.RunKey) -> bool:
     """Whether the parent run of ``key`` is done; a done run never marked FINISHED (the order in which
     earlier versions wrote the done tag left that possible) is marked FINISHED now."""
-    done = [r for r in find_parent_runs(client, experiment_id, key) if is_done(r)]
+    done = _done_runs(client, experiment_id, key)
     if done and done[0].info.status != "FINISHED":
         client.set_terminated(done[0].info.run_id, status="FINISHED")
     return bool(done)
