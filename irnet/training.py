@@ -13,6 +13,9 @@ patience 200 epochs, inputs not scaled. Departures, each a switch:
   Off reproduces the paper.
 - ``standardize_target`` (default on): the network learns ``(y - mean) / std``; every MAE reported here (curve,
   best_val_mae) and every prediction is in the target's original units.
+- ``lr_decay`` (default 1.0: a constant learning rate, the paper): below 1, the learning rate is multiplied by it
+  after every ``patience // 2`` epochs without a lower validation MAE (PyTorch's ``ReduceLROnPlateau``), so
+  a fit that stalls at a large step size gets a finer one before early stopping ends it.
 - ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"``, ``amp`` (bf16 autocast, CUDA only) are options.
 - ``compile`` (default off) wraps the training forward in ``torch.compile``; it needs a C compiler on CPU and
   pays a one-off compilation of tens of seconds, so it only pays on long GPU runs.
@@ -66,6 +69,7 @@ class TrainConfig:
     loss: str = "mae"
     patience: int = 200
     max_epochs: int = 1000
+    lr_decay: float = 1.0  # < 1: learning rate times this after patience // 2 epochs without improvement
     standardize_inputs: bool = True
     clip_inputs: bool = True
     standardize_target: bool = True
@@ -84,6 +88,8 @@ class TrainConfig:
                 f"batch_size, patience and max_epochs must be >= 1, got "
                 f"{self.batch_size}, {self.patience}, {self.max_epochs}"
             )
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1] (1: constant learning rate), got {self.lr_decay}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
@@ -295,6 +301,13 @@ def train_network(
     generator = torch.Generator().manual_seed(seed)  # shuffling
     model.to(device)
     optimizer = make_optimizer(model.parameters(), config, device, implementation=optimizer_implementation)
+    scheduler = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=config.lr_decay, patience=max(0, int(config.patience) // 2 - 1), threshold=0.0
+        )
+        if config.lr_decay < 1
+        else None
+    )
     # The compiled module shares the parameters with ``model``; evaluation and state_dict use ``model``.
     forward = torch.compile(model) if config.compile else model
     loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
@@ -307,6 +320,7 @@ def train_network(
     best_state: dict[str, torch.Tensor] | None = None
     stopped = "max_steps"
     partial = False
+    lr_decay_epochs: list[int] = []  # epochs after which the learning rate was multiplied by lr_decay
 
     for epoch in range(1, int(config.max_epochs) + 1):
         model.train()
@@ -349,6 +363,11 @@ def train_network(
 
         if on_step is not None:
             on_step(epoch, val_mae)
+        if scheduler is not None:
+            lr_before = optimizer.param_groups[0]["lr"]
+            scheduler.step(val_mae)
+            if optimizer.param_groups[0]["lr"] < lr_before:
+                lr_decay_epochs.append(epoch)
 
         if stopped == "time_limit":
             break
@@ -376,6 +395,8 @@ def train_network(
             "compile": bool(config.compile),
             "train_mae_kind": "running mean of train-mode batch MAE over the epoch",
             "partial_last_epoch": partial,
+            "lr_decay_epochs": lr_decay_epochs,
+            "final_lr": float(optimizer.param_groups[0]["lr"]),
             "standardize_inputs": bool(config.standardize_inputs),
             "clip_inputs": bool(config.clip_inputs),
             "standardize_target": bool(config.standardize_target),

@@ -4,7 +4,9 @@ Budget (see :class:`studies.presets.TrialBudget`): ``n_trials`` is the study's *
 so a second process with the same command and storage joins the study and together they stop at exactly N.
 ``tuning_seconds``: no trial starts once the summed trial durations, plus the mean duration of the trials so
 far (the expected length of the next one), would pass it; so a study whose first trial took most of the
-seconds stops there instead of overrunning by a whole further fit.
+seconds stops there instead of overrunning by a whole further fit. The first trial's fit may run to the per-fit
+cap (``fit_seconds``); a later one only to the tuning seconds left, and one cut there ends as PRUNED (tag
+``cut_by_budget``): it was not evaluated to its own stopping rule, so it is never the selected trial.
 Trials that count: COMPLETE, PRUNED, and FAIL by a crash of the model (diverging loss, out of memory, ...).
 Trials that do not count: those interrupted (Ctrl-C, kill), which are re-queued with the same parameters when
 the study resumes, and "surplus" trials, which stop at once without fitting anything: one started by a racing
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 ATTR_MODEL_PARAMS = "model_params"  # the full parameter dict the model was built with (JSON)
 ATTR_FIT_IDENTITY = "fit_identity"  # digest of (model parameters, seed, training rows) of a saved trial model
 ATTR_MODEL_FILE = "model_file"  # where the trial's fitted model was saved (for refit reuse)
+ATTR_CUT_BY_BUDGET = "cut_by_budget"  # the seconds a trial was cut at: the tuning seconds left, not the fit cap
 STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with different data is refused
 
 
@@ -286,6 +289,19 @@ class _Objective:
             return "budget"
         return None
 
+    def _time_limit(self) -> tuple[float | None, bool]:
+        """This trial's fit time limit, and whether it is the tuning seconds left rather than the per-fit cap.
+
+        The study's first trial gets the whole per-fit cap (every model reaches its stopping rule at least once);
+        a later one only the tuning seconds left, so a slow configuration drawn late cannot overrun the
+        budget by a whole fit."""
+        cap = self.budget.fit_seconds
+        counted = finished_trials(self.study)
+        if self.budget.tuning_seconds is None or not counted:
+            return cap, False
+        left = max(1.0, self.budget.tuning_seconds - spent_seconds(counted))
+        return (left, True) if cap is None or left < cap else (cap, False)
+
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(ATTR_WORKER, current_worker())
         reason = self._surplus_reason(trial)
@@ -306,6 +322,7 @@ class _Objective:
             return TrialOutcome(trial.number, state, model_params, started=started, finished=time.time(),
                                 retry_of=retry_of, is_defaults=is_defaults, **kw)  # fmt: skip
 
+        time_limit, cut_by_budget = self._time_limit()
         try:
             model = self.model_cls(params, seed=self.seed, device=self.device)
             model_params = jsonable(model.params)
@@ -316,10 +333,15 @@ class _Objective:
                 self.training.X_val,
                 self.training.y_val,
                 on_step=self._step_callback(trial, seen, started),
-                time_limit_s=self.budget.fit_seconds,
+                time_limit_s=time_limit,
             )
             if not math.isfinite(report.best_val_mae):
                 raise FloatingPointError(f"validation MAE is {report.best_val_mae}")
+            if cut_by_budget and report.stopped == "time_limit":
+                # Not evaluated to its own stopping rule, so it may not be selected (its refit would be a
+                # different, longer fit): it ends as pruned at the tuning budget.
+                trial.set_user_attr(ATTR_CUT_BY_BUDGET, round(time_limit or 0.0, 1))
+                raise optuna.TrialPruned(f"cut at the tuning budget after {report.fit_seconds:.0f} s")
         except optuna.TrialPruned:
             last = seen[-1].val_mae if seen else None
             self._record(outcome("PRUNED", value=last, curve=seen))

@@ -5,6 +5,7 @@ point is the study's bookkeeping rather than a model (a model that sleeps, crash
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -324,6 +325,41 @@ def test_tuning_seconds_budget_stops_the_study(tmp_path, steels_training):
     assert sum(durations) + sum(durations) / len(durations) > 1.0
     assert sum(durations) == pytest.approx(result.tuning_seconds)
     assert 2 <= result.n_trials <= 3  # each trial sleeps 0.3 s
+
+
+class CappedSleepyModel(SleepyModel):
+    """A SleepyModel that honours its time limit: it stops there, reporting "time_limit"."""
+
+    name: ClassVar[str] = "capped_sleepy"
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start = time.perf_counter()
+        seconds = float(self.params["seconds"])
+        cut = time_limit_s is not None and time_limit_s < seconds
+        time.sleep(time_limit_s if cut else seconds)
+        self.mean_ = float(np.mean(y_train))
+        value = abs(float(self.params["x"]) - 0.3)
+        if on_step is not None:
+            on_step(1, value)
+        report = self._report(y_val, [CurvePoint(1, value, value, time.perf_counter() - start)], start)
+        return dataclasses.replace(report, stopped="time_limit") if cut else report
+
+
+def test_a_later_trial_gets_only_the_tuning_seconds_left_and_cannot_be_selected_when_cut(tmp_path, steels_training):
+    search = ModelSearch({"x": spaces.uniform(0.0, 1.0), "seconds": spaces.choice(0.3, 30.0)})
+    study = _study(tmp_path, search, name="capped")
+    recorder = ListRecorder()
+    # Trial 0: the defaults (x 0.5, 0.3 s). Trial 1: a better x that would need 30 s, more than the 1.5 s budget.
+    started = time.perf_counter()
+    result = tune(study, model_cls=CappedSleepyModel, search=search, space=search.space, training=steels_training,
+                  budget=TrialBudget(10, 1.5, 60.0), seed=0, device="cpu", recorder=recorder, progress=False,
+                  extra_trials=[{"x": 0.3, "seconds": 30.0}])  # fmt: skip
+    assert time.perf_counter() - started < 10  # not 30 s: trial 1 was cut at the ~1.2 s left
+    first, second = study.get_trials()[:2]
+    assert first.state == TrialState.COMPLETE and second.state == TrialState.PRUNED
+    assert 0.9 <= second.user_attrs["cut_by_budget"] <= 1.5
+    assert result.best_trial_number == 0 and result.best_value == pytest.approx(0.2)
+    assert [o.state for o in recorder.outcomes[:2]] == ["COMPLETE", "PRUNED"]
 
 
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_requeued(tmp_path, steels_training):

@@ -240,8 +240,6 @@ def test_cv_with_a_split_column_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     """``--data-file steels.csv --cv 5`` with the constant baseline and one trial: real stores, real data."""
-    from benchmarks.run import main as run_main
-
     steels = load_task("matbench_steels")
     folder = tmp_path_factory.mktemp("cv-run")
     data = folder / "steels.csv"
