@@ -4,8 +4,8 @@ Budget (see :class:`studies.presets.TrialBudget`): ``n_trials`` is the study's *
 so a second process with the same command and storage joins the study and together they stop at exactly N.
 ``tuning_seconds``: no trial starts once the summed trial durations, plus the mean duration of the trials so
 far (the expected length of the next one), would pass it; so a study whose first trial took most of the
-seconds stops there instead of overrunning by a whole further fit. The first trial's fit may run to the per-fit
-cap (``fit_seconds``); a later one only to the tuning seconds left, and one cut there ends as PRUNED (tag
+seconds stops there instead of overrunning by a whole further fit. The queued trial 0 may run to the per-fit
+cap (``fit_seconds``); any other trial only to the tuning seconds left, and one cut there ends as PRUNED (tag
 ``cut_by_budget``): it was not evaluated to its own stopping rule, so it is never the selected trial.
 Trials that count: COMPLETE, PRUNED, and FAIL by a crash of the model (diverging loss, out of memory, ...).
 Trials that do not count: those interrupted (Ctrl-C, kill), which are re-queued with the same parameters when
@@ -289,17 +289,16 @@ class _Objective:
             return "budget"
         return None
 
-    def _time_limit(self) -> tuple[float | None, bool]:
+    def _time_limit(self, is_defaults: bool) -> tuple[float | None, bool]:
         """This trial's fit time limit, and whether it is the tuning seconds left rather than the per-fit cap.
 
-        The study's first trial gets the whole per-fit cap (every model reaches its stopping rule at least once);
-        a later one only the tuning seconds left, so a slow configuration drawn late cannot overrun the
-        budget by a whole fit."""
+        The queued trial 0 gets the whole per-fit cap (every model reaches its stopping rule at least once);
+        any other trial, also one that a second process starts while trial 0 runs, only the tuning seconds
+        left, so a slow configuration cannot overrun the budget by a whole fit."""
         cap = self.budget.fit_seconds
-        counted = finished_trials(self.study)
-        if self.budget.tuning_seconds is None or not counted:
+        if self.budget.tuning_seconds is None or is_defaults:
             return cap, False
-        left = max(1.0, self.budget.tuning_seconds - spent_seconds(counted))
+        left = max(1.0, self.budget.tuning_seconds - spent_seconds(finished_trials(self.study)))
         return (left, True) if cap is None or left < cap else (cap, False)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -322,7 +321,7 @@ class _Objective:
             return TrialOutcome(trial.number, state, model_params, started=started, finished=time.time(),
                                 retry_of=retry_of, is_defaults=is_defaults, **kw)  # fmt: skip
 
-        time_limit, cut_by_budget = self._time_limit()
+        time_limit, cut_by_budget = self._time_limit(is_defaults)
         try:
             model = self.model_cls(params, seed=self.seed, device=self.device)
             model_params = jsonable(model.params)
