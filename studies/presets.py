@@ -57,8 +57,9 @@ class GroupBudget:
     """How a preset budgets one model group; turned into a :class:`TrialBudget` by :func:`derive_budget`.
 
     ``n_trials``: cap on trials. ``tuning_fits``: tuning seconds as a number of expected fits, never below
-    ``min_tuning_seconds``. ``fit_margin``: the per-fit cap is this multiple of the expected fit (None: no
-    cap); a generous margin because the machine may be loaded and other configurations are slower.
+    ``min_tuning_seconds``. ``fit_margin``: the per-fit cap is this multiple of the expected fit, never below
+    the tuning seconds (None: no cap); a generous margin because the machine may be loaded and other
+    configurations are slower.
     """
 
     n_trials: int
@@ -71,7 +72,9 @@ def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = 
     """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule)."""
     fit = cost.expected_seconds(n_train, device)
     tuning = None if rule.tuning_fits is None else round(max(rule.min_tuning_seconds, rule.tuning_fits * fit), 1)
-    cap = None if rule.fit_margin is None else round(rule.fit_margin * fit, 1)
+    # Never below the tuning seconds: a fit that the tuning budget could hold is not cut by the cap (a booster
+    # on one thread took more than 20 expected fits, and its refit would have been cut short).
+    cap = None if rule.fit_margin is None else round(max(rule.fit_margin * fit, tuning or 0.0), 1)
     return TrialBudget(n_trials=rule.n_trials, tuning_seconds=tuning, fit_seconds=cap)
 
 
