@@ -241,10 +241,28 @@ def tune(
         finally:
             if bar is not None:
                 bar.close()
+    _wait_for_a_complete_trial(study, heartbeat)
     result = _result(study)
     if heartbeat is not None:
         heartbeat.say(f"done: {result.n_trials} trials, best validation MAE {result.best_value:.4g}")
     return result
+
+
+TRIAL_POLL_S = 5.0
+
+
+def _wait_for_a_complete_trial(study: optuna.Study, heartbeat: ProgressLog | None) -> None:
+    """Wait while the study has no complete trial yet but trials of live workers still run: a process whose
+    own trials were pruned (or cut at the budget) leaves the selection to the trial 0 that another worker runs,
+    instead of failing the study."""
+    while not any(t.state == TrialState.COMPLETE for t in finished_trials(study)):
+        others_alive = other_workers_alive(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not any(running_elsewhere(t, others_alive) for t in running):
+            return
+        if heartbeat is not None:
+            heartbeat.maybe(lambda: "no trial complete yet; waiting for the trials other workers run")
+        time.sleep(TRIAL_POLL_S)
 
 
 class _Objective:

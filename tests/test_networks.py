@@ -319,7 +319,7 @@ def test_fitted_network_does_not_extrapolate_beyond_the_training_range(small) ->
 def test_lr_decay_multiplies_the_rate_after_half_the_patience_without_improvement(small) -> None:
     X, y, Xv, yv = small
     patience, lr = 6, 3e-2  # a large rate stalls soon on 96 rows
-    report = IRNetModel({"max_epochs": 80, "patience": patience, "lr": lr, "batch_size": 16, "lr_decay": 0.5},
+    report = IRNetModel({"max_epochs": 40, "patience": patience, "lr": lr, "batch_size": 48, "lr_decay": 0.5},
                         seed=0).fit(X, y, Xv, yv)  # fmt: skip
     decays = report.extra["lr_decay_epochs"]
     assert decays and report.extra["final_lr"] == pytest.approx(lr * 0.5 ** len(decays))
@@ -327,7 +327,7 @@ def test_lr_decay_multiplies_the_rate_after_half_the_patience_without_improvemen
     for epoch in decays:  # the 3 epochs up to a decay set no new best
         best_before = min(vals[: epoch - patience // 2])
         assert min(vals[epoch - patience // 2 : epoch]) >= best_before
-    constant = IRNetModel({"max_epochs": 80, "patience": patience, "lr": lr, "batch_size": 16}, seed=0).fit(X, y, Xv, yv)
+    constant = IRNetModel({"max_epochs": 12, "patience": 2, "lr": lr, "batch_size": 48}, seed=0).fit(X, y, Xv, yv)
     assert constant.extra["lr_decay_epochs"] == [] and constant.extra["final_lr"] == lr
     with pytest.raises(ValueError, match="lr_decay"):
         IRNetModel({"lr_decay": 0.0})

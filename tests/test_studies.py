@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from optuna.trial import TrialState
 from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
 from benchmarks import searchspace as spaces
-from studies import coordination, outcomes
+from studies import coordination, outcomes, tuning
 from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
 from studies.presets import PRESETS, TrialBudget, get_preset
 from studies.protocol import resolved_space
@@ -406,6 +407,25 @@ def test_an_ownerless_running_trial_of_a_live_worker_is_left_alone(tmp_path, ste
     result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(2, None, None))
     assert study.get_trials()[running.number].state == TrialState.RUNNING  # not taken for dead
     assert result.n_trials == 1  # its trial completes the budget of 2; this process ran only one
+
+
+def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs(tmp_path, steels_training, monkeypatch):
+    """Two workers on one study: the other's trial 0 is still running when this one's budget is spent (here:
+    a budget of one trial, taken by it). This worker waits for it instead of failing the study."""
+    monkeypatch.setattr(tuning, "TRIAL_POLL_S", 0.1)
+    study = _study(tmp_path, SLEEPY_SEARCH, name="waits")
+    other = _worker_id(os.getppid())  # a live process
+    study.set_user_attr(coordination.STUDY_ATTR_WORKER_PREFIX + other, 0.0)
+    theirs = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})
+    theirs.set_user_attr(coordination.ATTR_WORKER, other)
+    theirs.set_user_attr(ATTR_MODEL_PARAMS, {"x": 0.3, "seconds": 0.3})
+    finisher = threading.Timer(1.0, lambda: study.tell(theirs, 0.0))
+    finisher.start()
+    started = time.perf_counter()
+    result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(1, None, None))
+    finisher.join()
+    assert time.perf_counter() - started >= 0.9  # it waited for the other worker's trial
+    assert result.best_trial_number == theirs.number and result.n_trials == 1 and result.best_value == 0.0
 
 
 def test_study_config_mismatch_is_refused(tmp_path):
