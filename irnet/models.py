@@ -190,8 +190,9 @@ def converging_network_regime(n_train: int) -> dict[str, Any]:
 # Expected cost of a fit: the converging regime early-stops after ~NETWORK_EPOCHS_TO_STOP epochs at
 # ~NETWORK_CPU_SAMPLES_PER_S training rows per second on 2 cores (validation included), ~27 s per 1,000 rows.
 # Measured on formation_energy at 10k rows (README "Budgets"): 49-100 epochs by patience and lr_decay; the
-# quick regime (patience 8, lr_decay 0.3) 61 epochs in 321 s on one thread, so the figure leaves a margin. A GPU at batch >= 1024 is taken as 10x faster
-# (conservative: an H100 measures well above that).
+# quick regime (patience 8, lr_decay 0.3) 61 epochs in 321 s on one thread, 85 epochs in 236 s on two (the
+# default quick run), so the figure leaves a margin. A GPU at batch >= 1024 is taken as 10x faster (conservative: an H100 measures well above
+# that).
 NETWORK_CPU_SAMPLES_PER_S = 3_000.0
 NETWORK_EPOCHS_TO_STOP = 80
 NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,

@@ -121,6 +121,9 @@ def fit_all(points: pd.DataFrame) -> dict[str, PowerLaw]:
     return fits
 
 
+FAR_OUTSIDE = 100.0  # a crossing further than this factor outside the measured sizes is not located by the fits
+
+
 def crossing(log_a1: np.ndarray, b1: np.ndarray, log_a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
     """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -173,6 +176,14 @@ class Crossover:
         if self.crossing is None:
             return text + " Their fitted curves are parallel (equal b) and never meet."
         where = "beyond the largest" if self.crossing > self.size_max else "below the smallest"
+        if not self.size_min / FAR_OUTSIDE <= self.crossing <= self.size_max * FAR_OUTSIDE:
+            inside = "" if self.n_resamples == 0 else (
+                f"; {self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside it"
+            )
+            return text + (
+                f" Their fitted curves are nearly parallel: they would meet only more than {FAR_OUTSIDE:g}x "
+                f"{where} measured size (N ≈ {_n(self.crossing)}), which fits over this range cannot place{inside}."
+            )
         return text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
 
 

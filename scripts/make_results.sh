@@ -6,12 +6,12 @@
 #   scripts/make_results.sh              # everything (hours on 2 CPU cores; resumes where it stopped)
 #   scripts/make_results.sh --report     # only rebuild the reports from the runs made so far
 #
-# Environment: QUICK_OUT (run folder of the default quick run, `python -m benchmarks.run --task formation_energy`
-# with every core, default results/quick; QUICK_OUT= skips it), OUT (run folder, default results/docs), SIZES (scaling-study training sizes of formation_energy,
-# default 1000,3000,10000,30000; SIZES= skips the study), MATBENCH (Matbench tasks, default matbench_steels
+# Environment: QUICK_OUT (run folder of the default quick run, `python -m benchmarks.run --task
+# formation_energy` with every core, default results/quick; QUICK_OUT= skips it), OUT (run folder of the rest,
+# default results/docs), SIZES (scaling-study training sizes of formation_energy, default
+# 1000,3000,10000,30000; SIZES= skips the study), MATBENCH (Matbench tasks, default matbench_steels
 # matbench_jdft2d matbench_expt_gap: all five official folds, every training row, composition only; MATBENCH=
-# skips them),
-# THREADS (CPU threads per model, default: every core).
+# skips them), THREADS (CPU threads per model for the study and Matbench, default: every core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/docs}

@@ -272,6 +272,10 @@ def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
                 ahead_large="rf")  # fmt: skip
     below = scaling.Crossover(crossing=12.0, **base).statement()
     assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
+    # Nearly parallel fits put the meeting point absurdly far out: said so, without an absurd interval.
+    far = scaling.Crossover(crossing=2e-16, **{**base, "ci_low": 1e-160, "ci_high": 1e130}).statement()
+    assert "nearly parallel" in far and "more than 100x below the smallest measured size (N ≈ 2e-16)" in far
+    assert "1e-160" not in far and "0% of 100 resamples of run scores cross inside it" in far
     parallel = scaling.Crossover(crossing=None, **base).statement()
     assert parallel.endswith("Their fitted curves are parallel (equal b) and never meet.")
 
