@@ -82,6 +82,9 @@ class Model(abc.ABC):
     """Base of all models. Subclasses set ``name`` and implement the abstract methods."""
 
     name: ClassVar[str]  # registry name and value of the MLflow `model` tag (the ModelInfo's name)
+    # Whether ``fit`` takes ``checkpoint_path`` and resumes from it (networks: an hour-long fit must survive a
+    # kill); the others restart their fit, which takes seconds to minutes. See :func:`fit_model`.
+    resumable: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         unknown = set(params or {}) - set(self.default_params())
@@ -147,6 +150,23 @@ class Model(abc.ABC):
         model = cls(payload["params"], seed=payload["seed"], device=device)
         model.load_state(payload["state"])
         return model
+
+
+def fit_model(
+    model: Model,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    on_step: StepCallback | None = None,
+    time_limit_s: float | None = None,
+    checkpoint_path: Path | None = None,
+) -> FitReport:
+    """``model.fit``, handing ``checkpoint_path`` (where the fit keeps its state, to resume after a kill) only
+    to a model that declares ``resumable``."""
+    extra = {"checkpoint_path": checkpoint_path} if type(model).resumable and checkpoint_path is not None else {}
+    return model.fit(X_train, y_train, X_val, y_val, on_step=on_step, time_limit_s=time_limit_s, **extra)
 
 
 FAMILIES = ("network", "tree", "reference")

@@ -6,7 +6,10 @@ One run, one machine, real data (the OQMD ``formation_energy`` task read from th
   of matminer's reference ``magpie-matminer`` (``--matminer-rows``, a few thousand) and their ratio;
 - training: IRNet-17 and IRNet-48 samples/s at batch 32, 256 and 1024 through the benchmark's own loop
   (:func:`irnet.training.train_network`: epoch 1 warms up, epoch 2 is timed and includes its validation pass
-  over ``VAL_ROWS`` rows);
+  over ``VAL_ROWS`` rows), in float32 and in bf16 autocast side by side (``--precisions``), with their ratio;
+  bf16 runs where the device has it natively and the row says which kernel ran;
+- with ``--accuracy-check``: IRNet-17 on the `quick` preset's 10,000-row sample, seeds 0, 1, 2, test MAE in
+  float32 and in bf16 (:func:`accuracy_check`; needs the full install);
 - achieved GFLOP/s of those steps, counted analytically: a Linear(in, out) costs ``2 * in * out`` FLOPs per
   sample forward and twice that backward (input and weight gradients), so ``3 * 2 * in * out`` per sample per
   training step, summed over every Linear (main path, shortcut projections, head). Batch norm, ReLU, the
@@ -174,11 +177,54 @@ def training_throughput(data: dict[str, Any], *, depth: int, batch_size: int, st
     flops = training_flops_per_sample(linear_shapes(depth, X.shape[1])) * rows
     return {
         "model": f"irnet-{depth}", "device": report.device, "batch_size": batch_size, "rows": rows,
-        "steps": steps, "amp": bool(amp and device.startswith("cuda")), "compile": compile,
+        "steps": steps, "amp": bool(report.extra["amp"]), "precision": report.extra["precision"], "compile": compile,
         "optimizer": optimizer_implementation or "default", "seconds": seconds,
         "samples_per_second": rows / seconds, "gflops": flops / seconds / 1e9,
         "first_epoch_seconds": report.curve[0].seconds, "threads": torch.get_num_threads(),
     }  # fmt: skip
+
+
+ACCURACY_ROWS = 10_000  # the `quick` preset's training rows
+ACCURACY_SEEDS = (0, 1, 2)
+
+
+def accuracy_check(seeds: tuple[int, ...] = ACCURACY_SEEDS, device: str = "cpu") -> list[dict[str, Any]]:
+    """IRNet-17 fitted in float32 and in bf16 autocast on the `quick` preset's 10,000-row ``formation_energy``
+    sample (fold 0; the full test part), once per seed, in the `quick` trial-0 regime; one row per fit with its
+    test MAE. Unlike the rest of this script it needs the full install (the `quick` preset's settings)."""
+    from benchmarks.loader import load_task, task_fold
+    from benchmarks.searchspace import fixed_values
+    from irnet.models import IRNetModel, converging_network_regime
+    from studies.presets import get_preset
+
+    training, test = task_fold(load_task(SPEED_TASK), 0, max_train_rows=ACCURACY_ROWS, progress=False)
+    quick = fixed_values(get_preset("quick").overrides["networks"])
+    regime = {**quick, **converging_network_regime(len(training.y_train)), "depth": 17}
+    rows = []
+    for seed in seeds:
+        for amp in (False, True):
+            model = IRNetModel({**regime, "amp": amp}, seed=seed, device=device)
+            report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val)
+            row = {"seed": seed, "precision": report.extra["precision"], "amp": bool(report.extra["amp"]),
+                   "epochs": len(report.curve), "fit_seconds": report.fit_seconds,
+                   "val_mae": report.best_val_mae, "test_mae": test.score(model.predict(test.X))["mae"]}  # fmt: skip
+            print(f"accuracy  seed {seed}  {row['precision']:<28} {row['epochs']:>4} epochs {row['fit_seconds']:>7.0f} s  "
+                  f"validation MAE {row['val_mae']:.4f}  test MAE {row['test_mae']:.4f}", flush=True)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def summarise_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation of the test MAE per precision, and the bf16 - float32 difference of
+    the means beside the seed spread (the larger of the two standard deviations)."""
+    by = {amp: np.array([r["test_mae"] for r in rows if r["amp"] is amp]) for amp in (False, True)}
+    stats = {("bf16" if amp else "float32"): {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
+                                              else math.nan, "n": int(len(v))} for amp, v in by.items() if len(v)}  # fmt: skip
+    if "bf16" in stats and "float32" in stats:
+        stats["difference"] = stats["bf16"]["mean"] - stats["float32"]["mean"]
+        stats["seed_spread"] = max(stats["bf16"]["std"], stats["float32"]["std"])
+        stats["within_seed_spread"] = bool(stats["difference"] <= stats["seed_spread"])
+    return stats
 
 
 def steps_for(batch_size: int, device: str, quick: bool) -> int:
@@ -200,6 +246,17 @@ def machine_info(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def bf16_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """bf16 over float32 samples/s for every (model, batch, optimizer) timed both ways in this run."""
+    pairs: dict[tuple[str, int, str], dict[bool, dict[str, Any]]] = {}
+    for row in rows:
+        pairs.setdefault((row["model"], row["batch_size"], row["optimizer"]), {})[row["amp"]] = row
+    return [{"model": model, "batch_size": batch, "optimizer": optimizer, "float32": pair[False]["samples_per_second"],
+             "bf16": pair[True]["samples_per_second"], "precision": pair[True]["precision"],
+             "ratio": pair[True]["samples_per_second"] / pair[False]["samples_per_second"]}
+            for (model, batch, optimizer), pair in pairs.items() if True in pair and False in pair]  # fmt: skip
 
 
 def print_training_header() -> None:
@@ -235,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matminer-rows", type=int, default=2000, help="formulas for matminer (default 2000)")
     parser.add_argument("--optimizers", default="default",
                         help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)")
+    parser.add_argument("--precisions", default="float32,bf16",
+                        help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively")
+    parser.add_argument("--accuracy-check", action="store_true",
+                        help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
+                             "the test MAEs (about 20 minutes on 2 cores; needs the full install)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     import torch
@@ -246,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     depths = parse_ints(args.depths, "--depths")
     batch_sizes = parse_ints(args.batch_sizes, "--batch-sizes")
     optimizers = [None if o == "default" else o for o in args.optimizers.split(",")]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or set(precisions) - {"float32", "bf16"}:
+        raise UsageError(f"--precisions takes float32, bf16 or both, got {args.precisions!r}")
     featurize_rows = args.featurize_rows or (20_000 if args.quick else None)
     matminer_rows = min(args.matminer_rows, 200) if args.quick else args.matminer_rows
 
@@ -274,11 +339,25 @@ def main(argv: list[str] | None = None) -> int:
             peak = matmul_peak(shapes, batch_size, device=args.device, repeats=max(2, steps // 2))
             results["matmul_peak"].append({"model": f"irnet-{depth}", **peak})
             for implementation in optimizers:
-                row = training_throughput(data, depth=depth, batch_size=batch_size, steps=steps,
-                                          device=args.device, optimizer_implementation=implementation)  # fmt: skip
-                row["fraction_of_mm_peak"] = row["gflops"] / peak["gflops"]
-                results["training"].append(row)
-                print_training_row(row, peak["gflops"])
+                for precision in precisions:
+                    row = training_throughput(data, depth=depth, batch_size=batch_size, steps=steps,
+                                              device=args.device, amp=precision == "bf16",
+                                              optimizer_implementation=implementation)  # fmt: skip
+                    row["fraction_of_mm_peak"] = row["gflops"] / peak["gflops"]  # of the float32 GEMM peak
+                    results["training"].append(row)
+                    print_training_row(row, peak["gflops"])
+    results["bf16_speedup"] = bf16_ratios(results["training"])
+    for ratio in results["bf16_speedup"]:
+        print(f"bf16 / float32  {ratio['model']:<9} batch {ratio['batch_size']:>5}: {ratio['float32']:>8,.0f} -> "
+              f"{ratio['bf16']:>8,.0f} samples/s, {ratio['ratio']:.2f}x ({ratio['precision']})", flush=True)  # fmt: skip
+    if args.accuracy_check:
+        results["accuracy"] = accuracy_check(device=args.device)
+        results["accuracy_summary"] = summary = summarise_accuracy(results["accuracy"])
+        if "difference" in summary:
+            print(f"accuracy  test MAE float32 {summary['float32']['mean']:.4f} ± {summary['float32']['std']:.4f}, "
+                  f"bf16 {summary['bf16']['mean']:.4f} ± {summary['bf16']['std']:.4f} (seeds {list(ACCURACY_SEEDS)}); "
+                  f"bf16 - float32 = {summary['difference']:+.4f}, "
+                  f"{'within' if summary['within_seed_spread'] else 'BEYOND'} the seed spread", flush=True)  # fmt: skip
     if args.json:
         with atomic_write(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -8,6 +8,7 @@ with the search space they share and the regime that converges on a CPU.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ class NetworkModel(Model):
     """A network from :func:`irnet.networks.build_model` trained by :func:`irnet.training.train_network`."""
 
     arch: ClassVar[str]
+    resumable: ClassVar[bool] = True
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(params, seed=seed, device=device)
@@ -50,7 +52,7 @@ class NetworkModel(Model):
             "standardize_inputs": True,  # departure from the paper (raw inputs); False reproduces it
             "clip_inputs": True,  # departure: inputs clipped to the training range; False reproduces the paper
             "standardize_target": True,
-            "amp": False,  # bf16 autocast, CUDA only
+            "amp": False,  # bf16 autocast where the device has native bf16 (CUDA, AMX/AVX-512 bf16 CPUs)
             "compile": False,  # torch.compile the training forward (pays off on long GPU runs only)
         }
 
@@ -66,8 +68,10 @@ class NetworkModel(Model):
         *,
         on_step: StepCallback | None = None,
         time_limit_s: float | None = None,
+        checkpoint_path: Path | None = None,
     ) -> FitReport:
-        """Build a fresh network (weights seeded with ``seed``), train it and keep the best epoch's weights."""
+        """Build a fresh network (weights seeded with ``seed``), train it and keep the best epoch's weights;
+        with ``checkpoint_path``, save the training state there and resume from it (:func:`train_network`)."""
         device = self._torch_device()
         n_features = int(np.asarray(X_train).shape[1])
         torch.manual_seed(self.seed)  # weight initialisation
@@ -83,6 +87,7 @@ class NetworkModel(Model):
             device=device,
             on_step=on_step,
             time_limit_s=time_limit_s,
+            checkpoint_path=checkpoint_path,
         )
         self._net, self._n_features = net, n_features
         self._x_scaler, self._y_scaler = result.x_scaler, result.y_scaler
@@ -100,7 +105,7 @@ class NetworkModel(Model):
         if X.ndim != 2 or X.shape[1] != n_features:
             raise ValueError(f"{self.name}: expected X of shape (n, {n_features}), got {X.shape}")
         device = next(net.parameters()).device
-        return predict(net, X, x_scaler, y_scaler, device=device, amp=bool(self.params["amp"]))
+        return predict(net, X, x_scaler, y_scaler, device=device)
 
     def state(self) -> dict[str, Any]:
         """Weights as CPU tensors, the two scalers and the input width."""

@@ -16,7 +16,11 @@ patience 200 epochs, inputs not scaled. Departures, each a switch:
 - ``lr_decay`` (default 1.0: a constant learning rate, the paper): below 1, the learning rate is multiplied by it
   after every ``patience // 2`` epochs without a lower validation MAE (PyTorch's ``ReduceLROnPlateau``), so
   a fit that stalls at a large step size gets a finer one before early stopping ends it.
-- ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"``, ``amp`` (bf16 autocast, CUDA only) are options.
+- ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"`` are options.
+- ``amp``: bf16 autocast of the training forward where the device runs bf16 natively (CUDA; a CPU with AMX or
+  AVX-512 bf16 instructions, :func:`native_cpu_bf16`); elsewhere float32 with one log line. The weights, the
+  optimiser, the head's output, validation and prediction stay float32 (:func:`training_precision`); the
+  kernel that ran is recorded in ``FitReport.extra['precision']``.
 - ``compile`` (default off) wraps the training forward in ``torch.compile``; it needs a C compiler on CPU and
   pays a one-off compilation of tens of seconds, so it only pays on long GPU runs.
 
@@ -25,6 +29,10 @@ index gathers of a seeded ``torch.randperm`` (no DataLoader); the running train 
 device and read once per epoch (no per-step host synchronisation); the optimizer uses the fused kernel on CUDA
 and the per-tensor loop on CPU, measured faster there than ``foreach`` (:func:`make_optimizer`); evaluation
 runs in batches of :data:`EVAL_BATCH_SIZE` rows under ``torch.inference_mode``.
+
+Resumable fits: with a ``checkpoint_path`` the whole training state is saved atomically every
+:data:`CHECKPOINT_EVERY_S` seconds (between epochs) and a rerun of the same fit continues from it
+(:func:`train_network`).
 
 Reproducibility: the caller seeds the weight initialisation (``torch.manual_seed`` before building the network);
 :func:`train_network` seeds again for dropout and uses its own ``torch.Generator`` for the shuffling, so the same
@@ -37,9 +45,13 @@ includes dropout / batch-norm batch statistics). It costs nothing extra; it is n
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -47,8 +59,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.atomic import atomic_write
 from benchmarks.contract import CurvePoint, FitReport, StepCallback
 from benchmarks.metrics import mae
+
+log = logging.getLogger(__name__)
 
 EVAL_BATCH_SIZE = 8192  # rows per forward pass for validation and prediction (no gradients kept)
 LOSSES = ("mae", "mse")
@@ -56,6 +71,8 @@ OPTIMIZERS = ("adam", "adamw")
 # Adam/AdamW kernel on CPU; see make_optimizer and the measurement in README "Speed".
 # Measured (README "Speed"): the per-tensor loop beat foreach by 1-20% on 2 cores, most at batch 32.
 CPU_OPTIMIZER_IMPLEMENTATION = "loop"
+CHECKPOINT_EVERY_S = 30.0  # a fit with a checkpoint path saves its state after an epoch once this long has passed
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)
 
 
 @dataclass(frozen=True)
@@ -174,10 +191,63 @@ def _check_xy(X: np.ndarray, y: np.ndarray, what: str, n_features: int | None = 
     return X, y
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU runs are always float32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def native_cpu_bf16() -> str | None:
+    """The CPU instruction set that runs bf16 matrix products natively ("amx_bf16", "avx512_bf16" on x86,
+    "bf16" on Arm), or None where bf16 would be emulated (slower than float32) or cannot be checked.
+
+    Read from /proc/cpuinfo (Linux) and confirmed by torch's oneDNN check; oneDNN picks AMX over AVX-512
+    where both exist (oneDNN docs, "CPU ISA hints")."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    kernel = next((f for f in ("amx_bf16", "avx512_bf16", "bf16") if f in flags), None)
+    try:
+        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        supported = False
+    return kernel if supported else None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What a fit computes in: ``bf16`` (autocast of the training forward) and a name for the record."""
+
+    bf16: bool
+    kernel: str  # e.g. "bf16 autocast (CPU amx_bf16)", "bf16 autocast (CUDA)", "float32"
+
+
+_warned_no_bf16 = False
+
+
+def training_precision(device: torch.device, amp: bool) -> Precision:
+    """bf16 where asked and the device has it natively (CUDA; a CPU per :func:`native_cpu_bf16`); float32
+    otherwise, with one log line per process when ``amp`` was asked for on a CPU without native bf16 (it would
+    run emulated, slower than float32)."""
+    global _warned_no_bf16
+    if not amp:
+        return Precision(False, "float32")
+    if device.type == "cuda":
+        return Precision(True, "bf16 autocast (CUDA)")
+    kernel = native_cpu_bf16() if device.type == "cpu" else None
+    if kernel is None:
+        if not _warned_no_bf16:
+            log.warning("amp: this %s has no native bf16; training in float32", device.type.upper())
+            _warned_no_bf16 = True
+        return Precision(False, "float32 (amp asked; no native bf16)")
+    return Precision(True, f"bf16 autocast (CPU {kernel})")
+
+
+def _autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast of the training forward; validation and prediction always run in float32 (weights are
+    float32 throughout), so that scores are not rounded to bf16's 8-bit mantissa."""
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -192,13 +262,13 @@ def _device_name(device: torch.device) -> str:
     return device.type
 
 
-def predict_scaled(model: nn.Module, X: torch.Tensor, *, amp: bool = False) -> np.ndarray:
-    """Eval-mode predictions (in the network's scaled target units) of an already-scaled float32 tensor."""
+def predict_scaled(model: nn.Module, X: torch.Tensor) -> np.ndarray:
+    """Eval-mode float32 predictions (in the network's scaled target units) of an already-scaled float32 tensor."""
     was_training = model.training
     model.eval()
     out: list[torch.Tensor] = []
     try:
-        with torch.inference_mode(), _autocast(X.device, amp):
+        with torch.inference_mode():
             for start in range(0, X.shape[0], EVAL_BATCH_SIZE):
                 out.append(model(X[start : start + EVAL_BATCH_SIZE]).float())
     finally:
@@ -213,12 +283,11 @@ def predict(
     y_scaler: Scaler,
     *,
     device: str | torch.device = "cpu",
-    amp: bool = False,
 ) -> np.ndarray:
-    """Predictions in original target units as a 1-D float64 array."""
+    """Predictions in original target units as a 1-D float64 array (float32 arithmetic, also after bf16 training)."""
     device = torch.device(device)
     Xt = torch.as_tensor(x_scaler.transform(X), dtype=torch.float32, device=device)
-    return y_scaler.inverse(predict_scaled(model, Xt, amp=amp))
+    return y_scaler.inverse(predict_scaled(model, Xt))
 
 
 def make_optimizer(
@@ -252,6 +321,127 @@ def _batches(
         yield index
 
 
+
+# ----------------------------------------------------------------------------------------- checkpoints ---
+
+
+@dataclass
+class _Progress:
+    """What the loop has done so far, besides the modules' own states: all of it is saved in a checkpoint."""
+
+    curve: list[CurvePoint] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    lr_decay_epochs: list[int] = field(default_factory=list)  # epochs after which the rate was multiplied by lr_decay
+    resumed_from_epoch: int | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.curve[-1].step if self.curve else 0
+
+    def record(self, point: CurvePoint, model: nn.Module) -> None:
+        self.curve.append(point)
+        if point.val_mae < self.best_val:
+            self.best_val, self.best_epoch = point.val_mae, point.step
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit_identity(model: nn.Module, config: TrainConfig, seed: int, arrays: tuple[np.ndarray, ...]) -> str:
+    """Digest of what a fit depends on: the architecture (parameter names and shapes), the training config
+    (``compile`` aside: it changes speed, not the result), the seed and the data. A checkpoint with another
+    identity belongs to another fit and is never resumed."""
+    digest = hashlib.sha256()
+    shapes = [(name, list(value.shape)) for name, value in model.state_dict().items()]
+    settings = {k: v for k, v in asdict(config).items() if k != "compile"}
+    digest.update(json.dumps([shapes, settings, int(seed)], sort_keys=True).encode())
+    for array in arrays:
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        digest.update(str(array.shape).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(path: Path, identity: str, state: dict[str, Any]) -> None:
+    """Write the whole training state atomically (a kill mid-write leaves the previous checkpoint)."""
+    with atomic_write(path, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, "identity": identity, **state}, handle)
+
+
+def _load_checkpoint(path: Path, identity: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it is whole and belongs to this fit; None (and one warning line) if it is
+    damaged, of another format, or of another fit (other data, configuration or seed)."""
+    if not path.exists():
+        return None
+    try:
+        # weights_only: tensors and plain containers only, so a damaged or foreign file cannot run code.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"format {state.get('format') if isinstance(state, dict) else None!r}, "
+                             f"expected {CHECKPOINT_FORMAT}")  # fmt: skip
+    except Exception as exc:  # any unreadable file: truncated, garbage, another torch's format
+        log.warning("checkpoint %s is unreadable (%s: %s); ignoring it, the fit starts over", path,
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")  # fmt: skip
+        return None
+    if state.get("identity") != identity:
+        log.warning("checkpoint %s belongs to another fit (other data, configuration or seed); ignoring it, "
+                    "the fit starts over", path)  # fmt: skip
+        return None
+    return state
+
+
+# ------------------------------------------------------------------------------------------- the loop ---
+
+
+def _train_epoch(
+    forward: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Any,
+    Xt: torch.Tensor,
+    yt: torch.Tensor,
+    batches: Iterator[torch.Tensor],
+    precision: Precision,
+    deadline: float | None,
+) -> tuple[float, float, int]:
+    """One pass over the shuffled batches: (mean loss, mean train-mode MAE in scaled units, rows seen). Stops
+    early, between batches, once ``deadline`` (a ``time.perf_counter`` value) has passed."""
+    device = Xt.device
+    loss_sum = torch.zeros((), device=device)
+    abs_sum = torch.zeros((), device=device)
+    seen = 0
+    for index in batches:
+        xb, yb = Xt[index], yt[index]
+        with _autocast(device, precision.bf16):
+            pred = forward(xb)
+        pred = pred.float()
+        loss = loss_fn(pred, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        rows = index.shape[0]
+        # Accumulate on the device; one host sync per epoch, not per batch.
+        loss_sum += loss.detach() * rows
+        abs_sum += (pred.detach() - yb).abs().sum()
+        seen += rows
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+    return float(loss_sum) / max(seen, 1), float(abs_sum) / max(seen, 1), seen
+
+
+def _stop_reason(progress: _Progress, config: TrainConfig, cut: bool, deadline: float | None) -> str | None:
+    """Why the fit stops after this epoch, or None to go on: "time_limit" when the epoch was cut short,
+    then "early_stopping", then "time_limit" when the limit passed at the epoch's end, then "max_steps"."""
+    if cut:
+        return "time_limit"
+    if progress.epoch - progress.best_epoch >= int(config.patience):
+        return "early_stopping"
+    if deadline is not None and time.perf_counter() >= deadline:
+        return "time_limit"
+    if progress.epoch >= int(config.max_epochs):
+        return "max_steps"
+    return None
+
+
 def train_network(
     model: nn.Module,
     X_train: np.ndarray,
@@ -265,21 +455,33 @@ def train_network(
     on_step: StepCallback | None = None,
     time_limit_s: float | None = None,
     optimizer_implementation: str | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every_s: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; on return it holds the weights of the epoch with the lowest validation MAE.
 
     Stops on the first of: ``patience`` epochs without a strictly lower validation MAE ("early_stopping"),
     ``max_epochs`` ("max_steps"), or ``time_limit_s`` seconds ("time_limit"; checked between batches, and an
     interrupted epoch is validated and recorded before stopping, flagged in ``extra['partial_last_epoch']``).
-    ``on_step(epoch, val_mae)`` is called after every epoch; whatever it raises propagates.
+    ``on_step(epoch, val_mae)`` is called after every epoch (after a resume, first once for each restored
+    epoch, in order); whatever it raises propagates.
     Raises ``FloatingPointError`` when the training loss or the validation predictions become non-finite.
     ``optimizer_implementation`` is passed to :func:`make_optimizer` (speed measurements only).
+
+    With ``checkpoint_path``, the whole training state (weights, optimiser, learning-rate scheduler, the best
+    weights so far, the curve, the early-stopping counters, the shuffling generator and torch's RNG, the
+    seconds spent) is saved there atomically after an epoch once ``checkpoint_every_s`` seconds (default
+    :data:`CHECKPOINT_EVERY_S`) have passed
+    since the last save, and a fit that finds a checkpoint of itself there (same architecture, config, seed
+    and data: :func:`fit_identity`) continues from it: on a CPU it ends with the same weights and curve as
+    the fit left alone. ``time_limit_s`` counts the seconds spent before the resume. The caller deletes the
+    file once it has recorded the fit.
     """
     start_time = time.perf_counter()
     X_train, y_train = _check_xy(X_train, y_train, "training data")
     X_val, y_val = _check_xy(X_val, y_val, "validation data", n_features=X_train.shape[1])
     device = torch.device(device)
-    amp = bool(config.amp and device.type == "cuda")
+    precision = training_precision(device, config.amp)
     drop_single = _has_batch_norm(model)
     if drop_single and (X_train.shape[0] < 2 or int(config.batch_size) < 2):
         raise ValueError("a network with batch norm needs batch_size >= 2 and at least 2 training rows")
@@ -308,58 +510,77 @@ def train_network(
         if config.lr_decay < 1
         else None
     )
+    progress = _Progress()
+
+    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
+    identity = fit_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint else ""
+
+    def training_state() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "best_state": progress.best_state,
+            "best_val": progress.best_val,
+            "best_epoch": progress.best_epoch,
+            "curve": [[p.step, p.train_mae, p.val_mae, p.seconds] for p in progress.curve],
+            "lr_decay_epochs": list(progress.lr_decay_epochs),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "seconds": time.perf_counter() - start_time,
+        }
+
+    saved = _load_checkpoint(checkpoint, identity) if checkpoint else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved["scheduler"] is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        progress = _Progress(
+            curve=[CurvePoint(int(s), float(t), float(v), float(sec)) for s, t, v, sec in saved["curve"]],
+            best_val=float(saved["best_val"]),
+            best_epoch=int(saved["best_epoch"]),
+            best_state={k: v.to(device) for k, v in saved["best_state"].items()},
+            lr_decay_epochs=[int(e) for e in saved["lr_decay_epochs"]],
+        )
+        progress.resumed_from_epoch = progress.epoch
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        start_time -= float(saved["seconds"])  # the time limit and the curve count the earlier seconds
+        log.info("resuming the fit from its checkpoint %s after epoch %d (%.0f s spent before)", checkpoint,
+                 progress.epoch, float(saved["seconds"]))  # fmt: skip
+        if on_step is not None:
+            for point in progress.curve:
+                on_step(point.step, point.val_mae)
+    last_save = time.perf_counter()
+    every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
+
     # The compiled module shares the parameters with ``model``; evaluation and state_dict use ``model``.
     forward = torch.compile(model) if config.compile else model
     loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
-
     n = Xt.shape[0]
     batch_size = int(config.batch_size)
     rows_per_epoch = n - (1 if drop_single and n % batch_size == 1 else 0)
-    curve: list[CurvePoint] = []
-    best_val, best_epoch = math.inf, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    stopped = "max_steps"
+    deadline = None if time_limit_s is None else start_time + time_limit_s
+    stopped: str | None = None
     partial = False
-    lr_decay_epochs: list[int] = []  # epochs after which the learning rate was multiplied by lr_decay
 
-    for epoch in range(1, int(config.max_epochs) + 1):
+    while progress.epoch < int(config.max_epochs) and stopped is None:
+        epoch = progress.epoch + 1
         model.train()
-        loss_sum = torch.zeros((), device=device)
-        abs_sum = torch.zeros((), device=device)
-        seen = 0
-        for index in _batches(n, batch_size, generator, device, drop_single):
-            xb, yb = Xt[index], yt[index]
-            with _autocast(device, amp):
-                pred = forward(xb)
-            pred = pred.float()
-            loss = loss_fn(pred, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            rows = index.shape[0]
-            # Accumulate on the device; one host sync per epoch, not per batch.
-            loss_sum += loss.detach() * rows
-            abs_sum += (pred.detach() - yb).abs().sum()
-            seen += rows
-            if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
-                partial = seen < rows_per_epoch
-                stopped = "time_limit"
-                break
-
-        mean_loss = float(loss_sum) / max(seen, 1)
+        batches = _batches(n, batch_size, generator, device, drop_single)
+        mean_loss, train_mae, seen = _train_epoch(forward, optimizer, loss_fn, Xt, yt, batches, precision, deadline)
+        partial = seen < rows_per_epoch
         if not math.isfinite(mean_loss):
             raise FloatingPointError(f"training diverged: loss is {mean_loss} at epoch {epoch}")
-        train_mae = float(abs_sum) / max(seen, 1) * y_scale
-        val_pred = y_scaler.inverse(predict_scaled(model, Xv, amp=amp))
+        val_pred = y_scaler.inverse(predict_scaled(model, Xv))
         if not np.isfinite(val_pred).all():
             raise FloatingPointError(f"training diverged: validation predictions are not finite at epoch {epoch}")
         val_mae = mae(y_val, val_pred)
-        seconds = time.perf_counter() - start_time
-        curve.append(CurvePoint(step=epoch, train_mae=train_mae, val_mae=val_mae, seconds=seconds))
-
-        if val_mae < best_val:
-            best_val, best_epoch = val_mae, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        progress.record(CurvePoint(epoch, train_mae * y_scale, val_mae, time.perf_counter() - start_time), model)
 
         if on_step is not None:
             on_step(epoch, val_mae)
@@ -367,39 +588,39 @@ def train_network(
             lr_before = optimizer.param_groups[0]["lr"]
             scheduler.step(val_mae)
             if optimizer.param_groups[0]["lr"] < lr_before:
-                lr_decay_epochs.append(epoch)
+                progress.lr_decay_epochs.append(epoch)
+        stopped = _stop_reason(progress, config, partial, deadline)
+        if checkpoint is not None and stopped is None and time.perf_counter() - last_save >= every_s:
+            _save_checkpoint(checkpoint, identity, training_state())
+            last_save = time.perf_counter()
+    every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
 
-        if stopped == "time_limit":
-            break
-        if epoch - best_epoch >= int(config.patience):
-            stopped = "early_stopping"
-            break
-        if time_limit_s is not None and time.perf_counter() - start_time >= time_limit_s:
-            stopped = "time_limit"
-            break
-
-    assert best_state is not None  # at least one epoch ran and val_mae is finite
-    model.load_state_dict(best_state)
+    assert progress.best_state is not None  # at least one epoch ran and val_mae is finite
+    model.load_state_dict(progress.best_state)
     model.eval()
+    extra: dict[str, Any] = {
+        "epochs": len(progress.curve),
+        "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "amp": precision.bf16,
+        "precision": precision.kernel,
+        "compile": bool(config.compile),
+        "train_mae_kind": "running mean of train-mode batch MAE over the epoch",
+        "partial_last_epoch": partial,
+        "lr_decay_epochs": progress.lr_decay_epochs,
+        "final_lr": float(optimizer.param_groups[0]["lr"]),
+        "standardize_inputs": bool(config.standardize_inputs),
+        "clip_inputs": bool(config.clip_inputs),
+        "standardize_target": bool(config.standardize_target),
+    }
+    if progress.resumed_from_epoch is not None:
+        extra["resumed_from_epoch"] = progress.resumed_from_epoch
     report = FitReport(
-        curve=curve,
-        best_step=best_epoch,
-        best_val_mae=best_val,
+        curve=progress.curve,
+        best_step=progress.best_epoch,
+        best_val_mae=progress.best_val,
         fit_seconds=time.perf_counter() - start_time,
         device=_device_name(device),
-        stopped=stopped,
-        extra={
-            "epochs": len(curve),
-            "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "amp": amp,
-            "compile": bool(config.compile),
-            "train_mae_kind": "running mean of train-mode batch MAE over the epoch",
-            "partial_last_epoch": partial,
-            "lr_decay_epochs": lr_decay_epochs,
-            "final_lr": float(optimizer.param_groups[0]["lr"]),
-            "standardize_inputs": bool(config.standardize_inputs),
-            "clip_inputs": bool(config.clip_inputs),
-            "standardize_target": bool(config.standardize_target),
-        },
+        stopped=stopped or "max_steps",
+        extra=extra,
     )
     return TrainResult(report=report, x_scaler=x_scaler, y_scaler=y_scaler)

@@ -18,7 +18,7 @@ from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetM
 
 NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
-from irnet.training import Scaler, TrainConfig, train_network
+from irnet.training import Scaler, TrainConfig, native_cpu_bf16, train_network
 
 torch.set_num_threads(1)
 
@@ -415,3 +415,117 @@ def test_cuda_fit_and_cpu_reload(amp: bool, small, tmp_path) -> None:
     assert next(loaded.network.parameters()).device.type == "cpu"
     # bf16 autocast on the GPU vs float32 on the CPU: close, not equal.
     np.testing.assert_allclose(loaded.predict(Xv), on_gpu, rtol=0.05 if amp else 1e-3)
+
+
+# ---------------------------------------------------------------- bf16 and resumable fits
+
+
+class _KilledBetweenEpochs(Exception):
+    """Stands for a kill: raised by on_step, after the epoch's checkpoint decision of the epoch before."""
+
+
+def _fit_killed_then_resumed(model_cls, params, data, path, kill_at: int):
+    X, y, Xv, yv = data
+    steps: list[int] = []
+
+    def kill(step: int, val_mae: float) -> None:
+        steps.append(step)
+        if step == kill_at:
+            raise _KilledBetweenEpochs
+
+    with pytest.raises(_KilledBetweenEpochs):
+        model_cls(params, seed=4).fit(X, y, Xv, yv, on_step=kill, checkpoint_path=path)
+    assert path.exists()
+    replayed: list[int] = []
+    model = model_cls(params, seed=4)
+    report = model.fit(X, y, Xv, yv, on_step=lambda s, v: replayed.append(s), checkpoint_path=path)
+    return model, report, steps, replayed
+
+
+@pytest.mark.parametrize("model_cls", [IRNetModel, ElemNetModel])  # batch norm statistics; dropout RNG
+def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(model_cls, small, tmp_path, monkeypatch) -> None:
+    import irnet.training
+
+    monkeypatch.setattr(irnet.training, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch
+    params = {"max_epochs": 40, "patience": 4, "lr": 3e-3, "batch_size": 16, "optimizer": "adamw", "lr_decay": 0.5}
+    X, y, Xv, yv = small
+    alone = model_cls(params, seed=4)
+    expected = alone.fit(X, y, Xv, yv)
+    assert expected.stopped == "early_stopping" and expected.extra["lr_decay_epochs"]  # the schedule is exercised
+    kill_at = len(expected.curve) - 2  # after the rate was cut, before early stopping ends the fit
+    model, report, steps, replayed = _fit_killed_then_resumed(model_cls, params, small, tmp_path / "fit.pt", kill_at)
+    # Killed in on_step of epoch `kill_at`: the last checkpoint holds epoch kill_at - 1.
+    assert report.extra["resumed_from_epoch"] == kill_at - 1
+    assert replayed == [c.step for c in report.curve]  # every epoch once, restored ones first
+    assert [(c.step, c.train_mae, c.val_mae) for c in report.curve] == [
+        (c.step, c.train_mae, c.val_mae) for c in expected.curve
+    ]
+    assert report.best_step == expected.best_step and report.best_val_mae == expected.best_val_mae
+    assert report.extra["lr_decay_epochs"] == expected.extra["lr_decay_epochs"]
+    for name, value in alone.network.state_dict().items():
+        assert torch.equal(value, model.network.state_dict()[name]), name
+    assert report.fit_seconds >= report.curve[kill_at - 2].seconds  # earlier seconds are counted
+
+
+def test_a_damaged_or_foreign_checkpoint_is_ignored_with_one_warning(small, tmp_path, monkeypatch, caplog) -> None:
+    import irnet.training
+
+    monkeypatch.setattr(irnet.training, "CHECKPOINT_EVERY_S", 0.0)
+    X, y, Xv, yv = small
+    params = {"max_epochs": 3, "lr": 1e-3, "batch_size": 16}
+    fresh = IRNetModel(params, seed=1).fit(X, y, Xv, yv)
+    path = tmp_path / "fit.pt"
+    cases = {
+        "truncated": lambda: path.write_bytes(b"PK\x03\x04 not a whole file"),
+        "garbage": lambda: path.write_bytes(np.random.default_rng(0).bytes(4096)),
+        # A checkpoint of the same network with another learning rate: another fit.
+        "another configuration": lambda: _fit_killed_then_resumed(
+            IRNetModel, {**params, "lr": 2e-3}, small, path, kill_at=2
+        ),
+    }
+    for what, make in cases.items():
+        path.unlink(missing_ok=True)
+        make()
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="irnet.training"):
+            report = IRNetModel(params, seed=1).fit(X, y, Xv, yv, checkpoint_path=path)
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "starts over" in warnings[0].getMessage(), what
+        assert "resumed_from_epoch" not in report.extra, what
+        assert [c.val_mae for c in report.curve] == [c.val_mae for c in fresh.curve], what
+
+
+def test_a_checkpoint_is_written_only_every_few_seconds(small, tmp_path) -> None:
+    X, y, Xv, yv = small
+    path = tmp_path / "fit.pt"
+    # Default cadence (30 s): a fit of a few seconds never writes one.
+    IRNetModel({"max_epochs": 2, "lr": 1e-3, "batch_size": 16}, seed=0).fit(X, y, Xv, yv, checkpoint_path=path)
+    assert not path.exists()
+
+
+def test_amp_on_a_cpu_without_native_bf16_trains_in_float32_with_one_warning(small, monkeypatch, caplog) -> None:
+    import irnet.training
+
+    monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: None)
+    monkeypatch.setattr(irnet.training, "_warned_no_bf16", False)
+    X, y, Xv, yv = small
+    params = {"max_epochs": 2, "lr": 1e-3, "batch_size": 16}
+    with caplog.at_level("WARNING", logger="irnet.training"):
+        reports = [IRNetModel({**params, "amp": amp}, seed=2).fit(X, y, Xv, yv) for amp in (True, True, False)]
+    assert [r.getMessage() for r in caplog.records] == ["amp: this CPU has no native bf16; training in float32"]
+    assert reports[0].extra["amp"] is False and reports[0].extra["precision"].startswith("float32")
+    # The fallback is exactly the float32 fit.
+    assert [c.val_mae for c in reports[0].curve] == [c.val_mae for c in reports[2].curve]
+
+
+@pytest.mark.skipif(native_cpu_bf16() is None, reason="this CPU has no native bf16")
+def test_amp_on_a_cpu_with_native_bf16_trains_in_bf16_and_predicts_in_float32(small) -> None:
+    X, y, Xv, yv = small
+    params = {"max_epochs": 3, "lr": 1e-3, "batch_size": 16}
+    bf16 = IRNetModel({**params, "amp": True}, seed=2)
+    report = bf16.fit(X, y, Xv, yv)
+    fp32 = IRNetModel(params, seed=2).fit(X, y, Xv, yv)
+    assert report.extra["amp"] is True and report.extra["precision"].startswith("bf16 autocast (CPU ")
+    assert [c.val_mae for c in report.curve] != [c.val_mae for c in fp32.curve]  # it did train in bf16
+    # Validation and prediction are float32: the restored best epoch scores exactly its recorded MAE.
+    assert float(np.mean(np.abs(bf16.predict(Xv) - yv))) == pytest.approx(report.best_val_mae, rel=1e-12)
