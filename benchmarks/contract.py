@@ -172,19 +172,30 @@ def fit_model(
 FAMILIES = ("network", "tree", "reference")
 
 
+REFERENCE_THREADS = 2  # the machine fit costs are measured on: 2 CPU cores, one thread each
+
+
 @dataclass(frozen=True)
 class FitCost:
-    """What one fit of a model is expected to cost on the reference machine (2 CPU cores), so that a preset
-    can derive budgets from the training rows (:func:`studies.presets.derive_budget`): ``seconds_per_1k_rows``
-    with a floor of ``min_seconds`` for small data, divided by ``gpu_speedup`` on a CUDA device."""
+    """What one fit of a model is expected to cost, so that a preset can derive budgets from the training rows
+    (:func:`studies.presets.derive_budget`): ``seconds_per_1k_rows`` (float32, on :data:`REFERENCE_THREADS`
+    CPU threads) with a floor of ``min_seconds`` for small data; divided by ``gpu_speedup`` on a CUDA device;
+    on a CPU, multiplied by ``REFERENCE_THREADS / threads`` when fewer threads run it (a worker pinned to
+    one core takes about twice as long; more threads get no credit, so a budget never shrinks below the
+    reference), and divided by ``bf16_speedup`` when the fit runs in bf16 autocast."""
 
     seconds_per_1k_rows: float = 1.0
     min_seconds: float = 1.0
     gpu_speedup: float = 1.0
+    bf16_speedup: float = 1.0
 
-    def expected_seconds(self, n_train: int, device: str = "cpu") -> float:
+    def expected_seconds(self, n_train: int, device: str = "cpu", *, threads: int = REFERENCE_THREADS,
+                         bf16: bool = False) -> float:  # fmt: skip
         seconds = max(self.min_seconds, self.seconds_per_1k_rows * n_train / 1_000.0)
-        return seconds / self.gpu_speedup if device.startswith("cuda") else seconds
+        if device.startswith("cuda"):
+            return seconds / self.gpu_speedup
+        seconds *= max(1.0, REFERENCE_THREADS / max(1, int(threads)))
+        return seconds / self.bf16_speedup if bf16 else seconds
 
 
 @dataclass(frozen=True)

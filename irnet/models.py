@@ -200,8 +200,11 @@ def converging_network_regime(n_train: int) -> dict[str, Any]:
 # that).
 NETWORK_CPU_SAMPLES_PER_S = 3_000.0
 NETWORK_EPOCHS_TO_STOP = 80
+# bf16 autocast: 2.22x float32 samples/s for IRNet-17 at batch 1024, 1.68x at 256 (python -m benchmarks.speed,
+# 2026-12-02, AMX CPU, 2 threads); the quick trial 0 at 10k rows took 98-124 s in bf16 (92-95 epochs) against
+# 172-381 s in float32 (72-80 epochs) on the same loaded machine (--accuracy-check), so 2x.
 NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,
-                           min_seconds=30.0, gpu_speedup=10.0)  # fmt: skip
+                           min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.0)  # fmt: skip
 
 
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:

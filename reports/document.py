@@ -17,6 +17,7 @@ from reports.stats import (
     MIN_PAIRS,
     REFERENCE_MODEL,
     PairedComparison,
+    TRIALS_HEADING,
     RowComparison,
     at_largest_size,
     running_best,
@@ -136,6 +137,7 @@ def leaderboard_table(
                 r.depth or DASH,
                 _seconds(r.train_seconds),
                 _seconds(r.tuning_seconds),
+                r.trials,
                 r.refit_stopped,
             ]
         )
@@ -147,15 +149,16 @@ def leaderboard_table(
         for name, value in sorted(entries, key=lambda e: float(e[1])):
             muted.add(len(rows))
             label = f"{name} ({PUBLISHED_TAG}; {ref['input']} input)"
-            rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH])
+            rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH, DASH])
     if published_oqmd is not None:
         for r in published_oqmd[published_oqmd["task"] == task].sort_values("test_mae", key=lambda v: v.astype(float)).itertuples():
             muted.add(len(rows))
-            rows.append([DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH])
+            rows.append([DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH])
     caption = f"{task}: test scores, mean ± std over folds and seeds"
     if composition_only:
         caption += " (composition-only)"
-    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s", "refit stopped"]
+    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s", TRIALS_HEADING,
+               "refit stopped"]  # fmt: skip
     return Table(columns, rows, caption, frozenset(muted), frozenset({0, 2, 3, 4, 7, 8}))
 
 

@@ -44,6 +44,22 @@ def stop_counts(reasons: pd.Series) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+TRIAL_COUNTS = (schema.METRIC_N_TRIALS, schema.METRIC_N_COMPLETE, schema.METRIC_N_PRUNED, schema.METRIC_N_CUT_BY_BUDGET)
+TRIALS_HEADING = "trials: tried (complete / pruned / cut)"  # what trial_breakdown shows
+
+
+def trial_breakdown(runs: pd.DataFrame) -> str:
+    """Configurations tried per study, mean over ``runs``, and how they ended: run to their own stopping rule,
+    pruned, cut by the budget ("33 (33 / 0 / 0)"; only the total for stores written before the breakdown)."""
+    means = [runs[c].mean() if c in runs else math.nan for c in TRIAL_COUNTS]
+    text = lambda v: f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"  # noqa: E731
+    if math.isnan(means[0]):
+        return "?"
+    if any(math.isnan(v) for v in means[1:]):
+        return text(means[0])
+    return f"{text(means[0])} ({' / '.join(text(v) for v in means[1:])})"
+
+
 def summarize(finals: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, model): counts, mean and std of each test metric, mean times, rank by MAE.
 
@@ -64,6 +80,7 @@ def summarize(finals: pd.DataFrame) -> pd.DataFrame:
     for short, column in _METRICS.items():
         out[f"{short}_mean"] = groups[column].mean()
         out[f"{short}_std"] = groups[column].std(ddof=0).where(out["n_runs"] > 1)
+    out["trials"] = [trial_breakdown(group) for _, group in groups]
     out["depth"] = groups["depth"].agg(lambda s: ",".join(str(int(d)) for d in sorted(s.dropna().unique())))
     out = out.reset_index()
     out["rank"] = out.groupby("task")["mae_mean"].rank(method="min").astype(int)

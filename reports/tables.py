@@ -14,6 +14,7 @@ import pandas as pd
 
 from benchmarks.atomic import atomic_write
 from benchmarks.metrics import METRICS
+from reports.stats import TRIALS_HEADING, trial_breakdown
 from studies import schema
 
 CUT_SHORT = "cut short"  # beside a score whose refit hit its time cap (refit_stopped = time_limit)
@@ -66,11 +67,12 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
                 "refit_s": float(group[schema.METRIC_TRAIN_SECONDS].mean()),
                 "total_s": float(group[[schema.METRIC_TUNING_SECONDS, schema.METRIC_TRAIN_SECONDS,
                                         schema.METRIC_INFERENCE_SECONDS]].sum(axis=1).sum()),  # fmt: skip
+                "trials": trial_breakdown(group),
                 "refit_stopped": ",".join(sorted({str(v) for v in stopped if v})),
                 "cut_short": int((stopped == schema.REFIT_STOPPED_TIME_LIMIT).sum()),
             }
         )
-    columns = ["model", "mae_mean", "mae_std", "runs", "refit_s", "total_s", "refit_stopped", "cut_short"]
+    columns = ["model", "mae_mean", "mae_std", "runs", "refit_s", "total_s", "trials", "refit_stopped", "cut_short"]
     board = pd.DataFrame(records, columns=columns)
     if board.empty:
         return board.assign(rank=pd.Series(dtype=int))
@@ -86,14 +88,14 @@ def format_leaderboard(board: pd.DataFrame, *, title: str, unit: str = "") -> st
     (with the count when only some of the model's runs were)."""
     unit_text = f" ({unit})" if unit else ""
     header = (f"{'rank':>4}  {'model':<10} {'test MAE' + unit_text:<36} {'runs':>4} {'refit s':>8} {'total s':>8}  "
-              "refit stopped")  # fmt: skip
+              f"{TRIALS_HEADING:<40} refit stopped")  # fmt: skip
     lines = [title, header, "-" * len(header)]
     for row in board.itertuples(index=False):
         mae = f"{row.mae_mean:.4g} ± {row.mae_std:.2g}"
         if row.cut_short:
             mae += f" {CUT_SHORT}" + ("" if row.cut_short == row.runs else f" {row.cut_short}/{row.runs}")
         lines.append(f"{row.rank:>4}  {row.model:<10} {mae:<36} {row.runs:>4} {row.refit_s:>8.1f} "
-                     f"{row.total_s:>8.0f}  {row.refit_stopped or '-'}")  # fmt: skip
+                     f"{row.total_s:>8.0f}  {row.trials:<40} {row.refit_stopped or '-'}")  # fmt: skip
     if board.empty:
         lines.append("(no finished runs)")
     return "\n".join(lines)

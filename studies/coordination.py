@@ -5,7 +5,9 @@
 - Locks: "look, then write" claims run under a lock in the database every worker already shares, the Optuna
   storage (PostgreSQL advisory lock, MySQL ``GET_LOCK``, sqlite exclusive transaction).
 - Trials: a RUNNING trial whose worker died (stale Optuna heartbeat on any machine, or a dead pid here) is
-  failed and queued again once with the same parameters; a trial interrupted by Ctrl-C too.
+  failed and queued again once with the same parameters; a trial interrupted by Ctrl-C too. The retry names
+  the first trial of its chain (``checkpoint_of``), whose checkpoint its fit resumes; the retry is claimed by
+  one worker like any queued trial, so no checkpoint is resumed twice.
 - Parent runs: one per :class:`studies.schema.RunKey`, created or resumed under a lock, never duplicated;
   :func:`is_done` is the one definition of a finished (model, fold, seed, size), used by ``benchmarks.run``
   and by the report.
@@ -176,6 +178,7 @@ ATTR_SURPLUS = "surplus"  # why a trial was not run: "budget" (taken by other pr
 ATTR_INTERRUPTED = "interrupted"  # found RUNNING with its local process dead; does not count, re-queued
 ATTR_RETRY_OF = "retry_of"  # number of the interrupted trial this one re-runs
 ATTR_DEFAULTS = "defaults"  # set on the enqueued trial 0: the model's defaults (under the preset's caps)
+ATTR_CHECKPOINT_OF = "checkpoint_of"  # the first trial of a retry chain: its number names the fit's checkpoint
 STUDY_ATTR_WORKER_PREFIX = "worker:"  # one study attribute per process that has worked on the study
 
 # A RUNNING trial whose process was killed between creating it and recording its worker has no owner. It is
@@ -228,7 +231,9 @@ def requeue_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
     trials = study.get_trials(deepcopy=False)
     if any(t.user_attrs.get(ATTR_RETRY_OF) == trial.number for t in trials):
         return
-    attrs: dict[str, Any] = {ATTR_RETRY_OF: trial.number}
+    # The retry resumes the interrupted fit's checkpoint: it is named by the first trial of the chain.
+    attrs: dict[str, Any] = {ATTR_RETRY_OF: trial.number,
+                             ATTR_CHECKPOINT_OF: trial.user_attrs.get(ATTR_CHECKPOINT_OF, trial.number)}  # fmt: skip
     if trial.user_attrs.get(ATTR_DEFAULTS):
         attrs[ATTR_DEFAULTS] = True
     study.enqueue_trial(trial.params, user_attrs=attrs)

@@ -40,8 +40,11 @@ class TuningResult:
     best_value: float
     best_trial_number: int
     n_trials: int  # trials that counted (complete, pruned, crashed)
-    n_complete: int
+    n_complete: int  # run to their own stopping rule
     tuning_seconds: float  # summed trial durations
     history: list[tuple[int, str, float | None]] = field(default_factory=list)  # (number, state, value)
     best_fit_identity: str | None = None  # set when the best trial's fitted model was saved
     best_model_file: str | None = None
+    n_pruned: int = 0  # stopped by the pruner
+    n_cut_by_budget: int = 0  # pruned because the tuning seconds ran out (not by the pruner)
+    n_failed: int = 0  # crashed by the model (diverged, out of memory, a refused configuration)

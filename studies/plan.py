@@ -90,4 +90,4 @@ class RunPlan:
 
     def budget(self, key: RunKey) -> TrialBudget:
         """The study budget of ``key``: by the preset's rule from its model family and training rows."""
-        return self.preset.budget_for(key.model, int(key.train_size or 0), self.device)
+        return self.preset.budget_for(key.model, int(key.train_size or 0), self.device, self.threads)

@@ -19,9 +19,9 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from benchmarks.contract import FitCost
+from benchmarks.contract import REFERENCE_THREADS, FitCost
 from benchmarks.errors import UsageError
-from benchmarks.searchspace import Spec, choice, fixed
+from benchmarks.searchspace import Spec, choice, fixed, fixed_values
 from studies.registry import model_info
 
 
@@ -37,6 +37,10 @@ class TrialBudget:
     n_trials: int
     tuning_seconds: float | None
     fit_seconds: float | None
+    # Multi-fidelity studies (a SuccessiveHalving pruner): the steps a new trial is expected to run, its first
+    # rung, from which the cost of the next trial is predicted; None: the next trial is expected to last as long
+    # as the mean trial so far.
+    expected_trial_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
@@ -47,9 +51,10 @@ class TrialBudget:
                 raise UsageError(f"{name} must be a positive number of seconds, got {value}")
 
 
-def expected_fit_seconds(model: str, n_train: int, device: str = "cpu") -> float:
+def expected_fit_seconds(model: str, n_train: int, device: str = "cpu", *, threads: int = REFERENCE_THREADS,
+                         bf16: bool = False) -> float:  # fmt: skip
     """Expected seconds of one fit of ``model`` on ``n_train`` rows (its declared ``fit_cost``)."""
-    return model_info(model).fit_cost.expected_seconds(n_train, device)
+    return model_info(model).fit_cost.expected_seconds(n_train, device, threads=threads, bf16=bf16)
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,49 @@ class GroupBudget:
     fit_margin: float | None = 4.0
 
 
-def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = "cpu") -> TrialBudget:
+def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = "cpu", *,
+                  threads: int = REFERENCE_THREADS, bf16: bool = False) -> TrialBudget:  # fmt: skip
     """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule)."""
-    fit = cost.expected_seconds(n_train, device)
+    fit = cost.expected_seconds(n_train, device, threads=threads, bf16=bf16)
     tuning = None if rule.tuning_fits is None else round(max(rule.min_tuning_seconds, rule.tuning_fits * fit), 1)
     # Never below the tuning seconds: a fit that the tuning budget could hold is not cut by the cap (a booster
     # on one thread took more than 20 expected fits, and its refit would have been cut short).
     cap = None if rule.fit_margin is None else round(max(rule.fit_margin * fit, tuning or 0.0), 1)
     return TrialBudget(n_trials=rule.n_trials, tuning_seconds=tuning, fit_seconds=cap)
+
+
+@dataclass(frozen=True)
+class SuccessiveHalving:
+    """Multi-fidelity pruning over a model's reported steps: asynchronous successive halving (Li et al., MLSys
+    2020; ``optuna.pruners.SuccessiveHalvingPruner``). A trial goes on past ``min_steps * reduction_factor**k``
+    steps (a rung) only if its validation MAE there is among the best ``1 / reduction_factor`` of the trials
+    that reached that rung, so a study tries many configurations for the price of a few whole fits.
+
+    Both resources are set explicitly, in steps (epochs): Optuna's ``min_resource="auto"`` infers the minimum
+    from the first finished trial, which early stopping makes unreliable (optuna PR #1252). ``max_steps`` is
+    the group's step cap (a preset fixes it; :meth:`check` holds the two equal), so the last rung lies below it.
+    """
+
+    min_steps: int
+    max_steps: int
+    reduction_factor: int = 3
+
+    def rungs(self) -> list[int]:
+        """The steps at which trials are compared."""
+        rungs, step = [], self.min_steps
+        while step < self.max_steps:
+            rungs.append(step)
+            step *= self.reduction_factor
+        return rungs
+
+    def check(self, group: str, fixed_caps: Mapping[str, object]) -> None:
+        """Raise ValueError when the resources are not positive or ``max_steps`` is not the group's step cap."""
+        if not (1 <= self.min_steps < self.max_steps and self.reduction_factor >= 2):
+            raise ValueError(f"{group}: successive halving needs 1 <= min_steps < max_steps and a reduction "
+                             f"factor >= 2, got {self.min_steps}, {self.max_steps}, {self.reduction_factor}")  # fmt: skip
+        if self.max_steps not in fixed_caps.values():
+            raise ValueError(f"{group}: successive halving's max_steps {self.max_steps} is not the step cap the "
+                             f"preset fixes for the group ({dict(fixed_caps)})")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,17 +137,38 @@ class Preset:
     # defaults are then queued as trial 1 where the space holds them and the budget has room for them).
     trial0: str = "defaults"
     pruner_startup_trials: int = 3  # complete trials before the median pruner may prune
+    # Model group -> multi-fidelity pruning; groups without an entry get the median pruner.
+    pruning: Mapping[str, SuccessiveHalving] = field(default_factory=dict)
+
+    def pruning_for(self, model: str) -> SuccessiveHalving | None:
+        """The multi-fidelity pruning of ``model``'s group, or None (median pruning)."""
+        return self.pruning.get(model_info(model).group) if self.pruning else None
 
     def overrides_for(self, model: str) -> dict[str, Spec]:
         """The space overrides that apply to ``model`` (group first, then the model's own)."""
         return {**self.overrides.get(model_info(model).group, {}), **self.overrides.get(model, {})}
 
-    def budget_for(self, model: str, n_train: int, device: str = "cpu") -> TrialBudget:
-        """The study budget of ``model`` on ``n_train`` training rows: the family rule (or the fixed budget),
-        then the command-line overrides."""
+    def trains_in_bf16(self, model: str, device: str = "cpu") -> bool:
+        """Whether ``model``'s fits run in bf16 under this preset on ``device``: the preset fixes ``amp`` on and
+        the device runs bf16 natively (:func:`irnet.training.native_cpu_bf16`)."""
+        amp = fixed_values(self.overrides_for(model)).get("amp", model_info(model).model_class.default_params().get("amp"))
+        if not amp:
+            return False
+        from irnet.training import native_cpu_bf16
+
+        return device.startswith("cuda") or native_cpu_bf16() is not None
+
+    def budget_for(self, model: str, n_train: int, device: str = "cpu", threads: int = REFERENCE_THREADS) -> TrialBudget:
+        """The study budget of ``model`` on ``n_train`` training rows with ``threads`` CPU threads: the family
+        rule (or the fixed budget), then the command-line overrides."""
         info = model_info(model)
         rule = self.rules.get(info.group)
-        budget = self.budget if rule is None else derive_budget(rule, info.fit_cost, n_train, device)
+        budget = self.budget if rule is None else derive_budget(
+            rule, info.fit_cost, n_train, device, threads=threads, bf16=self.trains_in_bf16(model, device)
+        )
+        pruning = self.pruning_for(model)
+        if pruning is not None:
+            budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
     def with_changes(self, **changes: object) -> "Preset":
@@ -144,7 +205,9 @@ PRESETS: dict[str, Preset] = {
             rules={
                 # A few converged network trials rather than many truncated ones: one expected fit of tuning
                 # (at least 2 minutes, i.e. several trials on small data), a cap 4x the expected fit.
-                "networks": GroupBudget(n_trials=50, tuning_fits=1.0, min_tuning_seconds=120.0, fit_margin=4.0),
+                # 1.4 expected fits: trial 0 to its stopping rule, then (successive halving) many configurations
+                # for 4 epochs each; the three networks' studies fit the 15 minutes of the default run.
+                "networks": GroupBudget(n_trials=50, tuning_fits=1.4, min_tuning_seconds=120.0, fit_margin=4.0),
                 # 50 booster trials (75 s at 10k rows), each fit capped far above its early stopping.
                 "boosters": GroupBudget(n_trials=50, tuning_fits=50.0, min_tuning_seconds=60.0, fit_margin=20.0),
                 "forest": GroupBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),
@@ -155,8 +218,10 @@ PRESETS: dict[str, Preset] = {
                 # The rate is cut to 0.3x after 4 epochs without improvement, early stopping after 8: at 10k
                 # formation_energy rows the quick trial 0 reaches test MAE 0.145 instead of 0.157 at constant
                 # rate, in 61 epochs instead of 49 (README "Budgets").
+                # bf16 autocast where the CPU has it natively (float32 elsewhere): 2.2x float32 at batch 1024 on
+                # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
                 "networks": {"batch_size": choice(128, 256, 512, 1024, 2048), "max_epochs": fixed(300),
-                             "patience": fixed(8), "lr_decay": fixed(0.3)},  # fmt: skip
+                             "patience": fixed(8), "lr_decay": fixed(0.3), "amp": fixed(True)},  # fmt: skip
                 # rtdl's cap of 2,000 rounds with patience 50: a 1,000-round cap stopped the tuned boosters at
                 # 10k and 30k formation_energy rows before early stopping did (docs/results.md, 2026-11-26).
                 "boosters": {"n_estimators": fixed(2000), "early_stopping_rounds": fixed(50)},
@@ -164,6 +229,9 @@ PRESETS: dict[str, Preset] = {
             },
             tpe_startup_trials=5,
             pruner_startup_trials=3,
+            # Network trials after trial 0 are compared at 4, 12, 36 and 108 epochs; only the best third of
+            # those reaching a rung go on, so most configurations cost 4 epochs, not a whole fit.
+            pruning={"networks": SuccessiveHalving(min_steps=4, max_steps=300, reduction_factor=3)},
             trial0="converging",
         ),
         Preset(

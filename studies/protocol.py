@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.contract import Model
+from benchmarks.contract import Model, fit_model
 from benchmarks.errors import BenchError
 from benchmarks.searchspace import Spec, check_space, fixed, merge_space
 from benchmarks.splits import TestData, TrainingData
@@ -82,7 +82,9 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
         return {}, []
     n_train = int(key.train_size or 0)
     room = budget.tuning_seconds is None or (
-        budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * expected_fit_seconds(key.model, n_train, plan.device)
+        budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * expected_fit_seconds(
+            key.model, n_train, plan.device, threads=plan.threads, bf16=plan.preset.trains_in_bf16(key.model, plan.device)
+        )
     )
     return info.converging_regime(n_train), [info.model_class.default_params()] if room else []
 
@@ -163,7 +165,8 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
             pending = [k for k in group_keys if not close_if_done(client, experiment_id, k)]
             for key in group_keys:
                 if key not in pending:
-                    shutil.rmtree(trial_model_dir(plan, key), ignore_errors=True)  # left by a kill after "done"
+                    for folder in (trial_model_dir(plan, key), checkpoint_dir(plan, key)):  # left by a kill after "done"
+                        shutil.rmtree(folder, ignore_errors=True)
                     outcome.jobs.append(JobOutcome(key, "skipped", "done in an earlier run"))
                     _advance(bar, f"{key.run_name}: done earlier")
             if not pending:
@@ -210,6 +213,12 @@ def _fold_data(plan: RunPlan, fold: int, cap: int | None, progress: bool) -> tup
 def trial_model_dir(plan: RunPlan, key: RunKey) -> Path:
     """Where a study keeps its best trial's fitted model until the parent run holds the final one."""
     return plan.out_dir / "trial_models" / key.study_name
+
+
+def checkpoint_dir(plan: RunPlan, key: RunKey) -> Path:
+    """Where a study's network fits (trials and the refit) keep their training state until they are recorded,
+    so that a rerun after a kill resumes them (:func:`irnet.training.train_network`)."""
+    return plan.out_dir / "checkpoints" / key.study_name
 
 
 def run_job(
@@ -259,6 +268,7 @@ def run_job(
             trial0=trial0,
             extra_trials=extra_trials,
             model_dir=model_dir,
+            checkpoint_dir=checkpoint_dir(plan, key),
         )
         # 3-4. Refit and score the test part once: exactly one worker takes it.
         with storage_lock(plan.storage_url, f"final:{key.study_name}"):
@@ -273,7 +283,8 @@ def run_job(
                     heartbeat.say("refitting the best configuration, then scoring on the test part")
                 record = refit_and_score(info.model_class, tuning, training, test, plan, key, budget)
             log_final(client, run_id, key, record)
-        shutil.rmtree(model_dir, ignore_errors=True)  # the parent run holds the model now
+        for folder in (model_dir, checkpoint_dir(plan, key)):  # the parent run holds the model now
+            shutil.rmtree(folder, ignore_errors=True)
     except KeyboardInterrupt:
         mark_parent_interrupted(client, run_id)
         raise
@@ -325,8 +336,10 @@ def refit_and_score(
     else:
         model = model_cls(dict(tuning.best_params), seed=key.seed, device=plan.device)
         start = time.perf_counter()
-        report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val,
-                           time_limit_s=budget.fit_seconds)  # fmt: skip
+        # A refit killed part-way resumes from this checkpoint on rerun (only the worker holding the refit
+        # claim runs it); one of another configuration is ignored by its identity check.
+        report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
+                           time_limit_s=budget.fit_seconds, checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip
         train_seconds = time.perf_counter() - start
     if not math.isfinite(report.best_val_mae):
         raise FloatingPointError(f"the refit's validation MAE is {report.best_val_mae}")

@@ -41,7 +41,10 @@ METRIC_BEST_VAL_MAE = "best_val_mae"  # validation MAE of the refit
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_INFERENCE_SECONDS = "inference_seconds"  # predicting the whole test part
 METRIC_TUNING_SECONDS = "tuning_seconds"
-METRIC_N_TRIALS = "n_trials"
+METRIC_N_TRIALS = "n_trials"  # configurations tried (trials that counted toward the budget)
+METRIC_N_COMPLETE = "n_trials_complete"  # of those, run to their own stopping rule
+METRIC_N_PRUNED = "n_trials_pruned"  # stopped by the pruner
+METRIC_N_CUT_BY_BUDGET = "n_trials_cut_by_budget"  # stopped because the tuning seconds ran out
 METRIC_N_TRAIN = "n_train"
 METRIC_N_VAL = "n_val"
 METRIC_N_TEST = "n_test"
@@ -75,6 +78,7 @@ REFIT_STOPPED_TIME_LIMIT = "time_limit"  # a score whose refit hit its time cap:
 # Added for issue #10 (fair fits, scaling study).
 TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (int string); part of its key
 TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
+TAG_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the refit continued from its checkpoint after this epoch
 # On trial runs.
 TAG_TRIAL_FAILURE = "trial_failure"  # "<ExceptionType>: message" of a crashed trial (trial_state FAIL)
 TAG_TRIAL_DEFAULTS = "trial_defaults"  # "true" on the trial that ran the model's defaults (trial 0)

@@ -355,6 +355,9 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         schema.METRIC_INFERENCE_SECONDS: record.inference_seconds,
         schema.METRIC_TUNING_SECONDS: record.tuning.tuning_seconds,
         schema.METRIC_N_TRIALS: record.tuning.n_trials,
+        schema.METRIC_N_COMPLETE: record.tuning.n_complete,
+        schema.METRIC_N_PRUNED: record.tuning.n_pruned,
+        schema.METRIC_N_CUT_BY_BUDGET: record.tuning.n_cut_by_budget,
         schema.METRIC_N_TRAIN: record.n_train,
         schema.METRIC_N_VAL: record.n_val,
         schema.METRIC_N_TEST: record.n_test,
@@ -365,6 +368,8 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         RunTag(schema.TAG_REFIT_STOPPED, record.report.stopped),
         RunTag(schema.TAG_REFIT_REUSED, str(record.refit_reused).lower()),
     ]
+    if "resumed_from_epoch" in record.report.extra:
+        tags.append(RunTag(schema.TAG_RESUMED_FROM_EPOCH, str(record.report.extra["resumed_from_epoch"])))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
     mark_done(client, run_id, metrics)

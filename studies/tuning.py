@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,11 +33,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.contract import CurvePoint, FitReport, Model
+from benchmarks.contract import CurvePoint, FitReport, Model, fit_model
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.searchspace import ModelSearch, Space, check_space
 from benchmarks.splits import TrainingData
 from studies.coordination import (
+    ATTR_CHECKPOINT_OF,
     ATTR_DEFAULTS,
     ATTR_FAILURE,
     ATTR_RETRY_OF,
@@ -51,7 +53,7 @@ from studies.coordination import (
 from studies.outcomes import TrialOutcome, TrialRecorder, TuningResult
 from studies.progress import ProgressLog, progress_bar
 from studies.refit_reuse import fit_identity, jsonable, save_trial_fit
-from studies.presets import Preset, TrialBudget
+from studies.presets import Preset, SuccessiveHalving, TrialBudget
 from studies.schema import RunKey
 from studies.spaces import default_trial_params, suggest
 from studies.stores import first_line
@@ -63,6 +65,7 @@ ATTR_MODEL_PARAMS = "model_params"  # the full parameter dict the model was buil
 ATTR_FIT_IDENTITY = "fit_identity"  # digest of (model parameters, seed, training rows) of a saved trial model
 ATTR_MODEL_FILE = "model_file"  # where the trial's fitted model was saved (for refit reuse)
 ATTR_CUT_BY_BUDGET = "cut_by_budget"  # the seconds a trial was cut at: the tuning seconds left, not the fit cap
+ATTR_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the trial's fit continued from its checkpoint after this step
 STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with different data is refused
 
 
@@ -105,7 +108,10 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when it exists (a resumed run or a joining process).
 
-    TPE seeded with the study's seed; median pruning on the intermediate validation MAE. ``config``
+    TPE seeded with the study's seed; pruning on the intermediate validation MAE: successive halving where the
+    preset gives the model's group multi-fidelity pruning (:class:`studies.presets.SuccessiveHalving`), else
+    the median rule. A pruner is fixed when the study is created (Optuna does not store it): a study resumed
+    under another preset keeps its name and data check, not its pruner. ``config``
     (data checksum, training-row cap, featuriser, ...) is stored on a new study and compared on a loaded
     one: trials run on other data must not be mixed in.
     """
@@ -115,9 +121,7 @@ def open_study(
         direction="minimize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=key.seed, n_startup_trials=preset.tpe_startup_trials),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps
-        ),
+        pruner=make_pruner(preset.pruning_for(key.model), preset, search),
     )
     wanted = json.loads(json.dumps(dict(config), sort_keys=True))
     stored = study.user_attrs.get(STUDY_ATTR_CONFIG)
@@ -131,6 +135,15 @@ def open_study(
             "use the same settings to resume, or another --out/--storage"
         )
     return study
+
+
+def make_pruner(pruning: SuccessiveHalving | None, preset: Preset, search: ModelSearch) -> optuna.pruners.BasePruner:
+    """Successive halving with explicit resources, or the median rule after the preset's startup trials."""
+    if pruning is not None:
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=pruning.min_steps, reduction_factor=pruning.reduction_factor, min_early_stopping_rate=0
+        )
+    return optuna.pruners.MedianPruner(n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps)
 
 
 def enqueue_defaults(
@@ -165,22 +178,36 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def spent_seconds(trials: list[FrozenTrial]) -> float:
     """Summed durations of ``trials`` (the tuning time a budget in seconds is measured in)."""
-    total = 0.0
-    for t in trials:
-        if t.datetime_start is not None and t.datetime_complete is not None:
-            total += (t.datetime_complete - t.datetime_start).total_seconds()
-    return total
+    return sum(_duration(t) for t in trials)
+
+
+def expected_trial_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> float:
+    """What the next trial is expected to cost: the mean trial so far; in a multi-fidelity study, its first
+    rung (``budget.expected_trial_steps`` steps at the median seconds per step of the trials so far), since
+    most trials end there and one that goes on is cut at the tuning seconds left."""
+    spent = spent_seconds(trials)
+    if budget.expected_trial_steps is None:
+        return spent / len(trials)
+    per_step = [_duration(t) / max(t.intermediate_values) for t in trials if t.intermediate_values and _duration(t)]
+    if not per_step:
+        return spent / len(trials)
+    return budget.expected_trial_steps * statistics.median(per_step)
+
+
+def _duration(trial: FrozenTrial) -> float:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return 0.0
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
 def budget_reached(trials: list[FrozenTrial], budget: TrialBudget) -> bool:
-    """Whether the counted ``trials`` exhaust the budget: N trials, or tuning seconds that the next trial,
-    expected to last as long as the mean trial so far, would pass."""
+    """Whether the counted ``trials`` exhaust the budget: N trials, or tuning seconds that the next trial
+    (:func:`expected_trial_seconds`) would pass."""
     if len(trials) >= budget.n_trials:
         return True
     if budget.tuning_seconds is None or not trials:
         return False
-    spent = spent_seconds(trials)
-    return spent + spent / len(trials) > budget.tuning_seconds
+    return spent_seconds(trials) + expected_trial_seconds(trials, budget) > budget.tuning_seconds
 
 
 # ---------------------------------------------------------------------------------------------- trials ---
@@ -202,6 +229,7 @@ def tune(
     trial0: Mapping[str, Any] | None = None,
     extra_trials: Sequence[Mapping[str, Any]] = (),
     model_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TuningResult:
     """Run trials until the study's budget is reached (counting every process's trials) and return the best.
 
@@ -210,7 +238,10 @@ def tune(
     pruning on the validation rows, and returns its best validation MAE. Trial 0 is the model's defaults
     updated with ``trial0``; ``extra_trials`` (full parameter dicts the space can represent) follow it.
     With ``model_dir``, the best trial so far of this process keeps its fitted model there, so that a refit
-    that would repeat it exactly can reuse it (:func:`load_trial_fit`).
+    that would repeat it exactly can reuse it (:func:`load_trial_fit`). With ``checkpoint_dir``, a model that
+    can resume keeps each trial's training state there, so that a trial interrupted by a dead worker and
+    queued again continues where it stopped (the file is named by the first trial of the retry chain, which
+    only the worker that claimed the retry runs); the file is deleted once the trial is recorded.
     """
     defaults = model_cls.default_params()
     check_space(space, defaults, model=model_cls.name)
@@ -223,7 +254,7 @@ def tune(
     # Without a progress bar (stderr not a terminal), timed log lines instead.
     heartbeat = None if progress else ProgressLog(description or study.study_name)
     objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder, model_dir,
-                           heartbeat=heartbeat)  # fmt: skip
+                           heartbeat=heartbeat, checkpoint_dir=checkpoint_dir)  # fmt: skip
     counted = finished_trials(study)
     if not budget_reached(counted, budget):
         bar = progress_bar(budget, len(counted), description, progress)
@@ -282,10 +313,11 @@ class _Objective:
         model_dir: Path | None = None,
         *,
         heartbeat: ProgressLog | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.study, self.model_cls, self.search, self.space = study, model_cls, search, space
         self.training, self.budget, self.seed, self.device, self.recorder = training, budget, seed, device, recorder
-        self.model_dir = model_dir
+        self.model_dir, self.checkpoint_dir = model_dir, checkpoint_dir
         self.heartbeat = heartbeat
         self._saved: list[Path] = []  # this process's saved trial fits (only the best is kept)
 
@@ -340,18 +372,23 @@ class _Objective:
                                 retry_of=retry_of, is_defaults=is_defaults, **kw)  # fmt: skip
 
         time_limit, cut_by_budget = self._time_limit(is_defaults)
+        checkpoint = self._checkpoint_path(trial)
         try:
             model = self.model_cls(params, seed=self.seed, device=self.device)
             model_params = jsonable(model.params)
             trial.set_user_attr(ATTR_MODEL_PARAMS, model_params)
-            report = model.fit(
+            report = fit_model(
+                model,
                 self.training.X_train,
                 self.training.y_train,
                 self.training.X_val,
                 self.training.y_val,
-                on_step=self._step_callback(trial, seen, started),
+                on_step=self._step_callback(trial, seen, started, is_defaults),
                 time_limit_s=time_limit,
+                checkpoint_path=checkpoint,
             )
+            if "resumed_from_epoch" in report.extra:
+                trial.set_user_attr(ATTR_RESUMED_FROM_EPOCH, int(report.extra["resumed_from_epoch"]))
             if not math.isfinite(report.best_val_mae):
                 raise FloatingPointError(f"validation MAE is {report.best_val_mae}")
             if cut_by_budget and report.stopped == "time_limit":
@@ -362,18 +399,33 @@ class _Objective:
         except optuna.TrialPruned:
             last = seen[-1].val_mae if seen else None
             self._record(outcome("PRUNED", value=last, curve=seen))
+            _drop(checkpoint)
             raise
         except TRIAL_FAILURES as exc:
             message = f"{type(exc).__name__}: {first_line(exc)}"
             trial.set_user_attr(ATTR_FAILURE, message)
             self._record(outcome("FAIL", value=None, curve=seen, failure=message))
+            _drop(checkpoint)
             raise
+        # Anything else (Ctrl-C, a kill) leaves the checkpoint for the retry of this trial.
         trial.set_user_attr("best_step", report.best_step)
         trial.set_user_attr("stopped", report.stopped)
         trial.set_user_attr("fit_seconds", report.fit_seconds)
         self._keep_if_best(trial, model, report, model_params)
         self._record(outcome("COMPLETE", value=report.best_val_mae, curve=report.curve, report=report))
+        _drop(checkpoint)
         return float(report.best_val_mae)
+
+    def _checkpoint_path(self, trial: optuna.Trial) -> Path | None:
+        """Where this trial's fit keeps its state: named by the first trial of its retry chain, so a retry
+        (which :func:`studies.coordination.requeue_interrupted` queues with that number) finds it."""
+        if self.checkpoint_dir is None or not self.model_cls.resumable:
+            return None
+        first = trial.user_attrs.get(ATTR_CHECKPOINT_OF)
+        if first is None:
+            first = trial.number
+            trial.set_user_attr(ATTR_CHECKPOINT_OF, first)
+        return self.checkpoint_dir / f"trial-{int(first)}.pt"
 
     def _keep_if_best(self, trial: optuna.Trial, model: Model, report: FitReport, params: dict[str, Any]) -> None:
         """Save the fitted model of a trial that beats every completed trial so far (for refit reuse), and
@@ -393,7 +445,12 @@ class _Objective:
             old.with_name(old.name.replace(".fit.pkl", ".model.pkl")).unlink(missing_ok=True)
         self._saved = [fit_path]
 
-    def _step_callback(self, trial: optuna.Trial, seen: list[CurvePoint], started: float) -> Callable[[int, float], None]:
+    def _step_callback(
+        self, trial: optuna.Trial, seen: list[CurvePoint], started: float, is_defaults: bool
+    ) -> Callable[[int, float], None]:
+        """Report every ``report_every``-th step to the pruner. Trial 0 (the defaults or the converging regime)
+        is never pruned, so every model reaches its own stopping rule once; it still asks the pruner, which
+        records its rung values for the trials that follow."""
         every = max(1, self.search.report_every)
 
         def on_step(step: int, val_mae: float) -> None:
@@ -402,7 +459,7 @@ class _Objective:
                 self.heartbeat.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
             if step % every == 0 and math.isfinite(val_mae):
                 trial.report(float(val_mae), step)
-                if trial.should_prune():
+                if trial.should_prune() and not is_defaults:
                     raise optuna.TrialPruned(f"pruned at step {step} (validation MAE {val_mae:.5g})")
 
         return on_step
@@ -410,6 +467,12 @@ class _Objective:
     def _record(self, outcome: TrialOutcome) -> None:
         if self.recorder is not None:
             self.recorder.record(outcome)
+
+
+def _drop(checkpoint: Path | None) -> None:
+    """Delete a trial's checkpoint once the trial is recorded."""
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
 
 
 class _BudgetCallback:
@@ -456,4 +519,7 @@ def _result(study: optuna.Study) -> TuningResult:
         history=[(t.number, t.state.name, t.value) for t in counted],
         best_fit_identity=best.user_attrs.get(ATTR_FIT_IDENTITY),
         best_model_file=best.user_attrs.get(ATTR_MODEL_FILE),
+        n_pruned=sum(t.state == TrialState.PRUNED and ATTR_CUT_BY_BUDGET not in t.user_attrs for t in counted),
+        n_cut_by_budget=sum(t.state == TrialState.PRUNED and ATTR_CUT_BY_BUDGET in t.user_attrs for t in counted),
+        n_failed=sum(t.state == TrialState.FAIL for t in counted),
     )

@@ -38,16 +38,26 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # ------------------------------------------------------------------------------------------ budget rule ---
 
 
-def test_quick_budget_grows_with_rows_and_differs_by_family():
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Budgets as on a CPU with native bf16 (this project's machines), whatever CPU runs the test."""
+    import irnet.training
+
+    monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: "amx_bf16")
+
+
+def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     quick = PRESETS["quick"]
-    # Networks: 80 epochs at 3,000 rows/s -> 266.7 s expected at 10k rows; tuning one fit, cap 4 fits.
+    # Networks: 80 epochs at 3,000 rows/s in float32 -> 266.7 s at 10k rows, half that in bf16 (quick's amp);
+    # tuning 1.4 fits (successive halving fills it with short trials), cap 4 fits. Trial 0 stops at the first
+    # rung's estimate: 4 epochs.
     net = quick.budget_for("irnet", 10_000)
-    assert (net.n_trials, net.tuning_seconds, net.fit_seconds) == (50, 266.7, 1066.7)
+    assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 186.7, 533.3, 4)
     # Small data: the 30 s floor on a fit, 120 s floor on tuning (several trials).
     small = quick.budget_for("srnet", 1_000)
     assert (small.tuning_seconds, small.fit_seconds) == (120.0, 120.0)
     assert quick.budget_for("rf", 1_000).fit_seconds == 60.0  # 4 x the 5 s floor is 20, lifted to the tuning 60
-    assert quick.budget_for("plain", 30_000).fit_seconds == 3200.0
+    assert quick.budget_for("plain", 30_000).fit_seconds == 1600.0
     # Boosters: 50 trials' worth of 1.5 s fits at 10k rows; a cap 20x the expected fit (30 s), never below the
     # tuning seconds (75 s): a fit the tuning budget could hold is not cut by the cap.
     xgb = quick.budget_for("xgboost", 10_000)
@@ -61,6 +71,30 @@ def test_quick_budget_grows_with_rows_and_differs_by_family():
         assert sizes[0].tuning_seconds < sizes[-1].tuning_seconds and sizes[0].fit_seconds < sizes[-1].fit_seconds
 
 
+def test_network_budget_follows_bf16_and_the_thread_count(monkeypatch):
+    import irnet.training
+
+    quick = PRESETS["quick"]
+    monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: None)  # amp falls back to float32
+    assert quick.budget_for("irnet", 10_000).fit_seconds == 1066.7
+    assert quick.budget_for("irnet", 10_000, threads=1).fit_seconds == 2133.3  # one core: twice as long
+    assert quick.budget_for("irnet", 10_000, threads=8).fit_seconds == 1066.7  # more threads: no credit
+    monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: "avx512_bf16")
+    assert quick.budget_for("irnet", 10_000).fit_seconds == 533.3
+    assert quick.budget_for("xgboost", 10_000, threads=1).fit_seconds == 150.0  # trees: threads only
+    assert PRESETS["paper"].budget_for("irnet", 10_000) == PRESETS["paper"].budget  # paper: amp off, fixed budget
+
+
+def test_quick_successive_halving_resources_match_the_network_step_cap():
+    quick = PRESETS["quick"]
+    pruning = quick.pruning["networks"]
+    pruning.check("networks", {"max_epochs": 300})
+    assert pruning.rungs() == [4, 12, 36, 108]
+    with pytest.raises(ValueError, match="not the step cap"):
+        pruning.check("networks", {"max_epochs": 100})
+    assert quick.pruning_for("xgboost") is None and quick.budget_for("xgboost", 10_000).expected_trial_steps is None
+
+
 def test_network_budget_on_a_gpu_is_scaled_by_throughput_and_trees_are_not():
     quick = PRESETS["quick"]
     assert expected_fit_seconds("irnet", 100_000, "cuda") == pytest.approx(expected_fit_seconds("irnet", 100_000) / 10)
@@ -72,7 +106,7 @@ def test_command_line_budget_overrides_every_family_and_smoke_stays_fixed():
     for model, rows in (("irnet", 10_000), ("rf", 500), ("lightgbm", 30_000)):
         budget = quick.budget_for(model, rows)
         assert (budget.n_trials, budget.fit_seconds) == (3, 7.0)
-    assert quick.budget_for("irnet", 10_000).tuning_seconds == 266.7  # not overridden: still the rule
+    assert quick.budget_for("irnet", 10_000).tuning_seconds == PRESETS["quick"].budget_for("irnet", 10_000).tuning_seconds
     smoke = PRESETS["smoke"]
     assert smoke.budget_for("irnet", 100) == smoke.budget_for("xgboost", 5_000) == smoke.budget
 
