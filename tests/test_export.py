@@ -1,5 +1,5 @@
-"""Results that live in the repository: an export of a real smoke store gives the report the store gives, and
-imports back into MLflow.
+"""Results that live in the repository: an export of a real smoke store gives the report the store gives, imports
+back into MLflow, and the published-report check notices a report that no longer matches its export.
 
 Expected values are read from the store with the MLflow client directly, not through ``reports``.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from reports import build, export
+from reports import build, check_published, export
 from reports.collect import collect
 from studies import schema
 from studies.stores import make_client
@@ -255,3 +255,25 @@ def test_import_refuses_a_store_that_holds_the_same_runs(exported, tmp_path, cap
     code, _, err = _run(export.main, capsys, "--import", str(folder), "--tracking-uri", copy)
     assert code == 2 and len(err.splitlines()) == 1 and "already holds finished run" in err
     assert len(make_client(copy).search_runs([make_client(copy).get_experiment_by_name(TASK).experiment_id])) == before
+
+
+# --------------------------------------------------------------------------------------- the published check
+
+
+def test_check_published_rebuilds_every_committed_export(exported, tmp_path, capsys):
+    _, folder = exported
+    root = tmp_path / "results"
+    root.mkdir()
+    code, out, _ = _run(check_published.main, capsys, str(root))
+    assert code == 0 and "nothing to check" in out
+    shutil.copytree(folder, root / "quick" / "export")
+    assert build.main(["--export", str(root / "quick" / "export"), "--out", str(root / "quick")]) == 0
+    code, out, _ = _run(check_published.main, capsys, str(root))
+    assert code == 0 and "1 export(s)" in out
+    csv = root / "quick" / "leaderboard.csv"
+    csv.write_text(csv.read_text().replace("dummy", "dummx", 1))
+    code, _, err = _run(check_published.main, capsys, str(root))
+    assert code == 1 and len(err.splitlines()) == 1 and f"{csv} differs" in err and "reports.build --export" in err
+    csv.unlink()
+    code, _, err = _run(check_published.main, capsys, str(root))
+    assert code == 1 and f"{csv} is missing" in err
