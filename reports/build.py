@@ -1,6 +1,10 @@
-"""Build the leaderboard from a benchmark's MLflow store.
+"""Build the leaderboard from a benchmark's MLflow store, or from an export of one.
 
-    python -m reports.build [--tracking-uri URI] [--task NAME ...] [--preset NAME] --out DIR
+    python -m reports.build --tracking-uri URI [--task NAME ...] [--preset NAME] --out DIR
+    python -m reports.build --export DIR --out DIR
+
+An export (:mod:`reports.export`) gives the same report as the store it was made from; only the provenance's
+line naming the source says it was read back from the export.
 
 Writes into DIR: leaderboard.md (figures linked from plots/), leaderboard.html (self-contained, figures
 embedded), leaderboard.csv (long table: task, model, fold, seed, preset, metric, value, train/inference/tuning seconds,
@@ -21,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.atomic import atomic_write_bytes
-from benchmarks.errors import BenchError
+from benchmarks.cli import ArgumentParser
+from benchmarks.errors import BenchError, UsageError
 from benchmarks.paths import default_out_dir
 from reports import document, render, scaling, stats, tables
 from reports.collect import Collected, collect
@@ -48,7 +53,11 @@ class Report:
 
 def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str | None = None) -> Report:
     """Read the store and compute every output in memory; raises ReportInputError on bad input."""
-    collected = collect(tracking_uri, tasks, preset)
+    return report_of(collect(tracking_uri, tasks, preset))
+
+
+def report_of(collected: Collected) -> Report:
+    """Every output of the report on ``collected`` (read from a store or an export), in memory."""
     # Leaderboards, ranks, fold-level tests and Matbench files: each task at its largest training size.
     headline = stats.at_largest_size(collected.finals)
     summary = stats.summarize(headline)
@@ -103,20 +112,38 @@ def write_report(report: Report, out: Path) -> list[Path]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--tracking-uri", default=DEFAULT_TRACKING_URI, help=f"MLflow store to read (default {DEFAULT_TRACKING_URI})"
-    )
+    parser = ArgumentParser(prog="python -m reports.build", description=__doc__.split("\n")[0])
+    source = parser.add_argument_group("the runs to report (one of)")
+    source.add_argument("--tracking-uri", metavar="URI",
+                        help=f"MLflow store to read (benchmarks.run writes {DEFAULT_TRACKING_URI})")  # fmt: skip
+    source.add_argument("--export", type=Path, metavar="DIR", help="an export of a store (python -m reports.export)")
     parser.add_argument("--task", action="append", metavar="NAME", help="report only this task (repeatable); default all")
     parser.add_argument("--preset", help="report only runs of this preset (required when the store holds several)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     return parser.parse_args(argv)
 
 
+def _collected(args: argparse.Namespace) -> Collected:
+    """What the arguments name: the store, or an export (which is one selection already)."""
+    if (args.tracking_uri is None) == (args.export is None):
+        raise UsageError(
+            "give either --tracking-uri URI (an MLflow store, e.g. "
+            f"{DEFAULT_TRACKING_URI}) or --export DIR (an export of one), not both or neither"
+        )
+    if args.export is None:
+        return collect(args.tracking_uri, args.task, args.preset)
+    if args.task or args.preset:
+        raise UsageError("--task and --preset select runs of a store; an export holds one selection "
+                         "(export another with python -m reports.export --task ... --preset ...)")  # fmt: skip
+    from reports.export import load_export
+
+    return load_export(args.export)
+
+
 def run(argv: list[str] | None = None) -> Report:
     """The command without its error handling: parse, compute, write; returns what it wrote."""
     args = parse_args(argv)
-    report = make_report(args.tracking_uri, args.task, args.preset)
+    report = report_of(_collected(args))
     write_report(report, args.out)
     finals = report.collected.finals
     print(

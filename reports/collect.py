@@ -43,6 +43,49 @@ class ReportInputError(UsageError):
     """The store is empty or inconsistent; the report is not written (exit 2)."""
 
 
+# Tags on which worker held a run: meaningful only on the machine that ran it, so not part of a published run.
+WORKER_TAGS = (schema.TAG_FINAL_OWNER, schema.TAG_FINAL_HEARTBEAT)
+# Predictions read back from an export are float32: rounding a value to float32 moves it by at most 2**-24 of
+# itself (IEEE 754 binary32, 24-bit significand, round to nearest), so an MAE by at most 2**-24 * mean(|y| + |y_hat|).
+FLOAT32_ROUNDING = 2.0**-24
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished parent run as it is published: what :mod:`reports.export` keeps of it and imports back.
+
+    ``run_id`` is the published id: the run's MLflow id, or, on a run imported from an export, the id it had in
+    the store the export was made from (tag ``source_run_id``: MLflow sets a new run's id itself). ``store_id``
+    is the run's id in the store it was read from (equal to ``run_id`` except on an imported run; never exported).
+    ``tags``: every tag but :data:`WORKER_TAGS` and ``source_run_id``; ``metrics``: the latest value of every
+    metric but the per-step curves (``train_mae``, ``val_mae``: those are ``Collected.curves``).
+    """
+
+    run_id: str
+    store_id: str
+    task: str  # the experiment's name
+    start_time: int
+    end_time: int | None
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+    @classmethod
+    def from_run(cls, run: Any, experiment_name: str) -> "RunRecord":
+        tags = run.data.tags
+        dropped = (*WORKER_TAGS, schema.TAG_SOURCE_RUN_ID)
+        return cls(
+            run_id=tags.get(schema.TAG_SOURCE_RUN_ID) or run.info.run_id,
+            store_id=run.info.run_id,
+            task=experiment_name,
+            start_time=int(run.info.start_time),
+            end_time=None if run.info.end_time is None else int(run.info.end_time),
+            tags={k: v for k, v in tags.items() if k not in dropped},
+            params=dict(run.data.params),
+            metrics={k: float(v) for k, v in run.data.metrics.items() if k not in (schema.CURVE_TRAIN, schema.CURVE_VAL)},
+        )
+
+
 @dataclass(frozen=True)
 class Collected:
     """All a report needs, as long tables.
@@ -52,9 +95,11 @@ class Collected:
         ``refit_stopped`` (why the refit stopped; "" when not recorded) and ``train_size`` (see
         :func:`add_train_size`).
     curves: ``run_id, task, model, fold, seed, depth, step, train_mae, val_mae`` of the refits.
-    trials: ``parent_run_id, task, model, fold, seed, trial_number, trial_val_mae, trial_state``.
+    trials: ``parent_run_id, task, model, train_size, fold, seed, trial_number, trial_val_mae, trial_state``.
     predictions: ``run_id, task, model, fold, seed, train_size, id, y_true, y_pred``.
     skipped: human-readable notes on runs left out (unfinished parent runs), shown in the report.
+    records: the parent runs as published (:class:`RunRecord`), in the order of ``finals``.
+    from_export: read from an export of the store ``tracking_uri`` (:mod:`reports.export`), not the store itself.
     """
 
     tracking_uri: str
@@ -63,6 +108,8 @@ class Collected:
     trials: pd.DataFrame
     predictions: pd.DataFrame
     skipped: tuple[str, ...]
+    records: tuple[RunRecord, ...] = ()
+    from_export: bool = False
 
     @property
     def tasks(self) -> list[str]:
@@ -103,13 +150,13 @@ def _depth(params: dict[str, str]) -> int | None:
         return None
 
 
-def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
+def _final_row(record: RunRecord) -> dict[str, Any]:
     """One parent run as a flat row; raises on a run that claims to be done but lacks what that implies."""
-    tags, metrics, params = run.data.tags, run.data.metrics, dict(run.data.params)
-    run_id = run.info.run_id
-    task = tags.get(schema.TAG_TASK, experiment_name)
-    if task != experiment_name:
-        raise ReportInputError(f"run {run_id}: tag task={task!r} but it sits in experiment {experiment_name!r}")
+    tags, metrics, params = record.tags, record.metrics, dict(record.params)
+    run_id = record.run_id
+    task = tags.get(schema.TAG_TASK, record.task)
+    if task != record.task:
+        raise ReportInputError(f"run {run_id}: tag task={task!r} but it sits in experiment {record.task!r}")
     for tag in (schema.TAG_MODEL, schema.TAG_FOLD, schema.TAG_SEED, schema.TAG_PRESET):
         if not tags.get(tag):
             raise ReportInputError(f"run {run_id} ({task}): finished parent run without tag {tag!r}")
@@ -138,7 +185,8 @@ def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
         "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS) if any(p in params for p in BUDGET_PARAMS) else "",
         # The model's configuration only: the unit and the budget are facts about the run.
         "params": {k: v for k, v in params.items() if k != schema.PARAM_TASK_UNIT and k not in BUDGET_PARAMS},
-        "start_time": run.info.start_time,
+        "start_time": record.start_time,
+        "end_time": record.end_time,
         # Why the refit stopped (early_stopping, max_steps, time_limit, completed); "" on older stores.
         "refit_stopped": tags.get(schema.TAG_REFIT_STOPPED, ""),
         "train_size_tag": tags.get(schema.TAG_TRAIN_SIZE, ""),
@@ -163,39 +211,50 @@ def _final_row(run: Any, experiment_name: str) -> dict[str, Any]:
     return row
 
 
-def _curve_rows(client: Any, row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The refit's per-step train/val MAE, one row per step."""
+def _curve_points(client: Any, record: RunRecord) -> list[dict[str, Any]]:
+    """The refit's per-step train/val MAE, one row per step (``run_id, step, train_mae, val_mae``; NaN where a
+    step has one of the two)."""
     by_step: dict[int, dict[str, Any]] = {}
     for key in (schema.CURVE_TRAIN, schema.CURVE_VAL):
-        for m in client.get_metric_history(row["run_id"], key):
-            point = by_step.setdefault(int(m.step), {"step": int(m.step)})
+        for m in client.get_metric_history(record.store_id, key):
+            point = by_step.setdefault(int(m.step), {"run_id": record.run_id, "step": int(m.step),
+                                                     schema.CURVE_TRAIN: math.nan, schema.CURVE_VAL: math.nan})  # fmt: skip
             point[key] = float(m.value)
-    ident = {k: row[k] for k in ("run_id", "task", "model", "fold", "seed", "depth")}
-    return [{**ident, schema.CURVE_TRAIN: math.nan, schema.CURVE_VAL: math.nan, **p} for _, p in sorted(by_step.items())]
+    return [p for _, p in sorted(by_step.items())]
 
 
-def _predictions(client: Any, row: dict[str, Any], scratch: Path) -> pd.DataFrame:
-    """predictions.csv of one parent run, checked against its logged test_mae."""
-    run_id = row["run_id"]
-    where = f"run {run_id} ({row['task']}, {row['model']}, fold {row['fold']}, seed {row['seed']})"
+def _where(row: dict[str, Any]) -> str:
+    return f"run {row['run_id']} ({row['task']}, {row['model']}, fold {row['fold']}, seed {row['seed']})"
+
+
+def _download_predictions(client: Any, record: RunRecord, row: dict[str, Any], scratch: Path) -> pd.DataFrame:
+    """predictions.csv of one parent run, as stored."""
     try:
-        local = client.download_artifacts(run_id, schema.ARTIFACT_PREDICTIONS, str(scratch / run_id))
+        local = client.download_artifacts(record.store_id, schema.ARTIFACT_PREDICTIONS, str(scratch / record.store_id))
     except Exception as exc:  # MLflow raises several types for a missing artifact
-        raise ReportInputError(f"{where}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})") from None
-    frame = pd.read_csv(local, dtype={"id": str})
+        raise ReportInputError(f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})") from None
+    return pd.read_csv(local, dtype={"id": str})
+
+
+def checked_predictions(frame: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
+    """One run's test predictions (columns ``id, y_true, y_pred``), checked against its logged test_mae, with the
+    run's identity columns added."""
+    where = _where(row)
     if list(frame.columns[:3]) != ["id", "y_true", "y_pred"]:
         raise ReportInputError(
             f"{where}: {schema.ARTIFACT_PREDICTIONS} has columns {list(frame.columns)}, expected id,y_true,y_pred"
         )
     if frame.empty or frame["id"].duplicated().any():
         raise ReportInputError(f"{where}: {schema.ARTIFACT_PREDICTIONS} is empty or repeats an id")
-    if not np.isfinite(frame[["y_true", "y_pred"]].to_numpy(dtype=float)).all():
+    values = frame[["y_true", "y_pred"]].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
         raise ReportInputError(f"{where}: {schema.ARTIFACT_PREDICTIONS} holds a non-finite value")
     # Why: the table shows logged metrics and the plots/export use predictions; they must be the same numbers.
-    recomputed = mae(frame["y_true"].to_numpy(), frame["y_pred"].to_numpy())
-    if not math.isclose(recomputed, row[schema.TEST_MAE], rel_tol=MAE_RTOL, abs_tol=1e-12):
+    recomputed = mae(values[:, 0], values[:, 1])
+    float32_bound = FLOAT32_ROUNDING * float(np.mean(np.abs(values).sum(axis=1)))
+    if not math.isclose(recomputed, row[schema.TEST_MAE], rel_tol=MAE_RTOL, abs_tol=max(1e-12, float32_bound)):
         raise ReportInputError(f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}")
-    frame = frame[["id", "y_true", "y_pred"]].copy()
+    frame = frame[["id", "y_true", "y_pred"]].astype({"id": str, "y_true": np.float64, "y_pred": np.float64})
     for k in ("run_id", "task", "model", "fold", "seed", "train_size"):
         frame[k] = row[k]
     return frame
@@ -300,9 +359,10 @@ def _experiments(client: Any, tracking_uri: str, tasks: Iterable[str] | None) ->
     return experiments
 
 
-def _read_finals(client: Any, tracking_uri: str, experiments: dict[str, Any], preset: str | None) -> tuple[pd.DataFrame, list[str]]:
-    rows: list[dict[str, Any]] = []
-    skipped: list[tuple[str, str]] = []  # (preset, note)
+def _read_records(client: Any, experiments: dict[str, Any]) -> tuple[list[RunRecord], list[tuple[str, str]]]:
+    """The done parent runs of ``experiments``, and (preset, note) for each one that is not done."""
+    records: list[RunRecord] = []
+    skipped: list[tuple[str, str]] = []
     final_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"
     for name, exp in sorted(experiments.items()):
         for run in _all_runs(client, [exp.experiment_id], final_filter):
@@ -314,7 +374,19 @@ def _read_finals(client: Any, tracking_uri: str, experiments: dict[str, Any], pr
                 )
                 skipped.append((tags.get(schema.TAG_PRESET, ""), note))
                 continue
-            rows.append(_final_row(run, name))
+            records.append(RunRecord.from_run(run, name))
+    return records, skipped
+
+
+def finals_from_records(
+    records: Iterable[RunRecord], skipped: Iterable[tuple[str, str]], source: str, preset: str | None
+) -> tuple[pd.DataFrame, list[RunRecord], list[str]]:
+    """``Collected.finals`` of the done parent runs ``records`` (of ``preset`` when given), those records in the
+    same order, and the notes of ``skipped`` ((preset, note) pairs) that concern that preset. ``source`` names
+    where they were read, for errors."""
+    records = list(records)
+    rows = [_final_row(r) for r in records]
+    skipped = list(skipped)
     if preset is not None:
         rows = [r for r in rows if r["preset"] == preset]
         skipped = [(p, note) for p, note in skipped if p == preset]
@@ -322,13 +394,14 @@ def _read_finals(client: Any, tracking_uri: str, experiments: dict[str, Any], pr
         where = f" with preset {preset}" if preset else ""
         raise ReportInputError(
             f"no finished parent runs ({schema.TAG_KIND}={schema.KIND_FINAL}, {schema.TAG_STATUS}={schema.STATUS_DONE})"
-            f"{where} in {tracking_uri}: nothing to report"
+            f"{where} in {source}: nothing to report"
         )
     finals = add_train_size(pd.DataFrame(rows))
     # Before reading curves and artifacts: a duplicate would otherwise surface as a confusing mismatch further down.
     _check_runs(finals)
     finals = finals.sort_values(["task", "model", "train_size", "fold", "seed"]).reset_index(drop=True)
-    return finals, [note for _, note in skipped]
+    by_id = {r.run_id: r for r in records}
+    return finals, [by_id[run_id] for run_id in finals["run_id"]], [note for _, note in skipped]
 
 
 def read_finals(tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None) -> tuple[pd.DataFrame, list[str]]:
@@ -336,7 +409,58 @@ def read_finals(tracking_uri: str, tasks: Iterable[str] | None = None, preset: s
     unfinished ones. Raises :class:`ReportInputError` when there is none or the store is inconsistent."""
     check_store_exists(tracking_uri)
     client = _client(tracking_uri)
-    return _read_finals(client, tracking_uri, _experiments(client, tracking_uri, tasks), preset)
+    records, skipped = _read_records(client, _experiments(client, tracking_uri, tasks))
+    finals, _, notes = finals_from_records(records, skipped, tracking_uri, preset)
+    return finals, notes
+
+
+def assemble(
+    tracking_uri: str,
+    finals: pd.DataFrame,
+    records: list[RunRecord],
+    curve_points: pd.DataFrame,
+    trials: pd.DataFrame,
+    predictions: pd.DataFrame,
+    skipped: Iterable[str],
+    *,
+    from_export: bool = False,
+) -> Collected:
+    """The :class:`Collected` of ``finals`` (and their ``records``) from long tables keyed by the published run id,
+    whatever they were read from (a store: :func:`collect`; an export: :mod:`reports.export`):
+    ``curve_points`` (``run_id, step, train_mae, val_mae``), ``trials`` (``parent_run_id, trial_number,
+    trial_val_mae, trial_state``; those of other runs are dropped) and ``predictions`` (``run_id, id, y_true,
+    y_pred``; every run of ``finals`` must have rows)."""
+    rows = finals.to_dict("records")
+    by_run = dict(iter(predictions.groupby("run_id", sort=False))) if len(predictions) else {}
+    pred_frames = []
+    for row in rows:
+        if row["run_id"] not in by_run:
+            raise ReportInputError(f"{_where(row)}: finished parent run without test predictions")
+        pred_frames.append(checked_predictions(by_run[row["run_id"]].drop(columns="run_id").reset_index(drop=True), row))
+    predictions = pd.concat(pred_frames, ignore_index=True)
+    _check_test_rows(predictions)
+
+    ident = finals[["run_id", "task", "model", "fold", "seed", "depth"]].assign(_order=np.arange(len(finals)))
+    points = curve_points[["run_id", "step", schema.CURVE_TRAIN, schema.CURVE_VAL]].astype({"step": int})
+    curves = ident.merge(points, on="run_id").sort_values(["_order", "step"], kind="stable").drop(columns="_order")
+
+    parents = finals.set_index("run_id")[["task", "model", "train_size", "fold", "seed"]]
+    trials = trials[["parent_run_id", "trial_number", "trial_val_mae", "trial_state"]].astype(
+        {"parent_run_id": str, "trial_number": int, "trial_val_mae": float, "trial_state": str}
+    )
+    trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
+    order = ["task", "model", "train_size", "fold", "seed", "trial_number", "trial_state", "trial_val_mae"]
+    trials = trials.join(parents, on="parent_run_id").sort_values(order, kind="stable")
+    return Collected(
+        tracking_uri=tracking_uri,
+        finals=finals,
+        curves=curves.reset_index(drop=True),
+        trials=trials.reset_index(drop=True),
+        predictions=predictions,
+        skipped=tuple(skipped),
+        records=tuple(records),
+        from_export=from_export,
+    )
 
 
 def collect(
@@ -353,7 +477,9 @@ def collect(
     check_store_exists(tracking_uri)
     client = _client(tracking_uri)
     experiments = _experiments(client, tracking_uri, tasks)
-    finals, skipped = _read_finals(client, tracking_uri, experiments, preset)
+    records, skipped_runs = _read_records(client, experiments)
+    finals, records, skipped = finals_from_records(records, skipped_runs, tracking_uri, preset)
+    published = {r.store_id: r.run_id for r in records}  # trial runs name their parent by its id in this store
 
     trial_rows: list[dict[str, Any]] = []
     trial_filter = f"tags.{schema.TAG_KIND} = '{schema.KIND_TRIAL}'"
@@ -364,7 +490,7 @@ def collect(
                 continue  # a trial that failed before scoring has nothing to plot
             trial_rows.append(
                 {
-                    "parent_run_id": tags[MLFLOW_PARENT_TAG],
+                    "parent_run_id": published.get(tags[MLFLOW_PARENT_TAG], tags[MLFLOW_PARENT_TAG]),
                     "trial_number": _as_int(tags.get(schema.TAG_TRIAL_NUMBER), "trial_number", run.info.run_id),
                     "trial_val_mae": float(metrics[schema.METRIC_TRIAL_VALUE]),
                     "trial_state": tags.get(schema.TAG_TRIAL_STATE, "COMPLETE"),
@@ -374,26 +500,15 @@ def collect(
     curve_rows: list[dict[str, Any]] = []
     pred_frames: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
-        for row in finals.to_dict("records"):
-            curve_rows.extend(_curve_rows(client, row))
-            pred_frames.append(_predictions(client, row, Path(scratch)))
-    predictions = pd.concat(pred_frames, ignore_index=True)
-    _check_test_rows(predictions)
-
-    curves = pd.DataFrame(
-        curve_rows, columns=["run_id", "task", "model", "fold", "seed", "depth", "step", schema.CURVE_TRAIN, schema.CURVE_VAL]
-    )
-    parents = finals.set_index("run_id")[["task", "model", "fold", "seed"]]
-    trials = pd.DataFrame(trial_rows, columns=["parent_run_id", "trial_number", "trial_val_mae", "trial_state"]).astype(
-        {"parent_run_id": str, "trial_number": int, "trial_val_mae": float, "trial_state": str}
-    )
-    trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
-    trials = trials.join(parents, on="parent_run_id").sort_values(["task", "model", "fold", "seed", "trial_number"])
-    return Collected(
-        tracking_uri=tracking_uri,
-        finals=finals,
-        curves=curves,
-        trials=trials.reset_index(drop=True),
-        predictions=predictions,
-        skipped=tuple(skipped),
+        for record, row in zip(records, finals.to_dict("records")):
+            curve_rows.extend(_curve_points(client, record))
+            pred_frames.append(_download_predictions(client, record, row, Path(scratch)).assign(run_id=record.run_id))
+    return assemble(
+        tracking_uri,
+        finals,
+        records,
+        pd.DataFrame(curve_rows, columns=["run_id", "step", schema.CURVE_TRAIN, schema.CURVE_VAL]),
+        pd.DataFrame(trial_rows, columns=["parent_run_id", "trial_number", "trial_val_mae", "trial_state"]),
+        pd.concat(pred_frames, ignore_index=True),
+        skipped,
     )

@@ -472,10 +472,11 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         ]
         for r in f.itertuples()
     ]  # fmt: skip
+    source = f"tracking URI {collected.tracking_uri}" + (", read back from its export" if collected.from_export else "")
     blocks: list[Block] = [
         Heading("Provenance", 2, "provenance"),
         Para(
-            f"Every number above is a mean over these MLflow parent runs (tracking URI {collected.tracking_uri}). "
+            f"Every number above is a mean over these MLflow parent runs ({source}). "
             "data sha256 is cut to 16 characters here; the full value is in each task's section and on the run.",
             note=True,
         ),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Remakes the published results: runs (or resumes) the benchmarks behind docs/results.md and rebuilds their
-# reports from the MLflow store: the default quick run of formation_energy in docs/results/quick/, the
-# formation_energy scaling study in docs/results/, the Matbench leaderboard in docs/results/matbench/.
+# Remakes the published results: runs (or resumes) the benchmarks behind docs/results.md, exports their runs
+# beside each report (DIR/export) and rebuilds the reports from those exports: the default quick run of
+# formation_energy in docs/results/quick/, the formation_energy scaling study in docs/results/, the Matbench
+# leaderboard in docs/results/matbench/.
 #
 #   scripts/make_results.sh              # everything (hours on 2 CPU cores; resumes where it stopped)
 #   scripts/make_results.sh --report     # only rebuild the reports from the runs made so far
@@ -30,12 +31,17 @@ if [[ "${1:-}" != "--report" ]]; then
     python -m benchmarks.run --task "$task" "${threads[@]}" --out "$OUT" --no-progress
   done
 fi
-if [[ -n "$QUICK_OUT" ]]; then
-  python -m reports.build --tracking-uri "sqlite:///$(cd "$QUICK_OUT" && pwd)/mlflow.db" --task formation_energy \
-      --out docs/results/quick
-fi
+# Each report is built from its runs' export, committed beside it (DIR/export), so it can be rebuilt and checked
+# without this machine's store (python -m reports.check_published).
+publish() {  # publish STORE DIR TASK...: export the store's runs of TASK... into DIR/export, DIR's report from it
+  local store=$1 dir=$2
+  shift 2
+  python -m reports.export --tracking-uri "$store" $(printf -- '--task %s ' "$@") --out "$dir/export"
+  python -m reports.build --export "$dir/export" --out "$dir"
+}
+[[ -n "$QUICK_OUT" ]] && publish "sqlite:///$(cd "$QUICK_OUT" && pwd)/mlflow.db" docs/results/quick formation_energy
 store="sqlite:///$(cd "$OUT" && pwd)/mlflow.db"
-[[ -n "$SIZES" ]] && python -m reports.build --tracking-uri "$store" --task formation_energy --out docs/results
+[[ -n "$SIZES" ]] && publish "$store" docs/results formation_energy
 if [[ -n "$MATBENCH" ]]; then
-  python -m reports.build --tracking-uri "$store" $(printf -- '--task %s ' $MATBENCH) --out docs/results/matbench
+  publish "$store" docs/results/matbench $MATBENCH
 fi

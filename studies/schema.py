@@ -79,6 +79,9 @@ REFIT_STOPPED_TIME_LIMIT = "time_limit"  # a score whose refit hit its time cap:
 TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (int string); part of its key
 TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
 TAG_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the refit continued from its checkpoint after this epoch
+# On a parent run imported from an export (reports.export --import): its id in the store the export was made
+# from. MLflow gives every new run its own id, so readers report this one (the published id) instead.
+TAG_SOURCE_RUN_ID = "source_run_id"
 # On trial runs.
 TAG_TRIAL_FAILURE = "trial_failure"  # "<ExceptionType>: message" of a crashed trial (trial_state FAIL)
 TAG_TRIAL_DEFAULTS = "trial_defaults"  # "true" on the trial that ran the model's defaults (trial 0)

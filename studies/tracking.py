@@ -214,9 +214,16 @@ def curve_metrics(curve: Iterable[CurvePoint], started: float) -> list[Any]:
     return metrics
 
 
-def _log_metrics(client: Any, run_id: str, metrics: Sequence[Any]) -> None:
+def log_metrics(client: Any, run_id: str, metrics: Sequence[Any]) -> None:
+    """Log ``mlflow.entities.Metric`` values in batches of MLflow's per-batch limit."""
     for start in range(0, len(metrics), 1000):  # MLflow's per-batch limit
         client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
+def log_params(client: Any, run_id: str, params: Sequence[Any]) -> None:
+    """Log ``mlflow.entities.Param`` values in batches of 100 (MLflow's per-batch limit on parameters)."""
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])
 
 
 def _params(values: Mapping[str, Any]) -> list[Any]:
@@ -257,13 +264,11 @@ class MlflowTrialRecorder:
             self.experiment_id, start_time=int(outcome.started * 1000), tags=tags, run_name=f"trial-{outcome.number}"
         )
         run_id = run.info.run_id
-        params = _params(outcome.params)
-        for start in range(0, len(params), 100):
-            self.client.log_batch(run_id, params=params[start : start + 100])
+        log_params(self.client, run_id, _params(outcome.params))
         metrics = curve_metrics(outcome.curve, outcome.started)
         if outcome.value is not None and math.isfinite(outcome.value):
             metrics.append(Metric(schema.METRIC_TRIAL_VALUE, float(outcome.value), int(outcome.finished * 1000), 0))
-        _log_metrics(self.client, run_id, metrics)
+        log_metrics(self.client, run_id, metrics)
         self.client.set_terminated(run_id, status=TRIAL_STATUS[outcome.state], end_time=int(outcome.finished * 1000))
 
     def interrupted(self, numbers: list[int]) -> None:
@@ -345,7 +350,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
             client.log_artifact(run_id, str(folder / name))
 
     _log_new_params(client, run_id, {**record.params, **record.extra_params, schema.PARAM_TASK_UNIT: record.unit})
-    _log_metrics(client, run_id, curve_metrics(record.report.curve, record.refit_started))
+    log_metrics(client, run_id, curve_metrics(record.report.curve, record.refit_started))
 
     now = int(time.time() * 1000)
     summary = {
@@ -393,5 +398,4 @@ def _log_new_params(client: Any, run_id: str, values: Mapping[str, Any]) -> None
             fresh.append(param)
         elif existing[param.key] != param.value:
             log.warning("run %s: parameter %s stays %r (now %r)", run_id, param.key, existing[param.key], param.value)
-    for start in range(0, len(fresh), 100):
-        client.log_batch(run_id, params=fresh[start : start + 100])
+    log_params(client, run_id, fresh)

@@ -86,3 +86,17 @@ def postgres_databases():
 def postgres_url(postgres_databases):
     """One fresh, empty PostgreSQL database for a test."""
     return postgres_databases()
+
+
+SMOKE_ARGS = ["--task", "matbench_steels", "--preset", "smoke", "--models", "dummy,rf", "--folds", "0,1", "--no-progress"]
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory) -> str:
+    """The tracking URI of a real smoke benchmark's store (``benchmarks.run`` with :data:`SMOKE_ARGS`: dummy and rf,
+    matbench_steels folds 0 and 1); read it or copy it, never write to it."""
+    from benchmarks.run import main
+
+    out = tmp_path_factory.mktemp("smoke")
+    assert main([*SMOKE_ARGS, "--out", str(out)]) == 0
+    return f"sqlite:///{out / 'mlflow.db'}"
