@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.atomic import atomic_write
-from benchmarks.errors import BenchError, UsageError
+from benchmarks.errors import BenchError, DataError, UsageError
 from benchmarks.paths import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -602,20 +602,55 @@ def ward2017_features(formulas: Sequence[str], structures: Sequence) -> np.ndarr
     return out
 
 
-def _compute(featurizer: str, task, rows: np.ndarray) -> np.ndarray:
-    formulas = task.formulas[rows]
+def compute_features(featurizer: str, formulas: np.ndarray, structures: Sequence | None = None) -> np.ndarray:
+    """float32 features of ``formulas`` (and ``structures``, which ``ward2017`` needs), a row of NaN where one
+    cannot be featurised: the one computation behind the cache and behind a logged model's predictions."""
     if featurizer == "ward2017":
-        if task.structures is None:
-            raise UsageError(
-                f"featurizer ward2017 needs crystal structures and {task.spec.name} has none here; "
-                "use --featurizer magpie, or --source matminer (online) for Matbench structure tasks"
-            )
-        return ward2017_features(formulas, [task.structures[i] for i in rows])
+        if structures is None:
+            raise UsageError("featurizer ward2017 needs crystal structures")
+        return ward2017_features(formulas, structures)
     if featurizer == "magpie-matminer":
         # Featurise each distinct formula once: Matbench and OQMD sets repeat formulas.
-        unique, inverse = np.unique(formulas.astype(str), return_inverse=True)
+        unique, inverse = np.unique(np.asarray(formulas).astype(str), return_inverse=True)
         return magpie_features(list(unique))[inverse]
     return featurize_formulas(formulas, featurizer)
+
+
+def _compute(featurizer: str, task, rows: np.ndarray) -> np.ndarray:
+    if featurizer == "ward2017" and task.structures is None:
+        raise UsageError(
+            f"featurizer ward2017 needs crystal structures and {task.spec.name} has none here; "
+            "use --featurizer magpie, or --source matminer (online) for Matbench structure tasks"
+        )
+    structures = None if task.structures is None else [task.structures[i] for i in rows]
+    return compute_features(featurizer, task.formulas[rows], structures)
+
+
+class FormulaError(DataError, ValueError):
+    """A formula (or structure) the featuriser cannot read, given to a fitted model or a transformer: a
+    ValueError for scikit-learn and MLflow callers, a one-line usage error (exit 2) for the command line."""
+
+
+INVALID_ACTIONS = ("raise", "nan")
+
+
+def featurize_rows(formulas: Sequence[str], featurizer: str = "magpie", *, structures: Sequence | None = None,
+                   on_invalid: str = "raise", row_labels: Sequence | None = None) -> np.ndarray:  # fmt: skip
+    """Features of user rows for prediction. A row that cannot be featurised raises :class:`FormulaError`
+    naming its row (``row_labels``, else its position) and formula, or, with ``on_invalid="nan"``, gets a row
+    of NaN (and so a NaN prediction) while the others are computed as usual."""
+    if on_invalid not in INVALID_ACTIONS:
+        raise UsageError(f"on_invalid must be one of {', '.join(INVALID_ACTIONS)}, got {on_invalid!r}")
+    formulas = np.asarray(formulas, dtype=object)
+    X = compute_features(featurizer, formulas, structures)
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if bad.size and on_invalid == "raise":
+        label = bad[0] if row_labels is None else list(row_labels)[bad[0]]
+        more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
+        raise FormulaError(f"row {label}: formula {formulas[bad[0]]!r} cannot be featurised with {featurizer} (not a "
+                           f"formula pymatgen reads, or an element without data){more}; fix or drop it, or ask for "
+                           "NaN predictions for such rows (on_invalid='nan')")  # fmt: skip
+    return X
 
 
 def _cache_folder(task, featurizer: str, root: Path) -> Path:

@@ -24,7 +24,7 @@ from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_
 from benchmarks.contract import resolve_device
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.features import FEATURIZERS
-from benchmarks.paths import default_out_dir
+from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
 from studies.presets import DEFAULT_PRESET, PRESETS, TrialBudget, get_preset
 from studies.registry import BENCHMARK_MODELS, parse_model_list
 
@@ -181,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    for flag, value in (("--timeout", args.timeout), ("--fit-timeout", args.fit_timeout)):
+        if value is not None and not value > 0:  # also NaN
+            raise UsageError(f"{flag} must be a positive number of seconds, got {value:g}; drop it for the preset's budget")
+    if args.trials is not None and args.trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {args.trials}; drop it for the preset's number of trials")
+    out_dir = check_out_dir(args.out or default_out_dir())
     # Budget flags override the preset's rule for every model; TrialBudget checks them now.
     budget_overrides = {name: value for name, value in (("n_trials", args.trials), ("tuning_seconds", args.timeout),
                         ("fit_seconds", args.fit_timeout)) if value is not None}  # fmt: skip
@@ -210,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. The stores: reachable before any work.
     from studies.stores import check_tracking_uri, default_storage_url, default_tracking_uri, make_storage
 
-    out_dir = (args.out or default_out_dir()).expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out_dir)
     storage_url = args.storage or default_storage_url(out_dir)
     tracking_uri = args.tracking_uri or default_tracking_uri(out_dir)
     with _exclusive(out_dir / ".stores.lock"):  # two processes starting together must not both create the DBs

@@ -50,6 +50,8 @@ def _is_nested(arrow_type) -> bool:
 
 
 def _read(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        raise DataError(f"--data-file {path} is a directory; give the path of a CSV or parquet file inside it")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist; give the path of a CSV or parquet file")
     parquet = path.suffix.lower() in (".parquet", ".pq")

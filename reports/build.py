@@ -27,7 +27,7 @@ import pandas as pd
 from benchmarks.atomic import atomic_write_bytes
 from benchmarks.cli import ArgumentParser
 from benchmarks.errors import BenchError, UsageError
-from benchmarks.paths import default_out_dir
+from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
 from reports import document, render, scaling, stats, tables
 from reports.collect import Collected, collect
 from reports.matbench_export import MatbenchExport, build_exports
@@ -143,8 +143,9 @@ def _collected(args: argparse.Namespace) -> Collected:
 def run(argv: list[str] | None = None) -> Report:
     """The command without its error handling: parse, compute, write; returns what it wrote."""
     args = parse_args(argv)
+    check_out_dir(args.out)  # before the store is read: a folder that cannot be made is one line
     report = report_of(_collected(args))
-    write_report(report, args.out)
+    write_report(report, make_out_dir(args.out))
     finals = report.collected.finals
     print(
         f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), {finals['model'].nunique()} model(s) -> "

@@ -26,6 +26,7 @@ import pandas as pd
 
 from benchmarks.errors import UsageError
 from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
+from reports.tables import refit_seconds_run
 from studies import schema
 from studies.registry import model_info
 
@@ -52,8 +53,7 @@ def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
     the best trial's model adds nothing, as that fit is already in the tuning seconds), mean over runs.
     """
     rows = finals[finals["task"] == task].assign(
-        compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0)
-        + f["train_seconds"].fillna(0.0).where(~f["refit_reused"], 0.0),
+        compute_seconds=lambda f: f["tuning_seconds"].fillna(0.0) + refit_seconds_run(f),
         cut_short=lambda f: f["refit_stopped"] == CUT_SHORT,
     )
     groups = rows.groupby(["model", "train_size"], sort=True)

@@ -18,6 +18,7 @@ from reports.stats import TRIALS_HEADING, trial_breakdown
 from studies import schema
 
 CUT_SHORT = "cut short"  # beside a score whose refit hit its time cap (refit_stopped = time_limit)
+KEPT = "trial kept"  # beside why the refit stopped, when the best trial's fitted model was kept (refit_reused)
 # The long table (TabArena style): one row per (run, test metric).
 LONG_COLUMNS = [
     "task", "model", "fold", "seed", "preset", "metric", "value",
@@ -50,29 +51,41 @@ def write_long_table(finals: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def refit_seconds_run(finals: pd.DataFrame) -> pd.Series:
+    """Seconds each run's refit took after tuning: 0 where the refit kept the best trial's fitted model
+    (``refit_reused``), whose fit seconds are already inside ``tuning_seconds``; a missing time counts as 0."""
+    seconds = finals[schema.METRIC_TRAIN_SECONDS].fillna(0.0)
+    return seconds.where(~finals["refit_reused"].astype(bool), 0.0) if "refit_reused" in finals else seconds
+
+
 def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) -> pd.DataFrame:
     """Test MAE per model, mean and (population) std over folds and seeds, ranked by the mean (ties in the
-    order of ``models``); times are summed over the model's runs (tuning + refit + inference), and the refit's
-    mean training seconds."""
+    order of ``models``); times are summed over the model's runs (tuning + refit + inference, a kept trial's
+    fit counted once, in tuning), and the mean seconds of the refits that ran (0 for a kept trial's model);
+    ``kept`` counts the runs that kept the best trial's model."""
     records = []
+    refit_seconds = refit_seconds_run(finals) if len(finals) else pd.Series(dtype=float)
     for model, group in finals.groupby("model", sort=False):
         values = group[schema.TEST_MAE].to_numpy(dtype=np.float64)
         stopped = group["refit_stopped"]
+        refit = refit_seconds.loc[group.index]
         records.append(
             {
                 "model": model,
                 "mae_mean": float(values.mean()),
                 "mae_std": float(values.std(ddof=0)),
                 "runs": len(values),
-                "refit_s": float(group[schema.METRIC_TRAIN_SECONDS].mean()),
-                "total_s": float(group[[schema.METRIC_TUNING_SECONDS, schema.METRIC_TRAIN_SECONDS,
-                                        schema.METRIC_INFERENCE_SECONDS]].sum(axis=1).sum()),  # fmt: skip
+                "refit_s": float(refit.mean()),
+                "total_s": float((group[schema.METRIC_TUNING_SECONDS].fillna(0.0) + refit
+                                  + group[schema.METRIC_INFERENCE_SECONDS].fillna(0.0)).sum()),  # fmt: skip
                 "trials": trial_breakdown(group),
                 "refit_stopped": ",".join(sorted({str(v) for v in stopped if v})),
                 "cut_short": int((stopped == schema.REFIT_STOPPED_TIME_LIMIT).sum()),
+                "kept": int(group["refit_reused"].astype(bool).sum()) if "refit_reused" in group else 0,
             }
         )
-    columns = ["model", "mae_mean", "mae_std", "runs", "refit_s", "total_s", "trials", "refit_stopped", "cut_short"]
+    columns = ["model", "mae_mean", "mae_std", "runs", "refit_s", "total_s", "trials", "refit_stopped", "cut_short",
+               "kept"]  # fmt: skip
     board = pd.DataFrame(records, columns=columns)
     if board.empty:
         return board.assign(rank=pd.Series(dtype=int))
@@ -85,7 +98,8 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
 
 def format_leaderboard(board: pd.DataFrame, *, title: str, unit: str = "") -> str:
     """The leaderboard as an aligned text table; a score whose refit hit its time cap is marked "cut short"
-    (with the count when only some of the model's runs were)."""
+    (with the count when only some of the model's runs were); runs that kept the best trial's model instead of
+    a refit are said after why they stopped ("trial kept", with the count when only some did)."""
     unit_text = f" ({unit})" if unit else ""
     header = (f"{'rank':>4}  {'model':<10} {'test MAE' + unit_text:<36} {'runs':>4} {'refit s':>8} {'total s':>8}  "
               f"{TRIALS_HEADING:<40} refit stopped")  # fmt: skip
@@ -94,8 +108,11 @@ def format_leaderboard(board: pd.DataFrame, *, title: str, unit: str = "") -> st
         mae = f"{row.mae_mean:.4g} ± {row.mae_std:.2g}"
         if row.cut_short:
             mae += f" {CUT_SHORT}" + ("" if row.cut_short == row.runs else f" {row.cut_short}/{row.runs}")
+        stopped = row.refit_stopped or "-"
+        if row.kept:
+            stopped += f" ({KEPT}" + ("" if row.kept == row.runs else f" {row.kept}/{row.runs}") + ")"
         lines.append(f"{row.rank:>4}  {row.model:<10} {mae:<36} {row.runs:>4} {row.refit_s:>8.1f} "
-                     f"{row.total_s:>8.0f}  {row.trials:<40} {row.refit_stopped or '-'}")  # fmt: skip
+                     f"{row.total_s:>8.0f}  {row.trials:<40} {stopped}")  # fmt: skip
     if board.empty:
         lines.append("(no finished runs)")
     return "\n".join(lines)

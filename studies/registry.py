@@ -120,10 +120,15 @@ def model_names() -> tuple[str, ...]:
 
 
 def parse_model_list(text: str | None) -> list[str]:
-    """``"irnet,rf"`` -> ``["irnet", "rf"]``, checked; None or "all" -> the default comparison."""
-    if text is None or text.strip() in ("", "all"):
+    """``"irnet,rf"`` -> ``["irnet", "rf"]``, checked; None or "all" -> the default comparison. An empty list
+    (``--models ''``, e.g. from an unset shell variable) is refused rather than read as the defaults, which
+    would silently run all of them."""
+    if text is None or text.strip() == "all":
         return list(BENCHMARK_MODELS)
     names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise UsageError(f"--models is empty ({text!r}); name models such as irnet,xgboost, or 'all', or drop the flag "
+                         f"for the default {','.join(BENCHMARK_MODELS)}")  # fmt: skip
     for name in names:
         model_info(name)  # raises with the valid names
     duplicates = sorted({n for n in names if names.count(n) > 1})

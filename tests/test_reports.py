@@ -520,6 +520,18 @@ def test_missing_store_fails_without_creating_one(tmp_path, capsys):
     assert not db.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_out_that_cannot_be_a_folder_is_one_line_before_the_store_is_read(tmp_path, capsys, where):
+    blocker = tmp_path / "report.txt"
+    blocker.write_text("x")
+    out = blocker if where == "file" else blocker / "report"
+    db = tmp_path / "nowhere.db"  # never opened: the folder is checked first
+    code, err = _run_build(capsys, "--tracking-uri", f"sqlite:///{db}", "--out", str(out))
+    assert code == 2 and len(err.splitlines()) == 1 and f"--out {out}" in err, err
+    assert ("is an existing file" if where == "file" else "cannot be created") in err
+    assert blocker.read_text() == "x" and not db.exists()
+
+
 def test_empty_store_fails_with_exit_2(tmp_path, empty_store, capsys):
     uri = _fresh_store(empty_store, tmp_path / "empty.db")
     code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))

@@ -86,6 +86,35 @@ def test_unknown_model_fails_before_the_output_folder_is_made(capsys, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+# Each: the flag as given, and the words the one line must hold (the flag's name and the fix). Nothing is made.
+ROUGH_EDGES = {
+    "empty models": (["--models", ""], ["--models is empty", "'all'"]),
+    "only commas": (["--models", " , "], ["--models is empty"]),
+    "negative timeout": (["--timeout", "-5"], ["--timeout must be a positive number of seconds, got -5"]),
+    "nan timeout": (["--timeout", "nan"], ["--timeout must be a positive number"]),
+    "zero fit timeout": (["--fit-timeout", "0"], ["--fit-timeout must be a positive number of seconds, got 0"]),
+    "negative trials": (["--trials", "-1"], ["--trials must be at least 1, got -1"]),
+    "out is a file": (["--out", "{file}"], ["--out", "is an existing file, not a folder"]),
+    "out under a file": (["--out", "{file}/sub"], ["--out", "cannot be created", "is a file"]),
+    "data file is a folder": (["--data-file", "{dir}"], ["--data-file", "is a directory"]),
+}
+
+
+@pytest.mark.parametrize("args, words", ROUGH_EDGES.values(), ids=ROUGH_EDGES.keys())
+def test_rough_edges_name_the_flag_and_exit_2_before_any_work(capsys, tmp_path, args, words):
+    (tmp_path / "results.txt").write_text("not a folder\n")
+    (tmp_path / "data").mkdir()
+    args = [a.format(file=tmp_path / "results.txt", dir=tmp_path / "data") for a in args]
+    task = [] if "--data-file" in args else ["--task", "matbench_steels"]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "never")]
+    code, _, err = run_main(capsys, *task, *out, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert all(word in lines[0] for word in words), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "results.txt"]  # no store, no folder
+    assert (tmp_path / "results.txt").read_text() == "not a folder\n"
+
+
 def test_cuda_without_a_gpu_is_a_usage_error(capsys, shared_out):
     import torch
 

@@ -254,11 +254,25 @@ def test_refit_reuses_the_best_trials_model_and_refits_on_a_mismatch(tmp_path, s
 # ---------------------------------------------------------------------------------------- leaderboard ---
 
 
-def _row(model: str, value: float, stopped: str, fold: int = 0) -> dict:
+def _row(model: str, value: float, stopped: str, fold: int = 0, reused: bool = False) -> dict:
     """One finished parent run as reports.collect reads it (the columns the console leaderboard uses)."""
     return {"model": model, "fold": fold, "seed": 0, "train_rows": 100, schema.TEST_MAE: value,
             schema.METRIC_TRAIN_SECONDS: 10.0, schema.METRIC_INFERENCE_SECONDS: 1.0,
-            schema.METRIC_TUNING_SECONDS: 20.0, "refit_stopped": stopped}  # fmt: skip
+            schema.METRIC_TUNING_SECONDS: 20.0, "refit_stopped": stopped, "refit_reused": reused}  # fmt: skip
+
+
+def test_total_seconds_count_a_kept_trial_once():
+    # A kept trial's fit (train_seconds 10) is inside its tuning seconds (20): total = 20 + 1, refit 0.
+    rows = [_row("irnet", 0.15, "early_stopping", reused=True), _row("irnet", 0.16, "early_stopping", 1, reused=True),
+            _row("srnet", 0.15, "early_stopping", reused=True), _row("srnet", 0.16, "early_stopping", 1),
+            _row("rf", 0.2, "completed"), _row("rf", 0.2, "completed", 1)]  # fmt: skip
+    board = leaderboard(pd.DataFrame(rows)).set_index("model")
+    assert board["total_s"].to_dict() == {"irnet": 2 * 21.0, "srnet": 21.0 + 31.0, "rf": 2 * 31.0}
+    assert board["refit_s"].to_dict() == {"irnet": 0.0, "srnet": 5.0, "rf": 10.0}
+    text = format_leaderboard(board.reset_index(), title="t").splitlines()
+    line = {ln.split()[1]: ln for ln in text[3:]}
+    assert line["irnet"].endswith("early_stopping (trial kept)") and line["srnet"].endswith("(trial kept 1/2)")
+    assert "kept" not in line["rf"] and line["irnet"].split()[6:8] == ["0.0", "42"]
 
 
 def test_leaderboard_marks_scores_whose_refit_hit_the_time_cap():

@@ -252,6 +252,10 @@ def test_registry_fails_loudly_with_the_valid_names():
         parse_model_list("irnte,rf")
     with pytest.raises(UsageError, match="more than once"):
         parse_model_list("rf,rf")
+    for empty in ("", " ", ",,"):  # an unset shell variable must not mean "all six models"
+        with pytest.raises(UsageError, match="--models is empty"):
+            parse_model_list(empty)
+    assert parse_model_list("all") == list(BENCHMARK_MODELS)
 
 
 # ------------------------------------------------------------------------------------------------ tuning ---
