@@ -54,9 +54,17 @@ def test_speed_runs_without_the_heavy_packages(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["featurisation"]["matminer"] is None  # matminer was blocked, so not timed
     assert result["featurisation"]["numpy"]["compositions"] == 1000
-    (row,) = result["training"]
-    assert (row["model"], row["batch_size"], row["rows"], row["device"]) == ("irnet-17", 32, 64, "cpu")
-    assert row["samples_per_second"] > 0 and 0 < row["fraction_of_mm_peak"]
+    fp32, bf16 = result["training"]  # float32 and bf16 side by side, the same steps
+    for row in (fp32, bf16):
+        assert (row["model"], row["batch_size"], row["rows"], row["device"]) == ("irnet-17", 32, 64, "cpu")
+        assert row["samples_per_second"] > 0 and 0 < row["fraction_of_mm_peak"]
+    assert fp32["amp"] is False and fp32["precision"] == "float32"
+    if bf16["amp"]:  # a CPU with native bf16: the ratio of the two rows is reported
+        assert bf16["precision"].startswith("bf16 autocast (CPU ")
+        (ratio,) = result["bf16_speedup"]
+        assert ratio["ratio"] == pytest.approx(bf16["samples_per_second"] / fp32["samples_per_second"])
+    else:  # without it, amp falls back to float32 and no ratio is claimed
+        assert bf16["precision"].startswith("float32") and result["bf16_speedup"] == []
 
 
 @pytest.mark.slow
