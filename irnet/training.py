@@ -347,7 +347,7 @@ class _Progress:
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fit_identity(model: nn.Module, config: TrainConfig, seed: int, arrays: tuple[np.ndarray, ...]) -> str:
+def checkpoint_identity(model: nn.Module, config: TrainConfig, seed: int, arrays: tuple[np.ndarray, ...]) -> str:
     """Digest of what a fit depends on: the architecture (parameter names and shapes), the training config
     (``compile`` aside: it changes speed, not the result), the seed and the data. A checkpoint with another
     identity belongs to another fit and is never resumed."""
@@ -473,7 +473,7 @@ def train_network(
     seconds spent) is saved there atomically after an epoch once ``checkpoint_every_s`` seconds (default
     :data:`CHECKPOINT_EVERY_S`) have passed
     since the last save, and a fit that finds a checkpoint of itself there (same architecture, config, seed
-    and data: :func:`fit_identity`) continues from it: on a CPU it ends with the same weights and curve as
+    and data: :func:`checkpoint_identity`) continues from it: on a CPU it ends with the same weights and curve as
     the fit left alone. ``time_limit_s`` counts the seconds spent before the resume. The caller deletes the
     file once it has recorded the fit.
     """
@@ -513,7 +513,7 @@ def train_network(
     progress = _Progress()
 
     checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    identity = fit_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint else ""
+    identity = checkpoint_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint else ""
 
     def training_state() -> dict[str, Any]:
         return {
