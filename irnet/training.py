@@ -21,6 +21,13 @@ patience 200 epochs, inputs not scaled. Departures, each a switch:
   AVX-512 bf16 instructions, :func:`native_cpu_bf16`); elsewhere float32 with one log line. The weights, the
   optimiser, the head's output, validation and prediction stay float32 (:func:`training_precision`); the
   kernel that ran is recorded in ``FitReport.extra['precision']``.
+- Blow-up guard (always on; it never fires in a fit that does not blow up): an epoch whose training MAE is
+  more than :data:`EXPLOSION_FACTOR` times the lowest of the epochs before it, and above the MAE of predicting
+  the training mean (after the fit had got below it), sends the fit back to its best weights with fresh
+  optimiser moments and the rate times :data:`ROLLBACK_LR_FACTOR`, instead of letting early stopping end it
+  near the blown-up weights. Seen on all 239,190 formation_energy rows in bf16 (AdamW, lr 3e-3, batch 1024):
+  the training MAE jumped from 0.09 to 3.98 eV/atom at epoch 20 and never recovered. ``FitReport.extra``
+  lists the epochs in ``rollback_epochs``.
 - ``compile`` (default off) wraps the training forward in ``torch.compile``; it needs a C compiler on CPU and
   pays a one-off compilation of tens of seconds, so it only pays on long GPU runs.
 
@@ -72,7 +79,11 @@ OPTIMIZERS = ("adam", "adamw")
 # Measured (README "Speed"): the per-tensor loop beat foreach by 1-20% on 2 cores, most at batch 32.
 CPU_OPTIMIZER_IMPLEMENTATION = "loop"
 CHECKPOINT_EVERY_S = 30.0  # a fit with a checkpoint path saves its state after an epoch once this long has passed
-CHECKPOINT_FORMAT = 1  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)
+CHECKPOINT_FORMAT = 2  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)
+# Blow-up guard (:func:`_blew_up`): an epoch whose training MAE exceeds EXPLOSION_FACTOR x the lowest before it
+# sends the fit back to its best weights with fresh optimiser moments and the rate times ROLLBACK_LR_FACTOR.
+EXPLOSION_FACTOR = 5.0
+ROLLBACK_LR_FACTOR = 0.3
 
 
 @dataclass(frozen=True)
@@ -334,6 +345,7 @@ class _Progress:
     best_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     lr_decay_epochs: list[int] = field(default_factory=list)  # epochs after which the rate was multiplied by lr_decay
+    rollback_epochs: list[int] = field(default_factory=list)  # epochs that blew up and sent the fit to best_state
     resumed_from_epoch: int | None = None
 
     @property
@@ -428,6 +440,30 @@ def _train_epoch(
     return float(loss_sum) / max(seen, 1), float(abs_sum) / max(seen, 1), seen
 
 
+def _blew_up(curve: list[CurvePoint], mean_predictor_mae: float) -> bool:
+    """Whether the last epoch blew up: its training MAE is over :data:`EXPLOSION_FACTOR` x the lowest of the
+    epochs before it and above ``mean_predictor_mae`` (predicting the training mean), which the fit had beaten.
+    The second condition keeps the ordinary noise of a fit near zero error from counting."""
+    if len(curve) < 2:
+        return False
+    lowest = min(point.train_mae for point in curve[:-1])
+    last = curve[-1].train_mae
+    return lowest < mean_predictor_mae < last and last > EXPLOSION_FACTOR * lowest
+
+
+def _roll_back(model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress) -> None:
+    """Back to the best weights, with fresh Adam moments (the blown-up ones would repeat the step) and a lower rate."""
+    assert progress.best_state is not None
+    model.load_state_dict(progress.best_state)
+    optimizer.state.clear()
+    for group in optimizer.param_groups:
+        group["lr"] *= ROLLBACK_LR_FACTOR
+    progress.rollback_epochs.append(progress.epoch)
+    log.warning("epoch %d blew up (training MAE %.4g, lowest before %.4g): back to the weights of epoch %d, "
+                "learning rate x%g", progress.epoch, progress.curve[-1].train_mae,
+                min(p.train_mae for p in progress.curve[:-1]), progress.best_epoch, ROLLBACK_LR_FACTOR)  # fmt: skip
+
+
 def _stop_reason(progress: _Progress, config: TrainConfig, cut: bool, deadline: float | None) -> str | None:
     """Why the fit stops after this epoch, or None to go on: "time_limit" when the epoch was cut short,
     then "early_stopping", then "time_limit" when the limit passed at the epoch's end, then "max_steps"."""
@@ -493,6 +529,7 @@ def train_network(
     )
     y_scaler = Scaler.fit(y_train) if config.standardize_target else Scaler.identity()
     y_scale = float(y_scaler.scale)
+    mean_predictor_mae = mae(y_train, np.full_like(y_train, y_train.mean()))
 
     # The whole (scaled) data set lives on the device; batches are index gathers there.
     Xt = torch.as_tensor(x_scaler.transform(X_train), dtype=torch.float32, device=device)
@@ -525,6 +562,7 @@ def train_network(
             "best_epoch": progress.best_epoch,
             "curve": [[p.step, p.train_mae, p.val_mae, p.seconds] for p in progress.curve],
             "lr_decay_epochs": list(progress.lr_decay_epochs),
+            "rollback_epochs": list(progress.rollback_epochs),
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -543,6 +581,7 @@ def train_network(
             best_epoch=int(saved["best_epoch"]),
             best_state={k: v.to(device) for k, v in saved["best_state"].items()},
             lr_decay_epochs=[int(e) for e in saved["lr_decay_epochs"]],
+            rollback_epochs=[int(e) for e in saved["rollback_epochs"]],
         )
         progress.resumed_from_epoch = progress.epoch
         generator.set_state(saved["generator"])
@@ -584,7 +623,9 @@ def train_network(
 
         if on_step is not None:
             on_step(epoch, val_mae)
-        if scheduler is not None:
+        if _blew_up(progress.curve, mean_predictor_mae):
+            _roll_back(model, optimizer, progress)
+        elif scheduler is not None:
             lr_before = optimizer.param_groups[0]["lr"]
             scheduler.step(val_mae)
             if optimizer.param_groups[0]["lr"] < lr_before:
@@ -593,7 +634,6 @@ def train_network(
         if checkpoint is not None and stopped is None and time.perf_counter() - last_save >= every_s:
             _save_checkpoint(checkpoint, identity, training_state())
             last_save = time.perf_counter()
-    every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
 
     assert progress.best_state is not None  # at least one epoch ran and val_mae is finite
     model.load_state_dict(progress.best_state)
@@ -607,6 +647,7 @@ def train_network(
         "train_mae_kind": "running mean of train-mode batch MAE over the epoch",
         "partial_last_epoch": partial,
         "lr_decay_epochs": progress.lr_decay_epochs,
+        "rollback_epochs": progress.rollback_epochs,
         "final_lr": float(optimizer.param_groups[0]["lr"]),
         "standardize_inputs": bool(config.standardize_inputs),
         "clip_inputs": bool(config.clip_inputs),

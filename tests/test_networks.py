@@ -333,6 +333,35 @@ def test_lr_decay_multiplies_the_rate_after_half_the_patience_without_improvemen
         IRNetModel({"lr_decay": 0.0})
 
 
+def test_a_fit_that_blows_up_goes_back_to_its_best_weights_with_a_lower_rate(small, caplog) -> None:
+    X, y, Xv, yv = small
+    config = TrainConfig(max_epochs=8, patience=8, lr=1e-3, batch_size=16)
+
+    def fit(on_step=None):
+        torch.manual_seed(0)
+        net = build_model("irnet", 17, N_FEATURES)
+
+        def blow_up_after_epoch_3(step: int, val_mae: float) -> None:
+            if step == 3:  # what a too-large step does: weights thrown far off, so epoch 4's training MAE explodes
+                with torch.no_grad():
+                    for parameter in net.parameters():
+                        parameter.add_(torch.randn_like(parameter) * 5.0)
+
+        return train_network(net, X, y, Xv, yv, config, on_step=blow_up_after_epoch_3 if on_step else None).report
+
+    with caplog.at_level("WARNING", logger="irnet.training"):
+        report = fit(on_step=True)
+    train = [c.train_mae for c in report.curve]
+    assert train[3] > 5 * min(train[:3])  # epoch 4 blew up ...
+    assert report.extra["rollback_epochs"] == [4]  # ... and only epoch 4
+    assert report.extra["final_lr"] == pytest.approx(config.lr * 0.3)
+    assert sum("blew up" in r.getMessage() for r in caplog.records) == 1
+    assert max(train[4:]) < train[3] / 5  # epoch 5 trained from the best weights again, not from the blown ones
+    assert report.best_step != 4 and report.best_val_mae <= min(c.val_mae for c in report.curve[:3])
+    calm = fit()  # a fit that does not blow up is untouched by the guard
+    assert calm.extra["rollback_epochs"] == [] and calm.extra["final_lr"] == config.lr
+
+
 def test_bad_settings_fail_at_construction() -> None:
     with pytest.raises(ValueError, match="adam"):
         IRNetModel({"optimizer": "sgd"})
