@@ -141,7 +141,8 @@ def make_pruner(pruning: SuccessiveHalving | None, preset: Preset, search: Model
     """Successive halving with explicit resources, or the median rule after the preset's startup trials."""
     if pruning is not None:
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruning.min_steps, reduction_factor=pruning.reduction_factor, min_early_stopping_rate=0
+            min_resource=pruning.min_steps, reduction_factor=pruning.reduction_factor, min_early_stopping_rate=0,
+            bootstrap_count=pruning.bootstrap_count,
         )
     return optuna.pruners.MedianPruner(n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps)
 

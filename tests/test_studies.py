@@ -26,7 +26,7 @@ from benchmarks.errors import BenchError, UsageError
 from benchmarks import searchspace as spaces
 from studies import coordination, outcomes, tuning
 from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
-from studies.presets import PRESETS, TrialBudget, get_preset
+from studies.presets import PRESETS, SuccessiveHalving, TrialBudget, get_preset
 from studies.protocol import resolved_space
 from studies.registry import BENCHMARK_MODELS, get_model_class, model_info, model_names, parse_model_list
 from studies.schema import RunKey
@@ -318,6 +318,32 @@ def test_unpromising_trials_are_pruned_from_intermediate_scores(tmp_path, steels
         assert all(step % 2 == 0 for step in t.intermediate_values)
     pruned_outcomes = [o for o in recorder.outcomes if o.state == "PRUNED"]
     assert pruned_outcomes and all(len(o.curve) < 20 for o in pruned_outcomes)
+
+
+class LateBloomer(CurveModel):
+    """CurveModel whose default (trial 0) has the highest offset of its space: every later trial beats it."""
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"offset": 3.0}
+
+
+def test_successive_halving_runs_trial_0_to_the_end_and_bootstraps_each_rung(tmp_path, steels_training):
+    search = ModelSearch({"offset": spaces.uniform(0.0, 3.0)})
+    pruning = SuccessiveHalving(min_steps=2, max_steps=20, reduction_factor=3, bootstrap_count=2)  # rungs 2, 6, 18
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), direction="minimize",
+                                sampler=optuna.samplers.TPESampler(seed=0),
+                                pruner=tuning.make_pruner(pruning, get_preset("quick"), search))  # fmt: skip
+    _tune(study, LateBloomer, search, steels_training, TrialBudget(30, None, None))
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    # Trial 0 is worse than every other trial at every step and still runs to its own end.
+    assert trials[0].state == TrialState.COMPLETE and max(trials[0].intermediate_values) == 20
+    # Trial 1 is better than trial 0 at step 2, but two values at a rung are not enough to promote it ...
+    assert trials[1].state == TrialState.PRUNED and max(trials[1].intermediate_values) == 2
+    # ... and so is the first trial to reach each later rung; every pruned trial stopped at a rung.
+    pruned_at = [max(t.intermediate_values) for t in trials if t.state == TrialState.PRUNED]
+    assert set(pruned_at) <= set(pruning.rungs()) and 6 in pruned_at
+    assert study.best_trial.number != 0  # a trial that went on past the rungs beat trial 0
 
 
 def test_tuning_seconds_budget_stops_the_study(tmp_path, steels_training):
