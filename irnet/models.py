@@ -193,18 +193,15 @@ def converging_network_regime(n_train: int) -> dict[str, Any]:
 
 
 # Expected cost of a fit: the converging regime early-stops after ~NETWORK_EPOCHS_TO_STOP epochs at
-# ~NETWORK_CPU_SAMPLES_PER_S training rows per second on 2 cores (validation included), ~27 s per 1,000 rows.
-# Measured on formation_energy at 10k rows (README "Budgets"): 49-100 epochs by patience and lr_decay; the
-# quick regime (patience 8, lr_decay 0.3) 61 epochs in 321 s on one thread, 85 epochs in 236 s on two (the
-# default quick run), so the figure leaves a margin. A GPU at batch >= 1024 is taken as 10x faster (conservative: an H100 measures well above
-# that).
-NETWORK_CPU_SAMPLES_PER_S = 3_000.0
+# ~NETWORK_CPU_SAMPLES_PER_S float32 training rows per second on 2 idle cores, ~18 s per 1,000 rows.
+# Throughput: IRNet-17 at batch 1024, 4,536 float32 and 10,085 bf16 samples/s (2.22x; `python -m
+# benchmarks.speed`, 2026-12-02, AMX CPU, 2 threads). Epochs: 49-100 at 10k formation_energy rows by patience
+# and lr_decay (README "Budgets"); the quick trial 0 85 epochs (the default quick run). A GPU at batch >= 1024 is
+# taken as 10x faster (conservative: an H100 measures well above that).
+NETWORK_CPU_SAMPLES_PER_S = 4_500.0
 NETWORK_EPOCHS_TO_STOP = 80
-# bf16 autocast: 2.22x float32 samples/s for IRNet-17 at batch 1024, 1.68x at 256 (python -m benchmarks.speed,
-# 2026-12-02, AMX CPU, 2 threads); the quick trial 0 at 10k rows took 98-124 s in bf16 (92-95 epochs) against
-# 172-381 s in float32 (72-80 epochs) on the same loaded machine (--accuracy-check), so 2x.
 NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,
-                           min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.0)  # fmt: skip
+                           min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.2)  # fmt: skip
 
 
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:

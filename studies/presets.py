@@ -212,9 +212,9 @@ PRESETS: dict[str, Preset] = {
             rules={
                 # A few converged network trials rather than many truncated ones: one expected fit of tuning
                 # (at least 2 minutes, i.e. several trials on small data), a cap 4x the expected fit.
-                # 1.4 expected fits: trial 0 to its stopping rule, then (successive halving) many configurations
+                # 2.3 expected fits: trial 0 to its stopping rule, then (successive halving) many configurations
                 # for 4 epochs each; the three networks' studies fit the 15 minutes of the default run.
-                "networks": GroupBudget(n_trials=50, tuning_fits=1.4, min_tuning_seconds=120.0, fit_margin=4.0),
+                "networks": GroupBudget(n_trials=50, tuning_fits=2.3, min_tuning_seconds=120.0, fit_margin=4.0),
                 # 50 booster trials (75 s at 10k rows), each fit capped far above its early stopping.
                 "boosters": GroupBudget(n_trials=50, tuning_fits=50.0, min_tuning_seconds=60.0, fit_margin=20.0),
                 "forest": GroupBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),

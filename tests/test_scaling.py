@@ -48,16 +48,16 @@ def native_bf16(monkeypatch):
 
 def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     quick = PRESETS["quick"]
-    # Networks: 80 epochs at 3,000 rows/s in float32 -> 266.7 s at 10k rows, half that in bf16 (quick's amp);
-    # tuning 1.4 fits (successive halving fills it with short trials), cap 4 fits. Trial 0 stops at the first
+    # Networks: 80 epochs at 4,500 rows/s in float32 -> 177.8 s at 10k rows, / 2.2 in bf16 (quick's amp): 80.8 s;
+    # tuning 2.3 fits (successive halving fills it with short trials), cap 4 fits. Trial 0 stops at the first
     # rung's estimate: 4 epochs.
     net = quick.budget_for("irnet", 10_000)
-    assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 186.7, 533.3, 4)
+    assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 185.9, 323.2, 4)
     # Small data: the 30 s floor on a fit, 120 s floor on tuning (several trials).
     small = quick.budget_for("srnet", 1_000)
     assert (small.tuning_seconds, small.fit_seconds) == (120.0, 120.0)
     assert quick.budget_for("rf", 1_000).fit_seconds == 60.0  # 4 x the 5 s floor is 20, lifted to the tuning 60
-    assert quick.budget_for("plain", 30_000).fit_seconds == 1600.0
+    assert quick.budget_for("plain", 30_000).fit_seconds == 969.7
     # Boosters: 50 trials' worth of 1.5 s fits at 10k rows; a cap 20x the expected fit (30 s), never below the
     # tuning seconds (75 s): a fit the tuning budget could hold is not cut by the cap.
     xgb = quick.budget_for("xgboost", 10_000)
@@ -76,11 +76,11 @@ def test_network_budget_follows_bf16_and_the_thread_count(monkeypatch):
 
     quick = PRESETS["quick"]
     monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: None)  # amp falls back to float32
-    assert quick.budget_for("irnet", 10_000).fit_seconds == 1066.7
-    assert quick.budget_for("irnet", 10_000, threads=1).fit_seconds == 2133.3  # one core: twice as long
-    assert quick.budget_for("irnet", 10_000, threads=8).fit_seconds == 1066.7  # more threads: no credit
+    assert quick.budget_for("irnet", 10_000).fit_seconds == 711.1
+    assert quick.budget_for("irnet", 10_000, threads=1).fit_seconds == 1422.2  # one core: twice as long
+    assert quick.budget_for("irnet", 10_000, threads=8).fit_seconds == 711.1  # more threads: no credit
     monkeypatch.setattr(irnet.training, "native_cpu_bf16", lambda: "avx512_bf16")
-    assert quick.budget_for("irnet", 10_000).fit_seconds == 533.3
+    assert quick.budget_for("irnet", 10_000).fit_seconds == 323.2
     assert quick.budget_for("xgboost", 10_000, threads=1).fit_seconds == 150.0  # trees: threads only
     assert PRESETS["paper"].budget_for("irnet", 10_000) == PRESETS["paper"].budget  # paper: amp off, fixed budget
 
