@@ -281,7 +281,8 @@ def run_job(
             with heartbeat or contextlib.nullcontext():
                 if heartbeat is not None:
                     heartbeat.say("refitting the best configuration, then scoring on the test part")
-                record = refit_and_score(info.model_class, tuning, training, test, plan, key, budget)
+                record = refit_and_score(info.model_class, tuning, training, test, plan, key, budget,
+                                         heartbeat=heartbeat)  # fmt: skip
             log_final(client, run_id, key, record)
         for folder in (model_dir, checkpoint_dir(plan, key)):  # the parent run holds the model now
             shutil.rmtree(folder, ignore_errors=True)
@@ -324,9 +325,11 @@ def refit_and_score(
     plan: RunPlan,
     key: RunKey,
     budget: TrialBudget | None = None,
+    heartbeat: ProgressLog | None = None,
 ) -> FinalRecord:
     """Refit the best configuration with the run's seed (early stopping on validation), or keep the best
-    trial's model where the refit would repeat it exactly; then predict the test part once and score it."""
+    trial's model where the refit would repeat it exactly; then predict the test part once and score it.
+    With a ``heartbeat``, the refit's steps are logged at its interval."""
     budget = budget or plan.budget(key)
     refit_started = time.time()
     reused = reusable_trial_fit(tuning, training, plan, key)
@@ -338,8 +341,11 @@ def refit_and_score(
         start = time.perf_counter()
         # A refit killed part-way resumes from this checkpoint on rerun (only the worker holding the refit
         # claim runs it); one of another configuration is ignored by its identity check.
+        on_step = None if heartbeat is None else (
+            lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
         report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
-                           time_limit_s=budget.fit_seconds, checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip
+                           on_step=on_step, time_limit_s=budget.fit_seconds,
+                           checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip
         train_seconds = time.perf_counter() - start
     if not math.isfinite(report.best_val_mae):
         raise FloatingPointError(f"the refit's validation MAE is {report.best_val_mae}")

@@ -24,3 +24,15 @@ def test_progress_log_says_maybe_and_ticks(caplog) -> None:
     count = len(caplog.records)
     time.sleep(0.5)
     assert len(caplog.records) == count  # the thread stopped with the context
+
+
+def test_a_fit_whose_epochs_outlast_the_interval_logs_every_epoch(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="studies.tuning")
+    heartbeat = ProgressLog("refit", interval_s=0.2)
+    with heartbeat:
+        for epoch in range(1, 4):
+            time.sleep(0.35)  # each epoch longer than the interval: "still running" speaks in between
+            heartbeat.maybe(lambda: f"epoch {epoch}")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(" (")[0] for m in messages if "epoch" in m] == ["refit: epoch 1", "refit: epoch 2", "refit: epoch 3"]
+    assert any("still running" in m for m in messages)
