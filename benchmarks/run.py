@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     # 4. The existing runs' settings, and the data's composition overlap between training and test.
     from studies import schema
     from studies.plan import RunPlan
-    from studies.protocol import check_plan, jobs_outcome, run_benchmark
+    from studies.protocol import check_plan, expected_time_line, jobs_outcome, run_benchmark
 
     overlap = _overlap_counts(task, folds)
     plan = RunPlan(
@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a training "
                                              "row", task.spec.name, fold, count, len(task.folds[fold].test))  # fmt: skip
     _set_torch_threads(threads)
+    if not args.worker_of_launcher:  # the launcher says it once for all its workers
+        workers = f" shared by {args.workers} workers" if args.workers > 1 else ""
+        logging.getLogger(__name__).info("%s%s", expected_time_line(plan), workers)
 
     # 5. The work: here, or in local worker processes that share the studies through the storage.
     if args.workers > 1:

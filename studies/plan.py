@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from studies import schema
-from studies.presets import Preset, TrialBudget
+from studies.presets import Preset, TrialBudget, expected_fit_seconds
 from studies.schema import RunKey
 
 
@@ -87,6 +87,17 @@ class RunPlan:
             schema.TAG_MAX_TRAIN_ROWS: "all" if cap is None else str(cap),
             schema.TAG_VAL_SEED: str(self.val_seed),
         }
+
+    def expected_seconds(self, key: RunKey) -> float:
+        """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, or its trials' expected
+        fits where those are fewer or no seconds are set) plus one refit (at most the per-fit cap)."""
+        budget = self.budget(key)
+        fit = expected_fit_seconds(key.model, int(key.train_size or 0), self.device, threads=self.threads,
+                                   bf16=self.preset.trains_in_bf16(key.model, self.device))  # fmt: skip
+        tuning = budget.n_trials * fit
+        if budget.tuning_seconds is not None:
+            tuning = min(tuning, budget.tuning_seconds)
+        return tuning + (fit if budget.fit_seconds is None else min(fit, budget.fit_seconds))
 
     def budget(self, key: RunKey) -> TrialBudget:
         """The study budget of ``key``: by the preset's rule from its model family and training rows."""

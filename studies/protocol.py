@@ -192,15 +192,40 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
     return outcome
 
 
-def jobs_outcome(plan: RunPlan) -> RunOutcome:
-    """Each job of ``plan`` as done or not, read from MLflow (after worker processes did the work)."""
+def done_keys(plan: RunPlan) -> set[RunKey]:
+    """The jobs of ``plan`` that MLflow records as done (by any worker, in any run)."""
     client = make_client(plan.tracking_uri)
     experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
-    outcome = RunOutcome()
-    for key in plan.keys():
-        done = is_key_done(client, experiment_id, key)
-        outcome.jobs.append(JobOutcome(key, "done" if done else "failed", "" if done else "not finished by any worker"))
-    return outcome
+    return {key for key in plan.keys() if is_key_done(client, experiment_id, key)}
+
+
+def jobs_outcome(plan: RunPlan) -> RunOutcome:
+    """Each job of ``plan`` as done or not, read from MLflow (after worker processes did the work)."""
+    done = done_keys(plan)
+    return RunOutcome([JobOutcome(key, "done") if key in done else JobOutcome(key, "failed", "not finished by any worker")
+                       for key in plan.keys()])  # fmt: skip
+
+
+def expected_time_line(plan: RunPlan) -> str:
+    """What the jobs not done yet are expected to take, per model, by the budget rule (one line, said at the
+    start so a long run's user knows before waiting)."""
+    done = done_keys(plan)
+    pending = [key for key in plan.keys() if key not in done]
+    if not pending:
+        return f"all {len(done)} jobs are done; reporting them"
+    per_model: dict[str, float] = {}
+    for key in pending:
+        per_model[key.model] = per_model.get(key.model, 0.0) + plan.expected_seconds(key)
+    parts = ", ".join(f"{model} {_duration(seconds)}" for model, seconds in per_model.items())
+    return (f"{len(pending)} of {len(plan.keys())} jobs to run, expected by the budget rule ({plan.device}, "
+            f"{plan.threads} thread(s)): {parts}; {_duration(sum(per_model.values()))} in all")  # fmt: skip
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _fold_data(plan: RunPlan, fold: int, cap: int | None, progress: bool) -> tuple[TrainingData, TestData]:

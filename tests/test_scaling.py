@@ -191,6 +191,24 @@ def test_quick_default_run_is_the_10k_point_of_a_scaling_study(tmp_path):
     assert len(study_names) == 6 and "formation_energy/irnet/fold0/seed0/quick/n10000" in study_names
 
 
+def test_expected_time_is_the_tuning_budget_plus_one_refit(native_bf16, tmp_path):
+    """What `--train-sizes all --threads 2` says at its start: IRNet tunes 2.3 expected fits of 1,932.9 s
+    (80 epochs of 239,190 rows at 4,500 rows/s x 2.2 in bf16) = 4,445.6 s, then refits once: 106 min."""
+    from benchmarks.loader import load_task
+    from studies.protocol import expected_time_line
+    from studies.stores import default_tracking_uri
+
+    plan = dataclasses.replace(_plan(load_task("formation_energy"), "quick", tmp_path, (None,)), threads=2,
+                               tracking_uri=default_tracking_uri(tmp_path))  # fmt: skip
+    irnet, xgboost = plan.keys()
+    assert irnet.train_size == 239_190 and plan.expected_seconds(irnet) == pytest.approx(4445.6 + 1932.9, abs=0.1)
+    # XGBoost: 50 trials of its expected fit are fewer seconds than its tuning budget, so the trials count.
+    fit = expected_fit_seconds("xgboost", 239_190, threads=2)
+    assert plan.expected_seconds(xgboost) == pytest.approx(min(50 * fit, plan.budget(xgboost).tuning_seconds) + fit)
+    line = expected_time_line(plan)
+    assert line.startswith("2 of 2 jobs to run") and "irnet 1 h 46 min" in line and "(cpu, 2 thread(s))" in line
+
+
 def test_a_cap_above_a_small_task_is_all_rows(steels_task, tmp_path):
     """The quick preset's 10k cap and 'all' are one configuration on a 312-row task: one key, one config."""
     plan = _plan(steels_task, "quick", tmp_path)
