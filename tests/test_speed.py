@@ -76,4 +76,10 @@ def test_gpu_check_dry_run_without_the_heavy_packages(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((env_out / "gpu_check.json").read_text())
     assert result["dry_run"] and result["paper_regime"]["epochs"] == 1
+    # The full-data stage: the three networks as the quick trial 0, each scored once on the test rows.
+    fits = {fit["model"]: fit for fit in result["full_data"]}
+    assert list(fits) == ["irnet-17", "srnet-17", "plain-17"]
+    for fit in fits.values():
+        assert fit["epochs"] == 2 and fit["stopped"] == "max_steps" and 0 < fit["test_mae"] < 5
+        assert fit["params"]["amp"] is True and fit["params"]["lr_decay"] == 0.3 and fit["params"]["optimizer"] == "adamw"
     assert "validation MAE" in (env_out / "gpu_check.txt").read_text()
