@@ -88,12 +88,16 @@ class RunPlan:
             schema.TAG_VAL_SEED: str(self.val_seed),
         }
 
+    def expected_fit_seconds(self, key: RunKey) -> float:
+        """Expected seconds of one fit of ``key``'s model on its rows, on this plan's device, threads and precision."""
+        return expected_fit_seconds(key.model, int(key.train_size or 0), self.device, threads=self.threads,
+                                    bf16=self.preset.trains_in_bf16(key.model, self.device))  # fmt: skip
+
     def expected_seconds(self, key: RunKey) -> float:
         """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, or its trials' expected
         fits where those are fewer or no seconds are set) plus one refit (at most the per-fit cap)."""
         budget = self.budget(key)
-        fit = expected_fit_seconds(key.model, int(key.train_size or 0), self.device, threads=self.threads,
-                                   bf16=self.preset.trains_in_bf16(key.model, self.device))  # fmt: skip
+        fit = self.expected_fit_seconds(key)
         tuning = budget.n_trials * fit
         if budget.tuning_seconds is not None:
             tuning = min(tuning, budget.tuning_seconds)

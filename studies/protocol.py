@@ -45,7 +45,7 @@ from studies.coordination import (
 )
 from studies.outcomes import TuningResult
 from studies.plan import RunPlan
-from studies.presets import Preset, TrialBudget, expected_fit_seconds
+from studies.presets import Preset, TrialBudget
 from studies.progress import ProgressLog
 from studies.refit_reuse import fit_identity, load_trial_fit
 from studies.registry import model_info
@@ -80,13 +80,8 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
     info = model_info(key.model)
     if info.converging_regime is None or plan.preset.trial0 != "converging":
         return {}, []
-    n_train = int(key.train_size or 0)
-    room = budget.tuning_seconds is None or (
-        budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * expected_fit_seconds(
-            key.model, n_train, plan.device, threads=plan.threads, bf16=plan.preset.trains_in_bf16(key.model, plan.device)
-        )
-    )
-    return info.converging_regime(n_train), [info.model_class.default_params()] if room else []
+    room = budget.tuning_seconds is None or budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * plan.expected_fit_seconds(key)
+    return info.converging_regime(int(key.train_size or 0)), [info.model_class.default_params()] if room else []
 
 
 def resolved_space(model: str, preset: Preset, threads: int) -> dict[str, Spec]:
@@ -209,15 +204,15 @@ def jobs_outcome(plan: RunPlan) -> RunOutcome:
 def expected_time_line(plan: RunPlan) -> str:
     """What the jobs not done yet are expected to take, per model, by the budget rule (one line, said at the
     start so a long run's user knows before waiting)."""
-    done = done_keys(plan)
-    pending = [key for key in plan.keys() if key not in done]
+    keys, done = plan.keys(), done_keys(plan)
+    pending = [key for key in keys if key not in done]
     if not pending:
-        return f"all {len(done)} jobs are done; reporting them"
+        return f"all {len(keys)} jobs are done; reporting them"
     per_model: dict[str, float] = {}
     for key in pending:
         per_model[key.model] = per_model.get(key.model, 0.0) + plan.expected_seconds(key)
     parts = ", ".join(f"{model} {_duration(seconds)}" for model, seconds in per_model.items())
-    return (f"{len(pending)} of {len(plan.keys())} jobs to run, expected by the budget rule ({plan.device}, "
+    return (f"{len(pending)} of {len(keys)} jobs to run, expected by the budget rule ({plan.device}, "
             f"{plan.threads} thread(s)): {parts}; {_duration(sum(per_model.values()))} in all")  # fmt: skip
 
 
