@@ -94,13 +94,14 @@ class RunPlan:
                                     bf16=self.preset.trains_in_bf16(key.model, self.device))  # fmt: skip
 
     def expected_seconds(self, key: RunKey) -> float:
-        """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, or its trials' expected
-        fits where those are fewer or no seconds are set) plus one refit (at most the per-fit cap)."""
+        """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, plus one fit for
+        trial 0 where the budget keeps it apart, or its trials' expected fits where those are fewer or no
+        seconds are set) plus one refit (at most the per-fit cap)."""
         budget = self.budget(key)
         fit = self.expected_fit_seconds(key)
         tuning = budget.n_trials * fit
         if budget.tuning_seconds is not None:
-            tuning = min(tuning, budget.tuning_seconds)
+            tuning = min(tuning, budget.tuning_seconds + (fit if budget.trial0_apart else 0.0))
         return tuning + (fit if budget.fit_seconds is None else min(fit, budget.fit_seconds))
 
     def budget(self, key: RunKey) -> TrialBudget:

@@ -6,7 +6,8 @@ so a second process with the same command and storage joins the study and togeth
 far (the expected length of the next one), would pass it; so a study whose first trial took most of the
 seconds stops there instead of overrunning by a whole further fit. The queued trial 0 may run to the per-fit
 cap (``fit_seconds``); any other trial only to the tuning seconds left, and one cut there ends as PRUNED (tag
-``cut_by_budget``): it was not evaluated to its own stopping rule, so it is never the selected trial.
+``cut_by_budget``). A budget that keeps trial 0 apart (``trial0_apart``) charges only the later trials to the
+tuning seconds: it was not evaluated to its own stopping rule, so it is never the selected trial.
 Trials that count: COMPLETE, PRUNED, and FAIL by a crash of the model (diverging loss, out of memory, ...).
 Trials that do not count: those interrupted (Ctrl-C, kill), which are re-queued with the same parameters when
 the study resumes, and "surplus" trials, which stop at once without fitting anything: one started by a racing
@@ -178,21 +179,34 @@ def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def spent_seconds(trials: list[FrozenTrial]) -> float:
-    """Summed durations of ``trials`` (the tuning time a budget in seconds is measured in)."""
+    """Summed durations of ``trials`` (the study's tuning time)."""
     return sum(_duration(t) for t in trials)
+
+
+def charged_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> float:
+    """The part of the trials' durations charged to ``budget.tuning_seconds``: all of it, or, where the budget
+    keeps trial 0 apart, all but trial 0's (also a retry of it)."""
+    return spent_seconds([t for t in trials if not _kept_apart(t, budget)])
+
+
+def _kept_apart(trial: FrozenTrial, budget: TrialBudget) -> bool:
+    return budget.trial0_apart and bool(trial.user_attrs.get(ATTR_DEFAULTS))
 
 
 def expected_trial_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> float:
     """What the next trial is expected to cost: the mean trial so far; in a multi-fidelity study, its first
     rung (``budget.expected_trial_steps`` steps at the median seconds per step of the trials so far), since
     most trials end there and one that goes on is cut at the tuning seconds left."""
-    spent = spent_seconds(trials)
-    if budget.expected_trial_steps is None:
-        return spent / len(trials)
-    per_step = [_duration(t) / max(t.intermediate_values) for t in trials if t.intermediate_values and _duration(t)]
-    if not per_step:
-        return spent / len(trials)
-    return budget.expected_trial_steps * statistics.median(per_step)
+    if budget.expected_trial_steps is not None:
+        per_step = [_duration(t) / max(t.intermediate_values) for t in trials if t.intermediate_values and _duration(t)]
+        if per_step:
+            return budget.expected_trial_steps * statistics.median(per_step)
+    # Where trial 0 is kept apart, only the later trials say what the next one costs; before the first of them
+    # nothing does, and it starts (it is cut at the seconds left in any case).
+    searched = [t for t in trials if not _kept_apart(t, budget)]
+    if not searched:
+        return 0.0 if budget.trial0_apart else spent_seconds(trials) / len(trials)
+    return spent_seconds(searched) / len(searched)
 
 
 def _duration(trial: FrozenTrial) -> float:
@@ -208,7 +222,7 @@ def budget_reached(trials: list[FrozenTrial], budget: TrialBudget) -> bool:
         return True
     if budget.tuning_seconds is None or not trials:
         return False
-    return spent_seconds(trials) + expected_trial_seconds(trials, budget) > budget.tuning_seconds
+    return charged_seconds(trials, budget) + expected_trial_seconds(trials, budget) > budget.tuning_seconds
 
 
 # ---------------------------------------------------------------------------------------------- trials ---
@@ -336,7 +350,7 @@ class _Objective:
         running = [t for t in earlier if running_elsewhere(t, others_alive)]
         if len(counted) + len(running) >= self.budget.n_trials:
             return "budget"
-        if self.budget.tuning_seconds is not None and spent_seconds(counted) >= self.budget.tuning_seconds:
+        if self.budget.tuning_seconds is not None and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds:
             return "budget"
         return None
 
@@ -349,7 +363,7 @@ class _Objective:
         cap = self.budget.fit_seconds
         if self.budget.tuning_seconds is None or is_defaults:
             return cap, False
-        left = max(1.0, self.budget.tuning_seconds - spent_seconds(finished_trials(self.study)))
+        left = max(1.0, self.budget.tuning_seconds - charged_seconds(finished_trials(self.study), self.budget))
         return (left, True) if cap is None or left < cap else (cap, False)
 
     def __call__(self, trial: optuna.Trial) -> float:

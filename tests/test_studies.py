@@ -393,6 +393,34 @@ def test_a_later_trial_gets_only_the_tuning_seconds_left_and_cannot_be_selected_
     assert [o.state for o in recorder.outcomes[:2]] == ["COMPLETE", "PRUNED"]
 
 
+class SlowStartModel(CappedSleepyModel):
+    """A CappedSleepyModel whose defaults (trial 0) take 1.2 s and every other configuration 0.2 s."""
+
+    name: ClassVar[str] = "slow_start"
+
+    def __init__(self, params=None, *, seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(params, seed=seed, device=device)
+        self.params["seconds"] = 1.2 if self.params["x"] == 0.5 else 0.2
+
+
+@pytest.mark.parametrize("apart", [False, True])
+def test_a_budget_that_keeps_trial_0_apart_spends_its_seconds_on_the_search_after_it(tmp_path, steels_training, apart):
+    study = _study(tmp_path, SLEEPY_SEARCH, name=f"apart{apart}")
+    # Trial 0 (the defaults, x = 0.5) takes 1.2 s, more than the whole 1.0 s of tuning; the 60 s cap lets it end.
+    budget = TrialBudget(20, 1.0, 60.0, trial0_apart=apart)
+    result = _tune(study, SlowStartModel, SLEEPY_SEARCH, steels_training, budget)
+    trials = finished_trials(study)
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials]
+    assert trials[0].user_attrs["defaults"] and durations[0] >= 1.2
+    if not apart:  # trial 0 spent the budget: nothing is searched
+        assert result.n_trials == 1
+        return
+    # The 1.0 s buy the search after trial 0: 0.2 s trials start while their seconds stay within it.
+    assert 4 <= result.n_trials - 1 <= 5 and sum(durations[1:]) <= 1.0 + 0.2
+    assert tuning.charged_seconds(trials, budget) == pytest.approx(sum(durations[1:]))
+    assert result.tuning_seconds == pytest.approx(sum(durations))  # the study's tuning time still counts trial 0
+
+
 def test_a_trial_left_running_by_a_dead_process_is_failed_and_requeued(tmp_path, steels_training):
     study = _study(tmp_path, SLEEPY_SEARCH, name="killed")
     budget = TrialBudget(3, None, None)
