@@ -50,9 +50,9 @@ def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     quick = PRESETS["quick"]
     # Networks: 80 epochs at 4,500 rows/s in float32 -> 177.8 s at 10k rows, / 2.2 in bf16 (quick's amp): 80.8 s;
     # trial 0 apart, then tuning 1.3 fits (successive halving fills it with short trials), cap 4 fits. A trial
-    # after trial 0 is expected to stop at the first rung: 4 epochs.
+    # after trial 0 is expected to stop at the first rung: 3 epochs.
     net = quick.budget_for("irnet", 10_000)
-    assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 105.1, 323.2, 4)
+    assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 105.1, 323.2, 3)
     assert net.trial0_apart and not quick.budget_for("xgboost", 10_000).trial0_apart
     # Small data: the 30 s floor on a float32 fit (13.6 s in bf16), 90 s floor on the search (several trials).
     small = quick.budget_for("srnet", 1_000)
@@ -90,7 +90,7 @@ def test_quick_successive_halving_resources_match_the_network_step_cap():
     quick = PRESETS["quick"]
     pruning = quick.pruning["networks"]
     pruning.check("networks", {"max_epochs": 300})
-    assert pruning.rungs() == [4, 12, 36, 108]
+    assert pruning.rungs() == [3, 9, 27, 81, 243]
     with pytest.raises(ValueError, match="not the step cap"):
         pruning.check("networks", {"max_epochs": 100})
     assert quick.pruning_for("xgboost") is None and quick.budget_for("xgboost", 10_000).expected_trial_steps is None
