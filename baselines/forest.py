@@ -157,10 +157,16 @@ class RandomForestModel(Model):
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Mean of the trees' predictions."""
+        """Mean of the trees' predictions, summed on one thread: scikit-learn's threads add the trees in the
+        order they finish, so the last bits of a prediction would differ from one call to the next."""
         if self.forest_ is None:
             raise RuntimeError("rf: predict called before fit")
-        return np.asarray(self.forest_.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64).ravel()
+        threads = self.forest_.n_jobs
+        self.forest_.n_jobs = 1
+        try:
+            return np.asarray(self.forest_.predict(np.asarray(X, dtype=np.float64)), dtype=np.float64).ravel()
+        finally:
+            self.forest_.n_jobs = threads
 
     def state(self) -> Any:
         if self.forest_ is None:

@@ -192,6 +192,8 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "train_size_tag": tags.get(schema.TAG_TRAIN_SIZE, ""),
         # The best trial's fitted model was kept as the refit: its train_seconds are already in tuning_seconds.
         "refit_reused": tags.get(schema.TAG_REFIT_REUSED, "false").lower() == "true",
+        # The fitted model as an MLflow model that takes formulas; "" on runs logged before it existed.
+        "model_uri": tags.get(schema.TAG_MODEL_URI, ""),
     }
     for name in schema.TEST_METRICS:
         row[name] = float(metrics[name])

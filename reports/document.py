@@ -467,7 +467,7 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         [
             r.task, r.model, f"{r.train_size:,}", str(r.fold), str(r.seed),
             _cut(f"{r.test_mae:.6g}", r.refit_stopped == CUT_SHORT), r.refit_stopped or DASH, r.run_id,
-            r.code_version or DASH, (r.data_sha256 or DASH)[:16], r.preset, r.max_train_rows or DASH,
+            r.model_uri or DASH, r.code_version or DASH, (r.data_sha256 or DASH)[:16], r.preset, r.max_train_rows or DASH,
             r.val_seed or DASH, r.budget or DASH,
         ]
         for r in f.itertuples()
@@ -477,11 +477,14 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         Heading("Provenance", 2, "provenance"),
         Para(
             f"Every number above is a mean over these MLflow parent runs ({source}). "
-            "data sha256 is cut to 16 characters here; the full value is in each task's section and on the run.",
+            "data sha256 is cut to 16 characters here; the full value is in each task's section and on the run. "
+            "The MLflow model of a run takes formulas and predicts in the task's unit: "
+            "`mlflow models predict -m <model URI> -i new.csv -t csv --env-manager local` with the store as "
+            "`MLFLOW_TRACKING_URI` (runs logged before 2026-12-05 have none).",
             note=True,
         ),
         Table(
-            ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "code_version",
+            ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "MLflow model", "code_version",
              "data sha256", "preset", "max train rows", "val seed", "budget"],  # fmt: skip
             rows,
             "One row per finished parent run",

@@ -60,6 +60,7 @@ from studies.tracking import (
     log_dataset_input,
     log_final,
     mark_parent_failed,
+    machine_tags,
     package_tags,
 )
 from studies.tuning import TRIAL_FAILURES, open_study, tune
@@ -139,6 +140,7 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
         schema.TAG_COMPOSITION_ONLY: str(bool(plan.task.spec.composition_only)).lower(),
         schema.TAG_DEVICE: plan.device,
         **package_tags(),
+        **machine_tags(),
     }
     outcome = RunOutcome()
     jobs = plan.jobs()
@@ -395,7 +397,20 @@ def refit_and_score(
         },
         refit_started=refit_started,
         refit_reused=reused is not None,
+        featurizer=plan.featurizer,
+        example_formulas=formulas_of(plan.task, test.ids[:EXAMPLE_ROWS]),
     )
+
+
+EXAMPLE_ROWS = 3  # test formulas in a logged model's input example
+
+
+def formulas_of(task: Any, ids: np.ndarray) -> tuple[str, ...]:
+    """The formulas of the task's rows with ``ids``."""
+    import pandas as pd
+
+    rows = pd.Index(task.ids).get_indexer(ids)
+    return tuple(str(f) for f in task.formulas[rows[rows >= 0]])
 
 
 # ---------------------------------------------------------------------------------------------- output ---

@@ -60,7 +60,7 @@ METRIC_TRIAL_VALUE = "trial_val_mae"
 ARTIFACT_PREDICTIONS = "predictions.csv"  # columns: id, y_true, y_pred
 ARTIFACT_PARITY = "parity.png"
 ARTIFACT_CONVERGENCE = "convergence.png"
-ARTIFACT_MODEL = "model.pkl"
+ARTIFACT_MODEL = "model"  # the MLflow pyfunc model that takes formulas (studies.formula_model)
 ARTIFACT_BEST_PARAMS = "best_params.json"
 
 # Parameters of the parent run are the tuned configuration, logged as-is (mlflow params), plus these:
@@ -77,6 +77,10 @@ TAG_REFIT_STOPPED = "refit_stopped"  # why the refit stopped: early_stopping, ma
 REFIT_STOPPED_TIME_LIMIT = "time_limit"  # a score whose refit hit its time cap: shown as "cut short"
 # Added for issue #10 (fair fits, scaling study).
 TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (int string); part of its key
+TAG_HOST_CPU = "host.cpu"  # the CPU model the run was measured on
+TAG_HOST_CPUS = "host.cpus"  # logical CPUs of that machine
+TAG_REFIT_PRECISION = "refit_precision"  # a network's training kernel, e.g. "bf16 autocast (CPU amx_bf16)"
+TAG_MODEL_URI = "model_uri"  # runs:/<run id>/model, the fitted model as an MLflow model that takes formulas
 TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
 TAG_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the refit continued from its checkpoint after this epoch
 # On a parent run imported from an export (reports.export --import): its id in the store the export was made

@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 import tempfile
@@ -147,13 +148,40 @@ def package_tags() -> dict[str, str]:
     for info in registry():
         packages.update(info.packages)
     for name, dists in packages.items():
-        for dist in dists:
-            try:
-                tags[f"{schema.TAG_PACKAGE_PREFIX}{name}"] = importlib.metadata.version(dist)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
+        found = _installed(dists)
+        if found is not None:
+            tags[f"{schema.TAG_PACKAGE_PREFIX}{name}"] = found[1]
     return tags
+
+
+def machine_tags() -> dict[str, str]:
+    """What the run's numbers were measured on: CPU model and logical CPUs (speeds and budgets depend on them;
+    bf16 kernels differ between CPUs, so a network's fit can differ in its last digits from one machine to
+    another)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {schema.TAG_HOST_CPU: cpu, schema.TAG_HOST_CPUS: str(os.cpu_count() or 0)}
+
+
+def _installed(dists: Sequence[str]) -> tuple[str, str] | None:
+    """(distribution, version) of the first of ``dists`` that is installed, else None."""
+    for dist in dists:
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def pip_requirements(model: str) -> list[str]:
+    """What a logged model of ``model`` needs to load and predict, pinned to the versions installed now."""
+    packages = {name: SUITE_PACKAGES[name] for name in ("irnet-bench", "mlflow", "numpy")}
+    packages.update({"pandas": ("pandas",), **model_info(model).packages})
+    return [f"{dist}=={version}" for dist, version in filter(None, map(_installed, packages.values()))]
 
 
 # ------------------------------------------------------------------------------------------ parent runs ---
@@ -308,6 +336,8 @@ class FinalRecord:
     extra_params: dict[str, Any]
     refit_started: float
     refit_reused: bool = False  # the best trial's fitted model was kept instead of training it again
+    featurizer: str = "magpie"  # what the model's inputs were computed by (its formula model featurises so)
+    example_formulas: tuple[str, ...] = ()  # a few test formulas: the formula model's input example
 
 
 def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord) -> None:
@@ -317,6 +347,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
     (:func:`studies.coordination.is_done`), which a rerun resumes."""
     from mlflow.entities import Metric, RunTag
 
+    from studies.formula_model import log_formula_model
     from studies.plots import convergence_plot, parity_plot
 
     title = f"{key.task}: {key.model}, fold {key.fold}, seed {key.seed} ({key.preset})"
@@ -330,7 +361,6 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         parity_plot(record.y_true, record.y_pred, folder / schema.ARTIFACT_PARITY, title=title, unit=record.unit)
         convergence_plot(record.report.curve, record.tuning.history, folder / schema.ARTIFACT_CONVERGENCE,
                          title=title, step_name=model_info(key.model).step_name)  # fmt: skip
-        record.model.save(folder / schema.ARTIFACT_MODEL)
         (folder / schema.ARTIFACT_BEST_PARAMS).write_text(
             json.dumps(
                 {
@@ -346,8 +376,10 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
             )
         )
         for name in (schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_PARITY, schema.ARTIFACT_CONVERGENCE,
-                     schema.ARTIFACT_MODEL, schema.ARTIFACT_BEST_PARAMS):  # fmt: skip
+                     schema.ARTIFACT_BEST_PARAMS):  # fmt: skip
             client.log_artifact(run_id, str(folder / name))
+    uri = log_formula_model(client, run_id, record.model, featurizer=record.featurizer, code_version=code_version(),
+                            example_formulas=record.example_formulas, requirements=pip_requirements(key.model))  # fmt: skip
 
     _log_new_params(client, run_id, {**record.params, **record.extra_params, schema.PARAM_TASK_UNIT: record.unit})
     log_metrics(client, run_id, curve_metrics(record.report.curve, record.refit_started))
@@ -372,7 +404,10 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         RunTag(schema.TAG_DEVICE, record.report.device),
         RunTag(schema.TAG_REFIT_STOPPED, record.report.stopped),
         RunTag(schema.TAG_REFIT_REUSED, str(record.refit_reused).lower()),
+        RunTag(schema.TAG_MODEL_URI, uri),
     ]
+    if "precision" in record.report.extra:  # which kernel trained a network (bf16 autocast on which CPU feature)
+        tags.append(RunTag(schema.TAG_REFIT_PRECISION, str(record.report.extra["precision"])))
     if "resumed_from_epoch" in record.report.extra:
         tags.append(RunTag(schema.TAG_RESUMED_FROM_EPOCH, str(record.report.extra["resumed_from_epoch"])))
     client.log_batch(run_id, tags=tags)

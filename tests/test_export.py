@@ -248,6 +248,27 @@ def test_import_recreates_the_runs_and_their_report(exported, tmp_path, capsys):
     assert len(_done_parents(target)) == 4 and half.info.run_id not in {r.info.run_id for r in _done_parents(target)}
 
 
+def test_a_run_resumes_from_an_imported_export_and_redoes_none_of_its_runs(exported, tmp_path, capsys):
+    """How a study outlives its machine: import its committed export into a fresh store under --out, rerun the
+    same command, and only the runs the export lacks are done."""
+    from benchmarks.run import main as run_main
+    from tests.conftest import SMOKE_ARGS
+
+    _, folder = exported
+    out = tmp_path / "resumed"
+    target = f"sqlite:///{out / 'mlflow.db'}"
+    assert export.main(["--import", str(folder), "--tracking-uri", target]) == 0
+    before = {r.info.run_id for r in _done_parents(target)}
+    assert run_main([*SMOKE_ARGS, "--out", str(out)]) == 0
+    assert {r.info.run_id for r in _done_parents(target)} == before and len(before) == 4
+    # Nothing was tuned again: no study in the fresh Optuna storage has a trial.
+    import optuna
+
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    summaries = optuna.get_all_study_summaries(storage) if (out / "optuna.db").exists() else []
+    assert all(s.n_trials == 0 for s in summaries)
+
+
 def test_import_refuses_a_store_that_holds_the_same_runs(exported, tmp_path, capsys):
     uri, folder = exported
     copy = _store_copy(uri, tmp_path / "copy")
@@ -277,3 +298,36 @@ def test_check_published_rebuilds_every_committed_export(exported, tmp_path, cap
     csv.unlink()
     code, _, err = _run(check_published.main, capsys, str(root))
     assert code == 1 and f"{csv} is missing" in err
+
+
+def test_run_study_publishes_its_export_and_continues_from_it_on_a_fresh_machine(tmp_path):
+    """scripts/run_study.sh: run, export, rebuild the report; with the stores gone, import the export and go on."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "run_study.sh"
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PUBLISH": str(tmp_path / "published"), "PYTHON": sys.executable}
+    args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "dummy", "--no-progress"]
+
+    def study(*folds: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(script), "steels", *args, "--folds", ",".join(folds)], env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    first = study("0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    published = tmp_path / "published"
+    assert (published / "export" / export.MANIFEST).exists() and (published / "leaderboard.md").exists()
+    assert json.loads((published / "export" / export.MANIFEST).read_text())["runs"] == 1
+
+    shutil.rmtree(tmp_path / "out")  # the machine is gone; the published export is all there is
+    second = study("0", "1")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "importing the published runs" in second.stderr
+    runs = _done_parents(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    assert sorted(r.data.tags[schema.TAG_FOLD] for r in runs) == ["0", "1"]
+    # fold 0 came from the export (its published id), fold 1 was run here
+    assert [r.data.tags[schema.TAG_FOLD] for r in runs if schema.TAG_SOURCE_RUN_ID in r.data.tags] == ["0"]
+    assert json.loads((published / "export" / export.MANIFEST).read_text())["runs"] == 2
+
+    assert study("0").returncode == 0 and subprocess.run(["bash", str(script)], capture_output=True).returncode == 2

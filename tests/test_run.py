@@ -166,7 +166,7 @@ def test_smoke_run_records_everything_and_a_rerun_skips_it(capsys, shared_out, s
         np.testing.assert_allclose(predictions["y_true"], test.y)
         mae = float(np.mean(np.abs(predictions["y_pred"] - predictions["y_true"])))
         assert mae == pytest.approx(metrics["test_mae"], rel=1e-9)
-        fitted = Model.load(folder / schema.ARTIFACT_MODEL)
+        fitted = Model.load(folder / schema.ARTIFACT_MODEL / "artifacts" / "model.pkl")  # inside the MLflow model
         np.testing.assert_allclose(fitted.predict(test.X), predictions["y_pred"], rtol=1e-5, atol=1e-6)
 
         curve = client.get_metric_history(parent.info.run_id, schema.CURVE_VAL)
