@@ -34,6 +34,7 @@ STRUCTURE_COLUMN = "structure"  # CIF text, read by pymatgen (featurisers that n
 STRUCTURE_FEATURIZERS = ("ward2017",)
 _MODEL_FILE = "model.pkl"
 _FEATURIZER_FILE = "featurizer.json"
+_CODE_FILE = "formula_model.py"
 # MLflow's "models from code": the script saved with the model, run when it loads.
 _MODEL_CODE = """from mlflow.models import set_model
 
@@ -115,10 +116,10 @@ def log_formula_model(client: Any, run_id: str, model: Model, *, featurizer: str
         model.save(folder / _MODEL_FILE)
         meta = {"featurizer": featurizer, "version": featurizer_version(featurizer), "code_version": code_version}
         (folder / _FEATURIZER_FILE).write_text(json.dumps(meta, indent=2))
-        (folder / "formula_model.py").write_text(_MODEL_CODE)
+        (folder / _CODE_FILE).write_text(_MODEL_CODE)
         mlflow.pyfunc.save_model(
             path=folder / ARTIFACT_PATH,
-            python_model=str(folder / "formula_model.py"),
+            python_model=str(folder / _CODE_FILE),
             artifacts={"model": str(folder / _MODEL_FILE), "featurizer": str(folder / _FEATURIZER_FILE)},
             signature=signature,
             input_example=example,

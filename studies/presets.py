@@ -247,8 +247,8 @@ PRESETS: dict[str, Preset] = {
             # Network trials after trial 0 are compared at 3, 9, 27, 81 and 243 epochs; only the best third of
             # those reaching a rung go on, so most configurations cost 3 epochs, not a whole fit. (A first rung
             # of 4 epochs, until 2026-12-05: at 10k rows a depth-48, batch-128 configuration took 26 s to reach
-            # it and IRNet tried 7 configurations in its 105 s of search; 3 is 300 / 3**4 rounded down, ASHA's
-            # minimum resource for this maximum and reduction factor.)
+            # it and IRNet tried 7 configurations in its 105 s of search; 3 is 300 / 3**4 rounded down, so five rungs
+            # lie below the step cap.)
             pruning={"networks": SuccessiveHalving(min_steps=3, max_steps=300, reduction_factor=3)},
             trial0="converging",
         ),
