@@ -34,9 +34,9 @@ def list_tasks() -> str:
     header = ("name", "rows", "input", "target [unit]", "metric", "splits")
     rows = [
         (s.name, f"{s.n_rows:,}", "composition*" if s.composition_only else s.input_kind,
-         f"{s.property} [{s.unit}]" if s.unit else s.property, s.metric, _split_text(s))  # fmt: skip
+         f"{s.property} [{s.unit}]" if s.unit else s.property, s.metric, _split_text(s))
         for s in TASKS.values()
-    ]
+    ]  # fmt: skip
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))

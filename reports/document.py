@@ -204,10 +204,11 @@ def row_comparison_blocks(task: str, rows: list[RowComparison], decimals: int) -
         for c in rows
     ]
     n = rows[0].n_resamples
+    header = ["baseline", "train rows", "test rows", "seeds", "IRNet MAE", "baseline MAE", "Δ MAE",
+              f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"]  # fmt: skip
     return [
         Table(
-            ["baseline", "train rows", "test rows", "seeds", "IRNet MAE", "baseline MAE", "Δ MAE",
-             f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"],  # fmt: skip
+            header,
             table_rows,
             f"{task}: IRNet against each baseline on the same test rows (per-row absolute errors, folds pooled)",
             align_right=frozenset({1, 2, 3, 4, 5, 6, 7, 8}),
@@ -473,6 +474,8 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         for r in f.itertuples()
     ]  # fmt: skip
     source = f"tracking URI {collected.tracking_uri}" + (", read back from its export" if collected.from_export else "")
+    header = ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "code_version",
+              "data sha256", "preset", "max train rows", "val seed", "budget"]  # fmt: skip
     blocks: list[Block] = [
         Heading("Provenance", 2, "provenance"),
         Para(
@@ -481,8 +484,7 @@ def provenance_blocks(collected: Collected) -> list[Block]:
             note=True,
         ),
         Table(
-            ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "code_version",
-             "data sha256", "preset", "max train rows", "val seed", "budget"],  # fmt: skip
+            header,
             rows,
             "One row per finished parent run",
             align_right=frozenset({2, 3, 4, 5}),

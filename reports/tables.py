@@ -69,6 +69,8 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
         values = group[schema.TEST_MAE].to_numpy(dtype=np.float64)
         stopped = group["refit_stopped"]
         refit = refit_seconds.loc[group.index]
+        total = (group[schema.METRIC_TUNING_SECONDS].fillna(0.0) + refit
+                 + group[schema.METRIC_INFERENCE_SECONDS].fillna(0.0)).sum()  # fmt: skip
         records.append(
             {
                 "model": model,
@@ -76,8 +78,7 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
                 "mae_std": float(values.std(ddof=0)),
                 "runs": len(values),
                 "refit_s": float(refit.mean()),
-                "total_s": float((group[schema.METRIC_TUNING_SECONDS].fillna(0.0) + refit
-                                  + group[schema.METRIC_INFERENCE_SECONDS].fillna(0.0)).sum()),  # fmt: skip
+                "total_s": float(total),
                 "trials": trial_breakdown(group),
                 "refit_stopped": ",".join(sorted({str(v) for v in stopped if v})),
                 "cut_short": int((stopped == schema.REFIT_STOPPED_TIME_LIMIT).sum()),

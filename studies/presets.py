@@ -236,7 +236,7 @@ PRESETS: dict[str, Preset] = {
                 # bf16 autocast where the CPU has it natively (float32 elsewhere): 2.2x float32 at batch 1024 on
                 # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
                 "networks": {"batch_size": choice(128, 256, 512, 1024, 2048), "max_epochs": fixed(300),
-                             "patience": fixed(8), "lr_decay": fixed(0.3), "amp": fixed(True)},  # fmt: skip
+                             "patience": fixed(8), "lr_decay": fixed(0.3), "amp": fixed(True)},
                 # rtdl's cap of 2,000 rounds with patience 50: a 1,000-round cap stopped the tuned boosters at
                 # 10k and 30k formation_energy rows before early stopping did (docs/results.md, 2026-11-26).
                 "boosters": {"n_estimators": fixed(2000), "early_stopping_rounds": fixed(50)},

@@ -277,8 +277,8 @@ class MlflowTrialRecorder:
             runs = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=(f"tags.{MLFLOW_PARENT_TAG} = '{self.parent_run_id}' and "
-                               f"tags.{schema.TAG_TRIAL_NUMBER} = '{number}'"),  # fmt: skip
-            )
+                               f"tags.{schema.TAG_TRIAL_NUMBER} = '{number}'"),
+            )  # fmt: skip
             for run in runs:
                 set_tags(self.client, run.info.run_id, {schema.TAG_TRIAL_STATE: "FAIL", "trial_interrupted": "true"})
                 self.client.set_terminated(run.info.run_id, status="KILLED")

@@ -22,8 +22,8 @@ RTOL = 1e-6
 ATOL = 1e-9
 EXACT_COLUMNS = np.array(
     [name.split()[1] in ("minimum", "maximum", "range", "mode") if name.startswith("MagpieData") else
-     name in ("0-norm", "compound possible") for name in MAGPIE_NAMES]  # fmt: skip
-)
+     name in ("0-norm", "compound possible") for name in MAGPIE_NAMES]
+)  # fmt: skip
 
 LANTHANIDES = "La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu".split()
 ACTINIDES = "Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr".split()
