@@ -5,6 +5,7 @@ patience 50 on the validation MAE; yandex-research/rtdl). LightGBM's pip wheel i
 builds need compiling from source), so this model trains on CPU whatever device it is given and says so in
 its report.
 """
+
 from __future__ import annotations
 
 import time
@@ -172,7 +173,9 @@ class LightGBMModel(Model):
         if self.booster_ is None or self.best_iteration_ is None:
             raise RuntimeError("lightgbm: predict called before fit")
         out = self.booster_.predict(
-            np.asarray(X, dtype=np.float64), num_iteration=self.best_iteration_, num_threads=int(self.params["num_threads"])
+            np.asarray(X, dtype=np.float64),
+            num_iteration=self.best_iteration_,
+            num_threads=int(self.params["num_threads"]),
         )
         return np.asarray(out, dtype=np.float64).ravel()
 

@@ -5,6 +5,7 @@ patience 50 on the validation MAE; yandex-research/rtdl). Training and validatio
 and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
 propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
 """
+
 from __future__ import annotations
 
 import time
@@ -97,12 +98,8 @@ class XGBoostModel(Model):
 
     def _booster_params(self, device: str) -> dict[str, Any]:
         p = self.params
-        booster_params = {
-            k: v for k, v in p.items() if k not in ("n_estimators", "early_stopping_rounds", "n_jobs")
-        }
-        booster_params.update(
-            {"eval_metric": METRIC, "nthread": int(p["n_jobs"]), "seed": self.seed, "device": device}
-        )
+        booster_params = {k: v for k, v in p.items() if k not in ("n_estimators", "early_stopping_rounds", "n_jobs")}
+        booster_params.update({"eval_metric": METRIC, "nthread": int(p["n_jobs"]), "seed": self.seed, "device": device})
         return booster_params
 
     def fit(

@@ -4,6 +4,7 @@ pinned sha256 sums, unpacked file by file into the cache, atomically.
 A corrupted or partial cache file fails its checksum on the next read and is fetched again once; a second
 mismatch is an error. Offline users can point $IRNET_BENCH_ARCHIVE_DIR at a folder holding the wheels.
 """
+
 from __future__ import annotations
 
 import hashlib

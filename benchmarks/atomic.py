@@ -1,4 +1,5 @@
 """Write files so that a reader never sees half of one: a temporary file beside the target, then rename."""
+
 from __future__ import annotations
 
 import contextlib

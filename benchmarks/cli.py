@@ -1,4 +1,5 @@
 """Arguments and error handling shared by every command-line entry point."""
+
 from __future__ import annotations
 
 import argparse

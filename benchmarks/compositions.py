@@ -4,6 +4,7 @@
 Two formulas are the same composition when their element fractions agree (``O3.0Pu2.0``, ``Pu2O3`` and
 ``Pu4O6`` are one composition); the chemical system is the sorted set of elements (``O-Pu``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

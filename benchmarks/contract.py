@@ -13,6 +13,7 @@ A fit that fails because of its configuration (a diverging loss, a library refus
 raises ``ValueError``, ``ArithmeticError``, ``RuntimeError`` or ``MemoryError`` (library-specific errors are
 re-raised as one of these): the study records such a trial as failed and goes on.
 """
+
 from __future__ import annotations
 
 import abc
@@ -91,7 +92,9 @@ class Model(abc.ABC):
         if unknown:
             from benchmarks.errors import UsageError
 
-            raise UsageError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(self.default_params())}")
+            raise UsageError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(self.default_params())}"
+            )
         self.params: dict[str, Any] = {**self.default_params(), **(params or {})}
         self.seed = int(seed)
         self.device = device

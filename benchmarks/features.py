@@ -12,6 +12,7 @@ Featurisers:
 The cache is keyed by the task's data checksum, the featuriser and its version, and filled chunk by chunk, so
 an interrupted featurisation resumes and a run that needs only some rows computes only those.
 """
+
 from __future__ import annotations
 
 import csv
@@ -273,7 +274,7 @@ def _tokenize_simple(formulas: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
         n_digits = is_digit.sum(axis=1)
         too_long[formula[n_digits > _MAX_DIGITS]] = True
         power = np.minimum(digits_after, _MAX_DIGITS)
-        mantissa = (np.where(is_digit, chars - 48, 0) * 10 ** power).sum(axis=1)
+        mantissa = (np.where(is_digit, chars - 48, 0) * 10**power).sum(axis=1)
         decimals = (is_digit & after_dot).sum(axis=1)
         amount = np.where(length > 0, mantissa / 10.0**decimals, 1.0)
     return formula, code, amount, too_long

@@ -17,6 +17,7 @@ full-data fits by 85%, the paper regime with what is left. Writes ``gpu_check.js
 ``--dry-run`` runs the same stages on the CPU at a tiny size (CI runs it so the script keeps working); its
 figures mean nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def full_data_fits(data: dict[str, Any], *, device: str, deadline: float, rows: 
 
         def show(epoch: int, val_mae: float) -> None:  # every 10th epoch: a fit runs ~100
             if epoch == 1 or epoch % 10 == 0:
-                say(f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {time.perf_counter() - started:.0f} s")
+                say(
+                    f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {time.perf_counter() - started:.0f} s"
+                )
 
         model = cls(params, seed=0, device=device)
         report = model.fit(X, y, data["X_val"], data["y_val"], on_step=show, time_limit_s=time_limit_s)
@@ -162,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     throughput_deadline = args.budget_s * THROUGHPUT_SHARE
     peaks: dict[tuple[int, int, bool], float] = {}
     plan = [(depth, batch_size, amp, False) for depth in depths for batch_size in batch_sizes for amp in (False, True)]
-    plan += [(depth, batch_size, amp, True) for depth in depths for batch_size in compile_sizes for amp in (False, True)]
+    plan += [
+        (depth, batch_size, amp, True) for depth in depths for batch_size in compile_sizes for amp in (False, True)
+    ]
     for depth, batch_size, amp, compile_ in plan:
         if time.perf_counter() - started > throughput_deadline:
             results["skipped"].append(f"irnet-{depth} batch {batch_size} amp={amp} compile={compile_}")

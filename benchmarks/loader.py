@@ -1,4 +1,5 @@
 """Load a task's rows and splits, and hand out the fold views models and scoring see."""
+
 from __future__ import annotations
 
 import hashlib

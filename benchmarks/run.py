@@ -10,6 +10,7 @@ Results go to MLflow (default: sqlite in --out) and Optuna (default: sqlite in -
 command resumes: finished runs are skipped, interrupted studies continue without repeating a finished trial.
 A second process started with the same command and --storage joins the same studies.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,15 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, default=None, help="total finished trials per study (default: preset)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="tuning seconds per study: summed trial time, equal for every model (default: preset)")  # fmt: skip
-    parser.add_argument("--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)")
+    parser.add_argument(
+        "--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)"
+    )
     parser.add_argument("--max-train-rows", type=int, default=None,
                         help="cap on training rows per fold, validation in proportion; 0 = all (default: preset)")  # fmt: skip
     parser.add_argument("--train-sizes", default=None,
                         help="scaling study: increasing training-row counts, e.g. 1000,3000,10000,all (all = the "
                              "whole training part); each size is a full run, nested subsamples, same test set")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (networks; trees run on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores available)")
-    parser.add_argument("--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per model (default: all cores available)"
+    )
+    parser.add_argument(
+        "--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017"
+    )
     parser.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/optuna.db)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {default_out_dir()})")
@@ -183,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     for flag, value in (("--timeout", args.timeout), ("--fit-timeout", args.fit_timeout)):
         if value is not None and not value > 0:  # also NaN
-            raise UsageError(f"{flag} must be a positive number of seconds, got {value:g}; drop it for the preset's budget")
+            raise UsageError(
+                f"{flag} must be a positive number of seconds, got {value:g}; drop it for the preset's budget"
+            )
     if args.trials is not None and args.trials < 1:
         raise UsageError(f"--trials must be at least 1, got {args.trials}; drop it for the preset's number of trials")
     out_dir = check_out_dir(args.out or default_out_dir())
@@ -284,7 +293,9 @@ def _print_results(plan, models: Sequence[str]) -> None:
     except ReportInputError:  # nothing finished (every job failed): empty tables, the failures follow
         finals = pd.DataFrame(columns=["model", "fold", "seed", "train_rows"])
     # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model group.
-    budget_text = "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+    budget_text = (
+        "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+    )
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = [k for _, k in jobs]
         sizes = sorted({k.train_size for k in keys})
@@ -309,6 +320,7 @@ def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:
 
     keys = composition_keys(task.formulas)
     return {fold: train_test_duplicates(keys, task.folds[fold]) for fold in folds}
+
 
 def _run_group(argv: list[str], tasks: tuple[str, ...]) -> int:
     """Run the same command for each task of a group, one after another, into the same stores; the exit code

@@ -20,6 +20,7 @@ One run, one machine, real data (the OQMD ``formation_energy`` task read from th
 Only numpy, pandas and torch are needed (matminer is timed when importable), so it runs on a bare GPU node with
 the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
 """
+
 from __future__ import annotations
 
 import json
@@ -288,16 +289,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     parser.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     parser.add_argument("--steps", type=int, default=None, help="batches per timed epoch (default: by batch size)")
-    parser.add_argument("--featurize-rows", type=int, default=None,
-                        help="formulas for the numpy featuriser (default: all of formation_energy train+val)")
+    parser.add_argument(
+        "--featurize-rows",
+        type=int,
+        default=None,
+        help="formulas for the numpy featuriser (default: all of formation_energy train+val)",
+    )
     parser.add_argument("--matminer-rows", type=int, default=2000, help="formulas for matminer (default 2000)")
-    parser.add_argument("--optimizers", default="default",
-                        help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)")
-    parser.add_argument("--precisions", default="float32,bf16",
-                        help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively")
-    parser.add_argument("--accuracy-check", action="store_true",
-                        help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
-                             "the test MAEs (about 20 minutes on 2 cores; needs the full install)")
+    parser.add_argument(
+        "--optimizers",
+        default="default",
+        help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)",
+    )
+    parser.add_argument(
+        "--precisions",
+        default="float32,bf16",
+        help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively",
+    )
+    parser.add_argument(
+        "--accuracy-check",
+        action="store_true",
+        help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
+        "the test MAEs (about 20 minutes on 2 cores; needs the full install)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     import torch

@@ -4,6 +4,7 @@ Training code receives a :class:`TrainingData` (train and validation rows only).
 separate :class:`TestData` that only the final scoring step of a study receives, so no model, trial or
 early-stopping rule can reach them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ featurize NAME | duplicates [NAME ...]``.
 ``splits`` also takes ``--data-file F`` and ``--cv K [--group-by chemsys]`` (the folds a run would use).
 ``duplicates`` counts, per task and fold, test rows whose composition also occurs in the fold's training part.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Splits: the file's own split column, a seeded random hold-out, K-fold (``cv``) o
 (``cv`` with ``group_by="chemsys"``). Every check on the file runs here, before any feature is computed or
 any store is touched, and fails with one line naming the problem and the fix.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,11 @@ def _columns_in_file(path: Path, parquet: bool) -> list[str]:
 def _is_nested(arrow_type) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_nested(arrow_type) or pa.types.is_dictionary(arrow_type) and pa.types.is_nested(arrow_type.value_type)
+    return (
+        pa.types.is_nested(arrow_type)
+        or pa.types.is_dictionary(arrow_type)
+        and pa.types.is_nested(arrow_type.value_type)
+    )
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -205,7 +210,11 @@ def load_data_file(
         scheme = "random"
     structures = _structures(frame, structure_column, path) if structure_column is not None else None
     if n_repeated:  # logged once every check has passed: a refused file gets its one line and nothing else
-        done = f"--dedupe {dedupe} kept {n} of {len(frame)} rows" if dedupe != "none" else "--dedupe first|mean merges them"
+        done = (
+            f"--dedupe {dedupe} kept {n} of {len(frame)} rows"
+            if dedupe != "none"
+            else "--dedupe first|mean merges them"
+        )
         log.info("%s: %d rows repeat the composition of an earlier row (%s)", path.name, n_repeated, done)
     base_name = name or path.stem
     task_name = base_name + split_suffix(n_folds, group_by, seed)
@@ -221,7 +230,8 @@ def load_data_file(
         split_scheme=scheme,
         n_rows=n,
         files=(str(path),),
-        description=f"user data {path.name} ({scheme} split{seeded}" + (f", dedupe {dedupe})" if dedupe != "none" else ")"),
+        description=f"user data {path.name} ({scheme} split{seeded}"
+        + (f", dedupe {dedupe})" if dedupe != "none" else ")"),
     )
     return TaskData(spec, ids, formulas, y, folds, content_sha256(ids, formulas, y, folds), structures)
 

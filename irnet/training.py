@@ -49,6 +49,7 @@ The curve's ``train_mae`` is the running mean, over the epoch's training batches
 train mode during the forward pass that produced the gradient (so it mixes weights from the whole epoch and
 includes dropout / batch-norm batch statistics). It costs nothing extra; it is not an eval-mode pass.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -175,7 +176,9 @@ class Scaler:
     def from_state(cls, state: dict[str, np.ndarray]) -> "Scaler":
         bounds = {k: np.asarray(state[k], dtype=np.float64) for k in ("low", "high") if k in state}
         return cls(
-            mean=np.asarray(state["mean"], dtype=np.float64), scale=np.asarray(state["scale"], dtype=np.float64), **bounds
+            mean=np.asarray(state["mean"], dtype=np.float64),
+            scale=np.asarray(state["scale"], dtype=np.float64),
+            **bounds,
         )
 
 
@@ -330,7 +333,6 @@ def _batches(
         if drop_single and index.shape[0] == 1:
             continue  # BatchNorm cannot normalise a single row in train mode
         yield index
-
 
 
 # ----------------------------------------------------------------------------------------- checkpoints ---

@@ -11,6 +11,7 @@ leaderboard), :func:`collect` also their curves, trials and predictions (the rep
 Reading never creates anything: a tracking URI that points at a missing sqlite file is an error, not a new
 empty store.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,7 +83,9 @@ class RunRecord:
             end_time=None if run.info.end_time is None else int(run.info.end_time),
             tags={k: v for k, v in tags.items() if k not in dropped},
             params=dict(run.data.params),
-            metrics={k: float(v) for k, v in run.data.metrics.items() if k not in (schema.CURVE_TRAIN, schema.CURVE_VAL)},
+            metrics={
+                k: float(v) for k, v in run.data.metrics.items() if k not in (schema.CURVE_TRAIN, schema.CURVE_VAL)
+            },
         )
 
 
@@ -182,7 +185,9 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "val_seed": tags.get(schema.TAG_VAL_SEED, ""),
         "unit": params.get(schema.PARAM_TASK_UNIT, ""),
         "depth": _depth(params),
-        "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS) if any(p in params for p in BUDGET_PARAMS) else "",
+        "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS)
+        if any(p in params for p in BUDGET_PARAMS)
+        else "",
         # The model's configuration only: the unit and the budget are facts about the run.
         "params": {k: v for k, v in params.items() if k != schema.PARAM_TASK_UNIT and k not in BUDGET_PARAMS},
         "start_time": record.start_time,
@@ -232,7 +237,9 @@ def _download_predictions(client: Any, record: RunRecord, row: dict[str, Any], s
     try:
         local = client.download_artifacts(record.store_id, schema.ARTIFACT_PREDICTIONS, str(scratch / record.store_id))
     except Exception as exc:  # MLflow raises several types for a missing artifact
-        raise ReportInputError(f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})") from None
+        raise ReportInputError(
+            f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})"
+        ) from None
     return pd.read_csv(local, dtype={"id": str})
 
 
@@ -253,7 +260,9 @@ def checked_predictions(frame: pd.DataFrame, row: dict[str, Any]) -> pd.DataFram
     recomputed = mae(values[:, 0], values[:, 1])
     float32_bound = FLOAT32_ROUNDING * float(np.mean(np.abs(values).sum(axis=1)))
     if not math.isclose(recomputed, row[schema.TEST_MAE], rel_tol=MAE_RTOL, abs_tol=max(1e-12, float32_bound)):
-        raise ReportInputError(f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}")
+        raise ReportInputError(
+            f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}"
+        )
     frame = frame[["id", "y_true", "y_pred"]].astype({"id": str, "y_true": np.float64, "y_pred": np.float64})
     for k in ("run_id", "task", "model", "fold", "seed", "train_size"):
         frame[k] = row[k]
@@ -404,7 +413,9 @@ def finals_from_records(
     return finals, [by_id[run_id] for run_id in finals["run_id"]], [note for _, note in skipped]
 
 
-def read_finals(tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+def read_finals(
+    tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """The finished parent runs of ``tasks`` (all tasks when None) as ``Collected.finals``, and notes on the
     unfinished ones. Raises :class:`ReportInputError` when there is none or the store is inconsistent."""
     check_store_exists(tracking_uri)
@@ -436,7 +447,9 @@ def assemble(
     for row in rows:
         if row["run_id"] not in by_run:
             raise ReportInputError(f"{_where(row)}: finished parent run without test predictions")
-        pred_frames.append(checked_predictions(by_run[row["run_id"]].drop(columns="run_id").reset_index(drop=True), row))
+        pred_frames.append(
+            checked_predictions(by_run[row["run_id"]].drop(columns="run_id").reset_index(drop=True), row)
+        )
     predictions = pd.concat(pred_frames, ignore_index=True)
     _check_test_rows(predictions)
 

@@ -1,4 +1,5 @@
 """What the leaderboard says: the sections, tables and figures, assembled as render blocks."""
+
 from __future__ import annotations
 
 import math
@@ -151,9 +152,15 @@ def leaderboard_table(
             label = f"{name} ({PUBLISHED_TAG}; {ref['input']} input)"
             rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH, DASH])
     if published_oqmd is not None:
-        for r in published_oqmd[published_oqmd["task"] == task].sort_values("test_mae", key=lambda v: v.astype(float)).itertuples():
+        for r in (
+            published_oqmd[published_oqmd["task"] == task]
+            .sort_values("test_mae", key=lambda v: v.astype(float))
+            .itertuples()
+        ):
             muted.add(len(rows))
-            rows.append([DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH])
+            rows.append(
+                [DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH]
+            )
     caption = f"{task}: test scores, mean ± std over folds and seeds"
     if composition_only:
         caption += " (composition-only)"
@@ -177,7 +184,15 @@ def comparison_table(task: str, comparisons: list[PairedComparison], decimals: i
             ]
         )
     return Table(
-        ["baseline", "pairs", "IRNet W/T/L (pairs)", "IRNet W/T/L (folds)", "mean Δ MAE", "Wilcoxon p (its floor)", "p (Holm)"],
+        [
+            "baseline",
+            "pairs",
+            "IRNet W/T/L (pairs)",
+            "IRNet W/T/L (folds)",
+            "mean Δ MAE",
+            "Wilcoxon p (its floor)",
+            "p (Holm)",
+        ],
         rows,
         f"{task}: IRNet against each baseline, paired by (fold, seed)",
         align_right=frozenset({1, 4, 5, 6}),
@@ -241,7 +256,9 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     ]
     if study.crossover is not None:
         c = study.crossover
-        blocks.append(Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}"))
+        blocks.append(
+            Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}")
+        )
     else:
         blocks.append(Para(study.note, note=True))
     fit_rows = [
@@ -343,7 +360,9 @@ def task_blocks(
     mixed = finals.groupby(["model", "train_size"])["budget"].nunique() > 1
     if mixed.any():
         per_model = "; ".join(f"{m}: {', '.join(sorted(set(g['budget'])))}" for m, g in finals.groupby("model"))
-        blocks.append(Para(f"Warning: a model of this task was tuned with several budgets at one size ({per_model}).", note=True))
+        blocks.append(
+            Para(f"Warning: a model of this task was tuned with several budgets at one size ({per_model}).", note=True)
+        )
     if composition_only:
         blocks.append(
             Para(
@@ -358,7 +377,7 @@ def task_blocks(
     if published_oqmd is not None and task in set(published_oqmd["task"]):
         blocks.append(
             Para(
-                "Rows marked \"published, same split\" or \"published, different split\" (grey in the HTML) are test "
+                'Rows marked "published, same split" or "published, different split" (grey in the HTML) are test '
                 f"MAEs copied from the papers ({PUBLISHED_OQMD_SOURCES}); copied in reports/{PUBLISHED_OQMD_FILE}. "
                 "Only the same-split rows are directly comparable with ours, and only when our runs use the full "
                 "training part.",
@@ -377,7 +396,7 @@ def task_blocks(
             blocks.append(Para("Not like-for-like with the published figures: " + "; ".join(unlike) + ".", note=True))
         blocks.append(
             Para(
-                f"Rows marked \"{PUBLISHED_TAG}\" (grey in the HTML) are mean MAE over the 5 official Matbench "
+                f'Rows marked "{PUBLISHED_TAG}" (grey in the HTML) are mean MAE over the 5 official Matbench '
                 f"folds as published ({PUBLISHED_SOURCE}); copied in reports/{PUBLISHED_FILE}. They are comparable "
                 "with ours only when our runs cover all 5 folds with full training data.",
                 note=True,
@@ -399,7 +418,9 @@ def task_blocks(
         )
     elif REFERENCE_MODEL not in set(finals["model"]):
         blocks.append(Para("IRNet has no finished runs on this task: no comparison.", note=True))
-    blocks += row_comparison_blocks(task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"]))
+    blocks += row_comparison_blocks(
+        task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"])
+    )
     if study is not None:
         blocks += scaling_blocks(task, study, unit)
 
@@ -435,7 +456,9 @@ def task_blocks(
                 f"{task}: best validation MAE so far against Optuna trial number (COMPLETE trials), mean over studies.",
             )
         )
-    figures.append(Figure(f"plots/{task}_time.png", plots.times(summary, task), f"{task}: mean wall-clock seconds per model."))
+    figures.append(
+        Figure(f"plots/{task}_time.png", plots.times(summary, task), f"{task}: mean wall-clock seconds per model.")
+    )
     blocks.extend(figures)
     return blocks
 
@@ -458,7 +481,9 @@ def export_blocks(exports: list[MatbenchExport]) -> list[Block]:
             note=True,
         )
     )
-    blocks.append(Table(["file", "model", "seed", "task", "mean MAE over folds", "note"], rows, align_right=frozenset({2, 4})))
+    blocks.append(
+        Table(["file", "model", "seed", "task", "mean MAE over folds", "note"], rows, align_right=frozenset({2, 4}))
+    )
     return blocks
 
 
@@ -495,7 +520,9 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     versions = sorted(set(f["code_version"]))
     if len(versions) > 1:
-        blocks.append(Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True))
+        blocks.append(
+            Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True)
+        )
     if collected.skipped:
         left_out = f"Left out ({len(collected.skipped)} unfinished parent runs): " + "; ".join(collected.skipped)
         blocks.append(Para(left_out, note=True))

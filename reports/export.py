@@ -49,6 +49,7 @@ else in DIR is touched). Importing: a run already imported (tag ``source_run_id`
 be repeated or resumed; a store that already holds a finished run of the same key is refused before anything is
 written. Bad input is one line and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,7 +134,11 @@ def export_files(collected: Collected, selection: dict[str, Any]) -> dict[str, b
     for name, frame in tables(collected).items():
         data = _parquet(frame)
         files[f"{name}.parquet"] = data
-        listing[f"{name}.parquet"] = {"rows": len(frame), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        listing[f"{name}.parquet"] = {
+            "rows": len(frame),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     finals = collected.finals
     manifest = {
         "format": FORMAT,
@@ -173,7 +178,9 @@ def write_export(files: dict[str, bytes], out: Path) -> None:
             (out / name).unlink()
 
 
-def export_store(tracking_uri: str, out: Path, tasks: list[str] | None = None, preset: str | None = None) -> dict[str, bytes]:
+def export_store(
+    tracking_uri: str, out: Path, tasks: list[str] | None = None, preset: str | None = None
+) -> dict[str, bytes]:
     """Export the finished parent runs of the store into ``out``; returns what was written."""
     files = export_files(collect(tracking_uri, tasks, preset), {"tasks": tasks, "preset": preset})
     write_export(files, out)
@@ -195,11 +202,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
         format_, version, listing = manifest["format"], manifest["version"], manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path} is not an export manifest ({type(exc).__name__}: {exc}); re-export the store") from None
+        raise ExportError(
+            f"{path} is not an export manifest ({type(exc).__name__}: {exc}); re-export the store"
+        ) from None
     if format_ != FORMAT or not isinstance(version, int):
         raise ExportError(f"{path}: format {format_!r} version {version!r}, expected {FORMAT!r} version {VERSION}")
     if version > VERSION:
-        raise ExportError(f"{path}: export format version {version} is newer than this code reads ({VERSION}); update irnet-bench")
+        raise ExportError(
+            f"{path}: export format version {version} is newer than this code reads ({VERSION}); update irnet-bench"
+        )
     for name in (f"{n}.parquet" for n in FILES):
         file = folder / name
         if name not in listing or not file.is_file():
@@ -356,9 +367,13 @@ def import_export(folder: Path, tracking_uri: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m reports.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--tracking-uri", metavar="URI", help="the MLflow store: read by an export, written by --import")
+    parser.add_argument(
+        "--tracking-uri", metavar="URI", help="the MLflow store: read by an export, written by --import"
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="export into this folder (created if missing)")
-    parser.add_argument("--import", dest="import_dir", type=Path, metavar="DIR", help="import this export into the store")
+    parser.add_argument(
+        "--import", dest="import_dir", type=Path, metavar="DIR", help="import this export into the store"
+    )
     parser.add_argument("--task", "--tasks", action="append", metavar="NAME",
                         help="export only this task (repeatable, or comma-separated); default all")  # fmt: skip
     parser.add_argument("--preset", help="export only runs of this preset (required when the store holds several)")
@@ -373,9 +388,13 @@ def _tasks(values: Iterable[str] | None) -> list[str] | None:
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.tracking_uri:
-        raise UsageError("give --tracking-uri URI: the store to export (with --out DIR) or to import into (with --import DIR)")
+        raise UsageError(
+            "give --tracking-uri URI: the store to export (with --out DIR) or to import into (with --import DIR)"
+        )
     if (args.out is None) == (args.import_dir is None):
-        raise UsageError("give either --out DIR (export the store) or --import DIR (import an export), not both or neither")
+        raise UsageError(
+            "give either --out DIR (export the store) or --import DIR (import an export), not both or neither"
+        )
     if args.import_dir is not None:
         if args.task or args.preset:
             raise UsageError("--import takes the whole export; --task and --preset select what an export holds")

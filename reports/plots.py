@@ -2,6 +2,7 @@
 
 Every figure is drawn from the collected frames only, so a figure can always be traced back to runs.
 """
+
 from __future__ import annotations
 
 import io
@@ -177,6 +178,7 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
 
 def _log_log(ax: plt.Axes) -> None:
     """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
+
     def plain(value: float, _: int) -> str:
         return f"{value:,.6g}"
 
@@ -225,7 +227,9 @@ def compute(points: pd.DataFrame, task: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     for model, part in points.groupby("model"):
         part = part.sort_values("train_size")
-        ax.plot(part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model))
+        ax.plot(
+            part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model)
+        )
         last = part.iloc[-1]  # label the largest size so the direction of each line is readable
         ax.annotate(f"{int(last['train_size']):,}", (last["compute_seconds"], last["mae_mean"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points", color=color(str(model)))  # fmt: skip

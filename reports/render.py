@@ -2,6 +2,7 @@
 
 Both renderings come from the same blocks, so the two files always say the same thing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -62,7 +63,9 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
             if block.caption:
                 out += [f"**{block.caption}**", ""]
             out.append("| " + " | ".join(_md_cell(c) for c in block.columns) + " |")
-            out.append("|" + "|".join("---:" if i in block.align_right else "---" for i in range(len(block.columns))) + "|")
+            out.append(
+                "|" + "|".join("---:" if i in block.align_right else "---" for i in range(len(block.columns))) + "|"
+            )
             for row in block.rows:
                 out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
             out.append("")

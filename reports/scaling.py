@@ -16,6 +16,7 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
   per size (a fixed split, one seed) still gets an interval, from the sampling of the test set. Otherwise it
   resamples each size's run scores (folds x seeds), and gives no interval when there is one run per size.
 """
+
 from __future__ import annotations
 
 import math
@@ -177,14 +178,21 @@ class Crossover:
             return text + " Their fitted curves are parallel (equal b) and never meet."
         where = "beyond the largest" if self.crossing > self.size_max else "below the smallest"
         if not self.size_min / FAR_OUTSIDE <= self.crossing <= self.size_max * FAR_OUTSIDE:
-            inside = "" if self.n_resamples == 0 else (
-                f"; {self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside it"
+            inside = (
+                ""
+                if self.n_resamples == 0
+                else (
+                    f"; {self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside it"
+                )
             )
             return text + (
                 f" Their fitted curves are nearly parallel: they would meet only more than {FAR_OUTSIDE:g}x "
                 f"{where} measured size (N ≈ {_n(self.crossing)}), which fits over this range cannot place{inside}."
             )
-        return text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
+        return (
+            text
+            + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
+        )
 
 
 def _n(value: float | None) -> str:

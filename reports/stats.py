@@ -14,6 +14,7 @@ Conventions, stated once:
   paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
 - A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
 """
+
 from __future__ import annotations
 
 import math
@@ -200,10 +201,14 @@ def running_best(trials: pd.DataFrame) -> pd.DataFrame:
 
     Returns columns ``task, model, fold, seed, parent_run_id, trial_number, best_so_far``.
     """
-    done = trials[trials["trial_state"].astype(str).str.upper() == "COMPLETE"].sort_values(["parent_run_id", "trial_number"])
+    done = trials[trials["trial_state"].astype(str).str.upper() == "COMPLETE"].sort_values(
+        ["parent_run_id", "trial_number"]
+    )
     # astype: a store without trials gives an empty object column, which cummin refuses.
     best = done["trial_val_mae"].astype(float).groupby(done["parent_run_id"]).cummin()
-    return done.assign(best_so_far=best)[["task", "model", "fold", "seed", "parent_run_id", "trial_number", "best_so_far"]]
+    return done.assign(best_so_far=best)[
+        ["task", "model", "fold", "seed", "parent_run_id", "trial_number", "best_so_far"]
+    ]
 
 
 # ------------------------------------------------------------------------------- per-row paired comparison

@@ -24,6 +24,7 @@ Values are written with Python's ``repr`` (shortest exact round trip), so the ta
 float64 values bit for bit. The script checks its output against matminer's own ``MagpieData`` and
 ``PymatgenData`` objects before writing.
 """
+
 from __future__ import annotations
 
 import argparse

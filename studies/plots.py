@@ -1,4 +1,5 @@
 """The two figures each final run carries: a parity plot of the test predictions and a convergence plot."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Progress while a study or a refit runs: a bar on a terminal, timed log lines otherwise."""
+
 from __future__ import annotations
 
 import logging

@@ -13,6 +13,7 @@ Everything goes to MLflow (:mod:`studies.tracking`); the results are read back f
 :mod:`reports.collect`, so a rerun that skips finished work still reports it. Who does which step when several
 workers share the stores is decided in :mod:`studies.coordination`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -80,7 +81,9 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
     info = model_info(key.model)
     if info.converging_regime is None or plan.preset.trial0 != "converging":
         return {}, []
-    room = budget.tuning_seconds is None or budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * plan.expected_fit_seconds(key)
+    room = budget.tuning_seconds is None or budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * plan.expected_fit_seconds(
+        key
+    )
     return info.converging_regime(int(key.train_size or 0)), [info.model_class.default_params()] if room else []
 
 
@@ -160,7 +163,10 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
             pending = [k for k in group_keys if not close_if_done(client, experiment_id, k)]
             for key in group_keys:
                 if key not in pending:
-                    for folder in (trial_model_dir(plan, key), checkpoint_dir(plan, key)):  # left by a kill after "done"
+                    for folder in (
+                        trial_model_dir(plan, key),
+                        checkpoint_dir(plan, key),
+                    ):  # left by a kill after "done"
                         shutil.rmtree(folder, ignore_errors=True)
                     outcome.jobs.append(JobOutcome(key, "skipped", "done in an earlier run"))
                     _advance(bar, f"{key.run_name}: done earlier")
@@ -271,7 +277,9 @@ def run_job(
                           len(test.y))  # fmt: skip
         # 2. Tune on the training rows, early stopping and pruning on the validation rows.
         study = open_study(storage, key, search=info.search, preset=plan.preset, config=config)
-        recorder = MlflowTrialRecorder(client, experiment_id, run_id, {**key.tags(), schema.TAG_STUDY_NAME: key.study_name})
+        recorder = MlflowTrialRecorder(
+            client, experiment_id, run_id, {**key.tags(), schema.TAG_STUDY_NAME: key.study_name}
+        )
         trial0, extra_trials = first_trials(plan, key, budget)
         tuning = tune(
             study,
@@ -325,7 +333,9 @@ def run_job(
     )
 
 
-def reusable_trial_fit(tuning: TuningResult, training: TrainingData, plan: RunPlan, key: RunKey) -> tuple[Model, Any] | None:
+def reusable_trial_fit(
+    tuning: TuningResult, training: TrainingData, plan: RunPlan, key: RunKey
+) -> tuple[Model, Any] | None:
     """The best trial's saved model and report when the refit would repeat that trial exactly (same full
     parameters, seed and rows, checked by :func:`studies.refit_reuse.fit_identity`); None otherwise (no saved
     model, e.g. the trial ran on another machine, or a different fit)."""
@@ -361,8 +371,11 @@ def refit_and_score(
         start = time.perf_counter()
         # A refit killed part-way resumes from this checkpoint on rerun (only the worker holding the refit
         # claim runs it); one of another configuration is ignored by its identity check.
-        on_step = None if heartbeat is None else (
-            lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
+        on_step = (
+            None
+            if heartbeat is None
+            else (lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
+        )
         report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
                            on_step=on_step, time_limit_s=budget.fit_seconds,
                            checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip

@@ -8,6 +8,7 @@ name declared twice. Names are the values of the MLflow ``model`` tag and of ``-
 :func:`use_registry` swaps the registry for the duration of a ``with`` block (tests add a model from a file
 of their own that way).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ create, resume or finish a parent run is decided in :mod:`studies.coordination`;
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids (no fluent "active run" state), so
 a trial run is written in one go when the trial ends and a parent run can be resumed by id.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -98,7 +99,9 @@ def dataset_input(task: Any, fold: int, n_train: int, n_val: int, n_test: int) -
     profile = {
         "num_rows": int(task.n_rows),
         "split": spec.split_scheme,
-        "folds": [{"train": len(f.train) + (0 if f.val is None else len(f.val)), "test": len(f.test)} for f in task.folds],
+        "folds": [
+            {"train": len(f.train) + (0 if f.val is None else len(f.val)), "test": len(f.test)} for f in task.folds
+        ],
     }
     dataset = Dataset(
         name=spec.name,
@@ -129,7 +132,9 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:
-            status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+            status = subprocess.run(
+                ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+            )
             dirty = "+dirty" if status.returncode == 0 and status.stdout.strip() else ""
             return commit.stdout.strip() + dirty
     except (OSError, subprocess.SubprocessError):

@@ -19,6 +19,7 @@ process starts trials; no finished trial is lost or repeated.
 
 Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches this module.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -142,10 +143,14 @@ def make_pruner(pruning: SuccessiveHalving | None, preset: Preset, search: Model
     """Successive halving with explicit resources, or the median rule after the preset's startup trials."""
     if pruning is not None:
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruning.min_steps, reduction_factor=pruning.reduction_factor, min_early_stopping_rate=0,
+            min_resource=pruning.min_steps,
+            reduction_factor=pruning.reduction_factor,
+            min_early_stopping_rate=0,
             bootstrap_count=pruning.bootstrap_count,
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps
+    )
 
 
 def enqueue_defaults(
@@ -350,7 +355,10 @@ class _Objective:
         running = [t for t in earlier if running_elsewhere(t, others_alive)]
         if len(counted) + len(running) >= self.budget.n_trials:
             return "budget"
-        if self.budget.tuning_seconds is not None and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds:
+        if (
+            self.budget.tuning_seconds is not None
+            and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds
+        ):
             return "budget"
         return None
 
@@ -469,7 +477,9 @@ class _Objective:
         every = max(1, self.search.report_every)
 
         def on_step(step: int, val_mae: float) -> None:
-            seen.append(CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started))
+            seen.append(
+                CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started)
+            )
             if self.heartbeat is not None:
                 self.heartbeat.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
             if step % every == 0 and math.isfinite(val_mae):

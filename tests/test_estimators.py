@@ -1,5 +1,6 @@
 """The scikit-learn face of the networks (``irnet.estimators``): scikit-learn's own estimator checks, the same
 network as the benchmark's model, pipelines from formulas, and the README's example."""
+
 from __future__ import annotations
 
 import pickle

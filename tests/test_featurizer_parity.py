@@ -4,6 +4,7 @@ Every one of the 145 columns must equal matminer's: exactly for the columns that
 and flags (minimum, maximum, range, mode, 0-norm, compound possible), to 1e-6 relative for the rest. A formula
 that pymatgen rejects must give a NaN row here too, and one that pymatgen reads must not.
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -3,6 +3,7 @@
 Fast by design (one thread, tiny data, a few epochs); the real-data check uses the ``steels_training`` fixture
 (matbench_steels fold 0, 145 magpie features) from tests/conftest.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,7 +108,12 @@ def test_layer_structure_per_arch() -> None:
         projections = [r.shortcut for r in residuals[arch] if isinstance(r.shortcut, nn.Linear)]
         # input->1024, 1024->512, 512->256, 256->128, 128->64, 64->32
         assert [(p.in_features, p.out_features) for p in projections] == [
-            (145, 1024), (1024, 512), (512, 256), (256, 128), (128, 64), (64, 32)
+            (145, 1024),
+            (1024, 512),
+            (512, 256),
+            (256, 128),
+            (128, 64),
+            (64, 32),
         ]
     # Batch norm (affine) in every hidden layer except ElemNet's; ElemNet's dropouts follow stacks 1-4.
     for arch, net in nets.items():
@@ -281,8 +287,13 @@ def test_standardisation_uses_training_rows_and_guards_constant_columns(small) -
     assert float(result.y_scaler.scale) == pytest.approx(y.std())
     assert math.isfinite(result.report.best_val_mae)
     raw = train_network(
-        build_network("irnet", [(8, 2)], N_FEATURES), X, y, Xv, yv,
-        TrainConfig(max_epochs=1, standardize_inputs=False, standardize_target=False), seed=0,
+        build_network("irnet", [(8, 2)], N_FEATURES),
+        X,
+        y,
+        Xv,
+        yv,
+        TrainConfig(max_epochs=1, standardize_inputs=False, standardize_target=False),
+        seed=0,
     )
     assert np.all(raw.x_scaler.mean == 0) and np.all(raw.x_scaler.scale == 1) and float(raw.y_scaler.scale) == 1.0
 
@@ -472,7 +483,9 @@ def _fit_killed_then_resumed(model_cls, params, data, path, kill_at: int):
 
 
 @pytest.mark.parametrize("model_cls", [IRNetModel, ElemNetModel])  # batch norm statistics; dropout RNG
-def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(model_cls, small, tmp_path, monkeypatch) -> None:
+def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(
+    model_cls, small, tmp_path, monkeypatch
+) -> None:
     import irnet.training
 
     monkeypatch.setattr(irnet.training, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch

@@ -1,6 +1,7 @@
 """The model registry: discovery of the ``MODELS`` declarations, loud failures, and the promise that a new model
 is one new file (a ridge regression written to a temporary folder runs through tuning, refit, tracking and the
 report without any other change)."""
+
 from __future__ import annotations
 
 import sys
@@ -116,7 +117,9 @@ def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_repo
         assert parent[0].data.tags["pkg.numpy-for-ridge"]  # its declared package is recorded
         assert len(trials) == 3 and all("alpha" in t.data.params for t in trials)  # tuned over its space
 
-        assert build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+        assert (
+            build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+        )
     board = pd.read_csv(tmp_path / "report" / "leaderboard.csv")
     ridge = board[(board["model"] == "ridge") & (board["metric"] == "mae")]
     assert len(ridge) == 1 and ridge["value"].iloc[0] == pytest.approx(parent[0].data.metrics[schema.TEST_MAE])

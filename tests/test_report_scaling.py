@@ -7,6 +7,7 @@ seed factors averaging to 1: the fitted power laws, the crossover and the per-ro
 exactly. The experiment is named ``formation_energy`` so the published OQMD rows apply; its 300 test rows are
 made up, not OQMD's (the report reads ids, targets and predictions, never the dataset).
 """
+
 from __future__ import annotations
 
 import math
@@ -145,7 +146,9 @@ def _write_scaling_store(root, template) -> str:
                 run_id = client.create_run(exp_id, tags=tags).info.run_id
                 csv = root / "scratch" / run_id / schema.ARTIFACT_PREDICTIONS
                 csv.parent.mkdir(parents=True)
-                pd.DataFrame({"id": ids, "y_true": y_true, "y_pred": y_pred}).to_csv(csv, index=False, float_format="%.17g")
+                pd.DataFrame({"id": ids, "y_true": y_true, "y_pred": y_pred}).to_csv(
+                    csv, index=False, float_format="%.17g"
+                )
                 client.log_artifact(run_id, str(csv))
                 absolute = np.abs(error)
                 _log(
@@ -213,7 +216,10 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
     # The cut-short refits (irnet at 1,000 rows) are marked in the scaling table and in provenance, with a legend.
     d = document.decimals(report.studies[TASK].points["mae_mean"])
     irnet_1000 = f"{_mae('irnet', 1000, 1):.{d}f}"
-    assert any(line.startswith(f"| irnet | 1,000 | {irnet_1000}") and "† |" in line and "time_limit 3" in line for line in md.splitlines())
+    assert any(
+        line.startswith(f"| irnet | 1,000 | {irnet_1000}") and "† |" in line and "time_limit 3" in line
+        for line in md.splitlines()
+    )
     assert md.count("| time_limit |") == 3
     csv = pd.read_csv(out / "leaderboard.csv")
     assert set(csv.loc[(csv["model"] == "irnet") & (csv["train_size"] == 1000), "refit_stopped"]) == {"time_limit"}

@@ -1,6 +1,7 @@
 """From ``benchmarks.run`` to the report on one store: the console and the report read the same finished runs,
 and a run killed between being marked FINISHED and being marked done is completed by a rerun, with both readers
 agreeing before and after."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -33,7 +34,9 @@ def _console_board(stdout: str) -> dict[str, float]:
     return {row[1]: float(row[2]) for row in rows}
 
 
-def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_readers_agree(tmp_path, monkeypatch, capsys):
+def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_readers_agree(
+    tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "out"
     uri = f"sqlite:///{out / 'mlflow.db'}"
     real_mark_done = tracking.mark_done

@@ -1,4 +1,5 @@
 """The speed script and the GPU check: they run, count FLOPs right, and need only numpy, pandas and torch."""
+
 from __future__ import annotations
 
 import json
@@ -81,5 +82,7 @@ def test_gpu_check_dry_run_without_the_heavy_packages(tmp_path: Path) -> None:
     assert list(fits) == ["irnet-17", "srnet-17", "plain-17"]
     for fit in fits.values():
         assert fit["epochs"] == 2 and fit["stopped"] == "max_steps" and 0 < fit["test_mae"] < 5
-        assert fit["params"]["amp"] is True and fit["params"]["lr_decay"] == 0.3 and fit["params"]["optimizer"] == "adamw"
+        assert (
+            fit["params"]["amp"] is True and fit["params"]["lr_decay"] == 0.3 and fit["params"]["optimizer"] == "adamw"
+        )
     assert "validation MAE" in (env_out / "gpu_check.txt").read_text()

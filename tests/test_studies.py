@@ -3,6 +3,7 @@
 Tuning tests use the real matbench_steels fold 0 (``steels_training``) with small stand-in models where the
 point is the study's bookkeeping rather than a model (a model that sleeps, crashes, or reports a set curve).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -213,7 +214,10 @@ def test_defaults_round_trip_through_the_space(model):
 def test_optional_parameter_switches_off_to_its_off_value():
     space = {"weight_decay": spaces.optional(spaces.log_uniform(1e-6, 1e-3), off=0.0)}
     assert default_trial_params(space, {"weight_decay": 0.0}) == {"weight_decay" + ENABLED_SUFFIX: False}
-    assert default_trial_params(space, {"weight_decay": 1e-4}) == {"weight_decay" + ENABLED_SUFFIX: True, "weight_decay": 1e-4}
+    assert default_trial_params(space, {"weight_decay": 1e-4}) == {
+        "weight_decay" + ENABLED_SUFFIX: True,
+        "weight_decay": 1e-4,
+    }
 
 
 def test_a_default_outside_its_range_is_refused():
@@ -448,7 +452,9 @@ def _worker_id(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}:{coordination.process_start_time(pid)}"
 
 
-def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(tmp_path, steels_training):
+def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(
+    tmp_path, steels_training
+):
     study = _study(tmp_path, SLEEPY_SEARCH, name="ownerless")
     study.set_user_attr(coordination.STUDY_ATTR_WORKER_PREFIX + f"{socket.gethostname()}:999999999:1", 0.0)  # killed
     orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # RUNNING, owner never recorded
@@ -467,7 +473,9 @@ def test_an_ownerless_running_trial_of_a_live_worker_is_left_alone(tmp_path, ste
     assert result.n_trials == 1  # its trial completes the budget of 2; this process ran only one
 
 
-def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs(tmp_path, steels_training, monkeypatch):
+def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs(
+    tmp_path, steels_training, monkeypatch
+):
     """Two workers on one study: the other's trial 0 is still running when this one's budget is spent (here:
     a budget of one trial, taken by it). This worker waits for it instead of failing the study."""
     monkeypatch.setattr(tuning, "TRIAL_POLL_S", 0.1)
@@ -537,7 +545,9 @@ def test_two_processes_on_one_storage_stop_at_exactly_n_trials(tmp_path, steels_
     # command line's job: it takes a lock).
     _study(tmp_path, SLEEPY_SEARCH, name="sleepy")
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR.parent)}
-    workers = [subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     errors = [w.communicate(timeout=180)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], errors
     study = optuna.load_study(study_name="matbench_steels/sleepy/fold0/seed0/smoke", storage=url)
