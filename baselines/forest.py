@@ -153,7 +153,7 @@ class RandomForestModel(Model):
             fit_seconds=time.perf_counter() - start,
             device="cpu",  # scikit-learn has no GPU path
             stopped=stopped,
-            extra={"train_curve_rows": int(len(rows)), "n_trees": len(forest.estimators_)},
+            extra={"train_curve_rows": len(rows), "n_trees": len(forest.estimators_)},
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -1,8 +1,8 @@
 """XGBoost (``xgboost.train``, hist trees) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every round
-and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
+patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every
+round and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
 propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
 """
 
@@ -147,12 +147,10 @@ class XGBoostModel(Model):
         train_mae = evals_result[TRAIN_NAME][METRIC]
         val_mae = evals_result[VAL_NAME][METRIC]
         n_done = booster.num_boosted_rounds()
-        if patience:
-            # The first minimum: EarlyStopping's rule (strict improvement). Taken from the log rather than
-            # booster.best_iteration because a time-limit stop skips EarlyStopping on the last round.
-            best_iteration = int(np.argmin(val_mae))
-        else:
-            best_iteration = n_done - 1  # no early stopping: every round is kept
+        # With early stopping the first minimum, EarlyStopping's rule (strict improvement), taken from the log
+        # rather than booster.best_iteration because a time-limit stop skips EarlyStopping on the last round;
+        # without it every round is kept.
+        best_iteration = int(np.argmin(val_mae)) if patience else n_done - 1
         stopped = stop_reason(monitor.hit_time_limit, n_done, n_rounds)
         # Predictions take host arrays; a CPU booster avoids XGBoost's device-mismatch fallback and warning.
         booster.set_param({"device": "cpu"})

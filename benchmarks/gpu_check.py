@@ -75,11 +75,10 @@ def full_data_fits(data: dict[str, Any], *, device: str, deadline: float, rows: 
         name = f"{cls.name}-{FULL_DATA_DEPTH}"
         started = time.perf_counter()
 
-        def show(epoch: int, val_mae: float) -> None:  # every 10th epoch: a fit runs ~100
-            if epoch == 1 or epoch % 10 == 0:
-                say(
-                    f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {time.perf_counter() - started:.0f} s"
-                )
+        def show(epoch: int, val_mae: float, name: str = name, started: float = started) -> None:
+            if epoch == 1 or epoch % 10 == 0:  # every 10th epoch: a fit runs ~100
+                seconds = time.perf_counter() - started
+                say(f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {seconds:.0f} s")
 
         model = cls(params, seed=0, device=device)
         report = model.fit(X, y, data["X_val"], data["y_val"], on_step=show, time_limit_s=time_limit_s)

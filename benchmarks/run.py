@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -50,15 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
     parser.add_argument("--trials", type=int, default=None, help="total finished trials per study (default: preset)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="tuning seconds per study: summed trial time, equal for every model (default: preset)")  # fmt: skip
+                        help="tuning seconds per study: summed trial time, equal for every model "
+                             "(default: preset)")  # fmt: skip
     parser.add_argument(
         "--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)"
     )
     parser.add_argument("--max-train-rows", type=int, default=None,
-                        help="cap on training rows per fold, validation in proportion; 0 = all (default: preset)")  # fmt: skip
+                        help="cap on training rows per fold, validation in proportion; 0 = all "
+                             "(default: preset)")  # fmt: skip
     parser.add_argument("--train-sizes", default=None,
                         help="scaling study: increasing training-row counts, e.g. 1000,3000,10000,all (all = the "
-                             "whole training part); each size is a full run, nested subsamples, same test set")  # fmt: skip
+                             "whole training part); each size is a full run, nested subsamples, same test "
+                             "set")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (networks; trees run on CPU)")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads per model (default: all cores available)"
@@ -120,7 +124,7 @@ def parse_train_sizes(text: str | None) -> tuple[int | None, ...]:
     if None in sizes[:-1]:
         raise UsageError("--train-sizes: 'all' must be the last size (sizes go from small to large)")
     numbers = [s for s in sizes if s is not None]
-    for before, after in zip(numbers, numbers[1:]):
+    for before, after in itertools.pairwise(numbers):
         if after == before:
             raise UsageError(f"--train-sizes repeats size {after}")
         if after < before:
@@ -147,7 +151,8 @@ def check_train_sizes(sizes: tuple[int | None, ...], task) -> None:
             val_rows = len(fold_rows(task, fold, max_train_rows=smallest)[1])
             if val_rows < MIN_VAL_ROWS:
                 raise UsageError(f"--train-sizes: size {smallest} leaves {val_rows} validation rows on fold {fold} "
-                                 f"of {task.spec.name}; the models need at least {MIN_VAL_ROWS}: use a larger size")  # fmt: skip
+                                 f"of {task.spec.name}; the models need at least {MIN_VAL_ROWS}: use a larger "
+                                 "size")  # fmt: skip
 
 
 def _available_cores() -> int:
@@ -258,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     check_plan(plan)
     for fold, count in overlap.items():  # logged once the plan is accepted: a refused run prints one line
         if count:
-            logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a training "
-                                             "row", task.spec.name, fold, count, len(task.folds[fold].test))  # fmt: skip
+            logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a "
+                                             "training row", task.spec.name, fold, count,
+                                             len(task.folds[fold].test))  # fmt: skip
     _set_torch_threads(threads)
     if not args.worker_of_launcher:  # the launcher says it once for all its workers
         workers = f" shared by {args.workers} workers" if args.workers > 1 else ""
@@ -342,7 +348,7 @@ def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> 
     import signal
     import subprocess
 
-    child_argv = _without_flag(argv, "--workers") + ["--workers", "1", "--no-progress", "--worker-of-launcher"]
+    child_argv = [*_without_flag(argv, "--workers"), "--workers", "1", "--no-progress", "--worker-of-launcher"]
     if not any(a == "--threads" or a.startswith("--threads=") for a in argv):
         child_argv += ["--threads", str(threads)]
     n_gpus = _visible_gpus() if device.startswith("cuda") else 0

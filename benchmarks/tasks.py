@@ -18,8 +18,8 @@ from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_
 from benchmarks.errors import UsageError
 from benchmarks.features import FEATURIZERS
 from benchmarks.loader import TaskData, load_task
-from benchmarks.registry import TASKS, TaskSpec, get_task
 from benchmarks.paths import cache_dir
+from benchmarks.registry import TASKS, TaskSpec, get_task
 
 
 def _split_text(spec: TaskSpec) -> str:
@@ -39,7 +39,7 @@ def list_tasks() -> str:
         for s in TASKS.values()
     ]  # fmt: skip
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("* structure task; the offline archive has formulas only, so results are composition-only")
     return "\n".join(lines)

@@ -47,10 +47,8 @@ def _columns_in_file(path: Path, parquet: bool) -> list[str]:
 def _is_nested(arrow_type) -> bool:
     import pyarrow as pa
 
-    return (
-        pa.types.is_nested(arrow_type)
-        or pa.types.is_dictionary(arrow_type)
-        and pa.types.is_nested(arrow_type.value_type)
+    return pa.types.is_nested(arrow_type) or (
+        pa.types.is_dictionary(arrow_type) and pa.types.is_nested(arrow_type.value_type)
     )
 
 
@@ -125,7 +123,8 @@ def regroup_task(task: TaskData, n_folds: int, group_by: str, seed: int) -> Task
     folds = cv_folds(keys, n_folds, group_by, seed, label=task.spec.name)
     name = task.spec.name + split_suffix(n_folds, group_by, seed)
     spec = TaskSpec(**{**task.spec.__dict__, "name": name, "split_scheme": f"{group_by} {n_folds}-fold, seed {seed}",
-                       "description": f"{task.spec.description}; regrouped: {n_folds} folds by {group_by}"})  # fmt: skip
+                       "description": f"{task.spec.description}; regrouped: {n_folds} folds by "
+                                      f"{group_by}"})  # fmt: skip
     sha = content_sha256(task.ids, task.formulas, task.targets, folds)
     return TaskData(spec, task.ids, task.formulas, task.targets, folds, sha, task.structures)
 

@@ -1,7 +1,7 @@
 """One training loop for every network in :mod:`irnet.networks`.
 
-Paper setup (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on validation MAE with
-patience 200 epochs, inputs not scaled. Departures, each a switch:
+Paper setup (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on
+validation MAE with patience 200 epochs, inputs not scaled. Departures, each a switch:
 
 - ``standardize_inputs`` (default on): features are standardised with the mean and standard deviation of the
   *training rows only*; zero-variance columns are only centred. Off reproduces the paper's raw inputs.
@@ -58,9 +58,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
         """The config from a model's params dict (keys that are not training settings are ignored)."""
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in params.items() if k in names})
@@ -141,7 +142,7 @@ class Scaler:
     high: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, values: np.ndarray, *, standardize: bool = True, clip: bool = False) -> "Scaler":
+    def fit(cls, values: np.ndarray, *, standardize: bool = True, clip: bool = False) -> Scaler:
         values = np.asarray(values, dtype=np.float64)
         mean = values.mean(axis=0)
         std = values.std(axis=0)
@@ -153,7 +154,7 @@ class Scaler:
         return cls(mean=mean, scale=scale, low=low, high=high)
 
     @classmethod
-    def identity(cls, n_columns: int | None = None) -> "Scaler":
+    def identity(cls, n_columns: int | None = None) -> Scaler:
         shape = () if n_columns is None else (n_columns,)
         return cls(mean=np.zeros(shape), scale=np.ones(shape))
 
@@ -173,7 +174,7 @@ class Scaler:
         return state
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "Scaler":
+    def from_state(cls, state: dict[str, np.ndarray]) -> Scaler:
         bounds = {k: np.asarray(state[k], dtype=np.float64) for k in ("low", "high") if k in state}
         return cls(
             mean=np.asarray(state["mean"], dtype=np.float64),

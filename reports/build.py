@@ -151,7 +151,8 @@ def run(argv: list[str] | None = None) -> Report:
     write_report(report, make_out_dir(args.out))
     finals = report.collected.finals
     print(
-        f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), {finals['model'].nunique()} model(s) -> "
+        f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), "
+        f"{finals['model'].nunique()} model(s) -> "
         f"{args.out}/leaderboard.{{md,html,csv}} and {len(report.files) - 3} more file(s)"
     )
     return report

@@ -40,7 +40,8 @@ def first_difference(export: Path) -> str | None:
         if old != new:
             old_lines, new_lines = old.splitlines(), new.splitlines()
             line = next(
-                (i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b), min(len(old_lines), len(new_lines))
+                (i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=False)) if a != b),
+                min(len(old_lines), len(new_lines)),
             )
             return f"{committed} differs from the report rebuilt from {export} (first at line {line + 1}); {fix}"
     return None

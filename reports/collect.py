@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,7 @@ class RunRecord:
     metrics: dict[str, float]
 
     @classmethod
-    def from_run(cls, run: Any, experiment_name: str) -> "RunRecord":
+    def from_run(cls, run: Any, experiment_name: str) -> RunRecord:
         tags = run.data.tags
         dropped = (*WORKER_TAGS, schema.TAG_SOURCE_RUN_ID)
         return cls(
@@ -223,7 +224,8 @@ def _curve_points(client: Any, record: RunRecord) -> list[dict[str, Any]]:
     for key in (schema.CURVE_TRAIN, schema.CURVE_VAL):
         for m in client.get_metric_history(record.store_id, key):
             point = by_step.setdefault(int(m.step), {"run_id": record.run_id, "step": int(m.step),
-                                                     schema.CURVE_TRAIN: math.nan, schema.CURVE_VAL: math.nan})  # fmt: skip
+                                                     schema.CURVE_TRAIN: math.nan,
+                                                     schema.CURVE_VAL: math.nan})  # fmt: skip
             point[key] = float(m.value)
     return [p for _, p in sorted(by_step.items())]
 
@@ -275,10 +277,10 @@ def _size_levels(sizes: list[int]) -> dict[int, int]:
     group: list[int] = []
     for size in sorted(set(sizes)):
         if group and size > group[0] * (1 + SIZE_RTOL):
-            levels.update({s: group[-1] for s in group})
+            levels.update(dict.fromkeys(group, group[-1]))
             group = []
         group.append(size)
-    levels.update({s: group[-1] for s in group})
+    levels.update(dict.fromkeys(group, group[-1]))
     return levels
 
 
@@ -293,7 +295,7 @@ def add_train_size(finals: pd.DataFrame) -> pd.DataFrame:
     out = finals.copy()
     recorded = pd.Series(0, index=out.index, dtype="int64")
     levelled = pd.Series(0, index=out.index, dtype="int64")
-    for task, group in out.groupby("task"):
+    for _task, group in out.groupby("task"):
         tagged = group["train_size_tag"] != ""
         for index, value in group.loc[tagged, "train_size_tag"].items():
             recorded[index] = _as_int(value, schema.TAG_TRAIN_SIZE, group.at[index, "run_id"])
@@ -513,7 +515,7 @@ def collect(
     curve_rows: list[dict[str, Any]] = []
     pred_frames: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
-        for record, row in zip(records, finals.to_dict("records")):
+        for record, row in zip(records, finals.to_dict("records"), strict=True):
             curve_rows.extend(_curve_points(client, record))
             pred_frames.append(_download_predictions(client, record, row, Path(scratch)).assign(run_id=record.run_id))
     return assemble(

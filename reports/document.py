@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from importlib import resources
-from typing import Iterable
 
 import pandas as pd
 
@@ -17,8 +17,8 @@ from reports.stats import (
     CUT_SHORT,
     MIN_PAIRS,
     REFERENCE_MODEL,
-    PairedComparison,
     TRIALS_HEADING,
+    PairedComparison,
     RowComparison,
     at_largest_size,
     running_best,
@@ -164,8 +164,8 @@ def leaderboard_table(
     caption = f"{task}: test scores, mean ± std over folds and seeds"
     if composition_only:
         caption += " (composition-only)"
-    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s", TRIALS_HEADING,
-               "refit stopped"]  # fmt: skip
+    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s",
+               TRIALS_HEADING, "refit stopped"]  # fmt: skip
     return Table(columns, rows, caption, frozenset(muted), frozenset({0, 2, 3, 4, 7, 8}))
 
 
@@ -344,7 +344,8 @@ def task_blocks(
     )
     facts = size_fact + (
         f"Unit: {unit or 'not recorded'}. {finals['run_id'].size} finished runs; folds "
-        f"{', '.join(map(str, sorted(finals['fold'].unique())))}; seeds {', '.join(map(str, sorted(finals['seed'].unique())))}; "
+        f"{', '.join(map(str, sorted(finals['fold'].unique())))}; "
+        f"seeds {', '.join(map(str, sorted(finals['seed'].unique())))}; "
         f"preset {finals['preset'].iloc[0]}; data sha256 {finals['data_sha256'].iloc[0] or 'not recorded'}."
     )
     cap = finals["max_train_rows"].iloc[0]
@@ -408,11 +409,11 @@ def task_blocks(
         blocks.append(
             Para(
                 "W/T/L counts IRNet wins/ties/losses in test MAE. Mean Δ MAE is baseline minus IRNet (positive: IRNet "
-                f"better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least {MIN_PAIRS} "
-                "pairs; Holm-adjusted over this task's baselines. Its floor is the smallest p it can give with these "
-                f"pairs, 2/2^n (5 folds: {wilcoxon_floor(5)}): with few folds it cannot show a difference however large, "
-                "which is what the per-row comparison below is for. Runs of one fold with different seeds share test "
-                "rows, so pairs are not fully independent.",
+                "better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least "
+                f"{MIN_PAIRS} pairs; Holm-adjusted over this task's baselines. Its floor is the smallest p it can give "
+                f"with these pairs, 2/2^n (5 folds: {wilcoxon_floor(5)}): with few folds it cannot show a difference "
+                "however large, which is what the per-row comparison below is for. Runs of one fold with different "
+                "seeds share test rows, so pairs are not fully independent.",
                 note=True,
             )
         )

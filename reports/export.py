@@ -228,7 +228,7 @@ def _read_table(folder: Path, name: str) -> pd.DataFrame:
 
 def _by_run(frame: pd.DataFrame, cast: type) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for run_id, key, value in zip(frame["run_id"], frame["key"], frame["value"]):
+    for run_id, key, value in zip(frame["run_id"], frame["key"], frame["value"], strict=True):
         out.setdefault(run_id, {})[key] = cast(value)
     return out
 
@@ -246,7 +246,8 @@ def load_export(folder: Path) -> Collected:
             end_time=None if end is None or (isinstance(end, float) and math.isnan(end)) else int(end),
             tags=tags.get(run_id, {}), params=params.get(run_id, {}), metrics=metrics.get(run_id, {}),
         )
-        for run_id, task, start, end in zip(runs["run_id"], runs["task"], runs["start_time"], runs["end_time"])
+        for run_id, task, start, end in zip(runs["run_id"], runs["task"], runs["start_time"], runs["end_time"],
+                                            strict=True)
     ]  # fmt: skip
     source = f"the export in {folder}"
     finals, records, _ = finals_from_records(records, [], source, None)
@@ -319,7 +320,7 @@ def _import_run(client: Any, experiment_id: str, record: RunRecord, collected: C
     curve = collected.curves[collected.curves["run_id"] == record.run_id]
     log_metrics(client, run_id, [
         Metric(name, float(value), record.start_time, int(step))
-        for step, tm, vm in zip(curve["step"], curve[schema.CURVE_TRAIN], curve[schema.CURVE_VAL])
+        for step, tm, vm in zip(curve["step"], curve[schema.CURVE_TRAIN], curve[schema.CURVE_VAL], strict=True)
         for name, value in ((schema.CURVE_TRAIN, tm), (schema.CURVE_VAL, vm))
         if math.isfinite(value)
     ])  # fmt: skip

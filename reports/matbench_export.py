@@ -112,7 +112,7 @@ def _task_results(
         params = {str(k): str(v) for k, v in run["params"].items()}
         params.update(run_id=run["run_id"], code_version=run["code_version"], preset=run["preset"])
         results[f"fold_{int(run['fold'])}"] = {
-            "data": {i: float(p) for i, p in zip(ids, part["y_pred"].to_numpy(dtype=float))},
+            "data": {i: float(p) for i, p in zip(ids, part["y_pred"].to_numpy(dtype=float), strict=True)},
             "parameters": params,
             "scores": matbench_scores(part["y_true"].to_numpy(), part["y_pred"].to_numpy()),
         }
@@ -148,7 +148,7 @@ def build_exports(finals: pd.DataFrame, predictions: pd.DataFrame) -> list[Matbe
         if not tasks_doc:
             exports.append(MatbenchExport(str(model), int(seed), "", {}, [], {}, skipped))
             continue
-        latest = datetime.datetime.fromtimestamp(runs["start_time"].max() / 1000, tz=datetime.timezone.utc)
+        latest = datetime.datetime.fromtimestamp(runs["start_time"].max() / 1000, tz=datetime.UTC)
         composition_only = {t: bool(g["composition_only"].iloc[0]) for t, g in runs.groupby("task") if t in tasks_doc}
         document: dict[str, Any] = {
             "@module": "matbench.bench",

@@ -11,16 +11,15 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")  # headless; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from benchmarks.errors import UsageError  # noqa: E402
-from benchmarks.metrics import mae  # noqa: E402
-from studies import schema  # noqa: E402
-
-from studies.registry import BENCHMARK_MODELS, model_info  # noqa: E402
+from benchmarks.errors import UsageError
+from benchmarks.metrics import mae
+from studies import schema
+from studies.registry import BENCHMARK_MODELS, model_info
 
 DPI = 110
 UNKNOWN_COLOR = "#17becf"  # a model no longer registered (a store written by another version)
@@ -112,7 +111,7 @@ def parity(predictions: pd.DataFrame, task: str, models: list[str], unit: str = 
     lo = float(min(rows["y_true"].min(), rows["y_pred"].min()))
     hi = float(max(rows["y_true"].max(), rows["y_pred"].max()))
     pad = 0.03 * (hi - lo or 1.0)
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes.flat, models, strict=False):  # the grid may have spare axes
         part = rows[rows["model"] == model]
         ax.scatter(part["y_true"], part["y_pred"], s=6, alpha=0.5, color=color(model), edgecolors="none")
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8)

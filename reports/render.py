@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class Figure:
     caption: str
 
 
-Block = Union[Heading, Para, Table, Figure]
+Block = Heading | Para | Table | Figure
 
 
 def _md_cell(text: str) -> str:

@@ -190,8 +190,8 @@ class Crossover:
                 f"{where} measured size (N ≈ {_n(self.crossing)}), which fits over this range cannot place{inside}."
             )
         return (
-            text
-            + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
+            text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, "
+            f"{where} measured size ({interval})."
         )
 
 

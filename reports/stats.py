@@ -175,25 +175,25 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
             statistic, p_value, note = float(result.statistic), float(result.pvalue), ""
         n_nonzero = int((ref != base).sum())
         raw.append(
-            dict(
-                task=task,
-                baseline=baseline,
-                n_pairs=len(pairs),
-                wins=int((ref < base).sum()),
-                ties=int((ref == base).sum()),
-                losses=int((ref > base).sum()),
-                fold_wins=int((by_fold["reference"] < by_fold["baseline"]).sum()),
-                fold_ties=int((by_fold["reference"] == by_fold["baseline"]).sum()),
-                fold_losses=int((by_fold["reference"] > by_fold["baseline"]).sum()),
-                mean_diff=float(np.mean(base - ref)) if len(pairs) else math.nan,
-                statistic=statistic,
-                p_value=p_value,
-                note=note,
-                p_floor=wilcoxon_floor(n_nonzero) if p_value is not None else None,
-            )
+            {
+                "task": task,
+                "baseline": baseline,
+                "n_pairs": len(pairs),
+                "wins": int((ref < base).sum()),
+                "ties": int((ref == base).sum()),
+                "losses": int((ref > base).sum()),
+                "fold_wins": int((by_fold["reference"] < by_fold["baseline"]).sum()),
+                "fold_ties": int((by_fold["reference"] == by_fold["baseline"]).sum()),
+                "fold_losses": int((by_fold["reference"] > by_fold["baseline"]).sum()),
+                "mean_diff": float(np.mean(base - ref)) if len(pairs) else math.nan,
+                "statistic": statistic,
+                "p_value": p_value,
+                "note": note,
+                "p_floor": wilcoxon_floor(n_nonzero) if p_value is not None else None,
+            }
         )
     adjusted = _holm([r["p_value"] for r in raw])
-    return [PairedComparison(**r, p_holm=p) for r, p in zip(raw, adjusted)]
+    return [PairedComparison(**r, p_holm=p) for r, p in zip(raw, adjusted, strict=True)]
 
 
 def running_best(trials: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ def select(finals: pd.DataFrame, keys: Iterable[schema.RunKey]) -> pd.DataFrame:
     wanted = {(k.model, k.fold, k.seed, k.train_size) for k in keys}
     mask = [
         (m, f, s, n) in wanted
-        for m, f, s, n in zip(finals["model"], finals["fold"], finals["seed"], finals["train_rows"])
+        for m, f, s, n in zip(finals["model"], finals["fold"], finals["seed"], finals["train_rows"], strict=True)
     ]
     return finals[np.asarray(mask, dtype=bool)] if len(finals) else finals
 

@@ -367,7 +367,7 @@ class FinalHeartbeat:
             except Exception:  # a missed beat is survivable; the refit itself reports store failures
                 log.debug("final heartbeat failed", exc_info=True)
 
-    def __enter__(self) -> "FinalHeartbeat":
+    def __enter__(self) -> FinalHeartbeat:
         self._thread.start()
         return self
 

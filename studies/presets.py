@@ -4,10 +4,10 @@ A preset fixes the training-row cap, step caps and patience overrides, the defau
 study budget (trials, tuning seconds, per-fit time limit). The budget is either one fixed
 :class:`TrialBudget` for every model (``smoke``) or derived by :func:`derive_budget` from the number of
 training rows and the model's group (``ModelInfo.group``: networks, boosters, forest, reference) through the
-preset's :class:`GroupBudget` rules (``quick``): a fit's expected seconds (``ModelInfo.fit_cost``) grow with the rows, the tuning
-seconds are a number of such fits (never below a floor), and the per-fit time cap is a generous multiple of
-the expected fit, so that every model can reach its own stopping rule (networks: early stopping) and the
-cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
+preset's :class:`GroupBudget` rules (``quick``): a fit's expected seconds (``ModelInfo.fit_cost``) grow with the
+rows, the tuning seconds are a number of such fits (never below a floor), and the per-fit time cap is a generous
+multiple of the expected fit, so that every model can reach its own stopping rule (networks: early stopping) and
+the cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
 ``--max-train-rows``, ``--folds``, ``--seeds``) override a preset's values for every model.
 
 Overrides are search-space specs (see :mod:`benchmarks.searchspace`) keyed by a model group or a model name;
@@ -192,7 +192,7 @@ class Preset:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
-    def with_changes(self, **changes: object) -> "Preset":
+    def with_changes(self, **changes: object) -> Preset:
         """A copy with some fields replaced (command-line overrides)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 

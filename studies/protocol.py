@@ -197,14 +197,15 @@ def done_keys(plan: RunPlan) -> set[RunKey]:
     """The jobs of ``plan`` that MLflow records as done (by any worker, in any run)."""
     client = make_client(plan.tracking_uri)
     experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
-    return {key for key in plan.keys() if is_key_done(client, experiment_id, key)}
+    return {key for key in plan.keys() if is_key_done(client, experiment_id, key)}  # noqa: SIM118 (a RunPlan)
 
 
 def jobs_outcome(plan: RunPlan) -> RunOutcome:
     """Each job of ``plan`` as done or not, read from MLflow (after worker processes did the work)."""
     done = done_keys(plan)
-    return RunOutcome([JobOutcome(key, "done") if key in done else JobOutcome(key, "failed", "not finished by any worker")
-                       for key in plan.keys()])  # fmt: skip
+    return RunOutcome([JobOutcome(key, "done") if key in done
+                       else JobOutcome(key, "failed", "not finished by any worker")
+                       for key in plan.keys()])  # fmt: skip # noqa: SIM118 (a RunPlan, not a dict)
 
 
 def expected_time_line(plan: RunPlan) -> str:

@@ -49,7 +49,7 @@ class Registry:
         self._infos = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
     @classmethod
-    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = ()) -> "Registry":
+    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = ()) -> Registry:
         """The models declared by every module of ``packages``, plus those of the named ``modules``."""
         names = [m.name for package in packages for m in pkgutil.iter_modules(_import(package).__path__, package + ".")]
         infos: list[ModelInfo] = []

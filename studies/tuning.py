@@ -53,9 +53,9 @@ from studies.coordination import (
     running_elsewhere,
 )
 from studies.outcomes import TrialOutcome, TrialRecorder, TuningResult
+from studies.presets import Preset, SuccessiveHalving, TrialBudget
 from studies.progress import ProgressLog, progress_bar
 from studies.refit_reuse import fit_identity, jsonable, save_trial_fit
-from studies.presets import Preset, SuccessiveHalving, TrialBudget
 from studies.schema import RunKey
 from studies.spaces import default_trial_params, suggest
 from studies.stores import first_line
@@ -285,7 +285,7 @@ def tune(
                 study.optimize(
                     objective,
                     n_trials=None,  # the budget callback stops the study: N is a total across processes
-                    catch=TRIAL_FAILURES + (SurplusTrial,),
+                    catch=(*TRIAL_FAILURES, SurplusTrial),
                     callbacks=[_BudgetCallback(budget, bar, heartbeat)],
                     gc_after_trial=True,
                 )
@@ -347,9 +347,12 @@ class _Objective:
         processes that start a new study together both queue it; trial numbers are assigned atomically, so
         the lower number is the one that runs)."""
         earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
-        if trial.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in trial.user_attrs:
-            if any(t.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in t.user_attrs for t in earlier):
-                return "duplicate"
+        if (
+            trial.user_attrs.get(ATTR_DEFAULTS)
+            and ATTR_RETRY_OF not in trial.user_attrs
+            and any(t.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in t.user_attrs for t in earlier)
+        ):
+            return "duplicate"
         counted = [t for t in earlier if counts_toward_budget(t)]
         others_alive = other_workers_alive(self.study)
         running = [t for t in earlier if running_elsewhere(t, others_alive)]

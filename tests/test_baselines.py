@@ -3,6 +3,8 @@ features). Step caps are small so the whole file runs in seconds."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,7 @@ def test_curve_matches_independent_mae_at_best_step(name: str, steels_training, 
     d = steels_training
     steps = [p.step for p in report.curve]
     assert steps == sorted(set(steps)) and steps[0] == 1
-    assert all(b.seconds >= a.seconds for a, b in zip(report.curve, report.curve[1:]))
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(report.curve))
     best = next(p for p in report.curve if p.step == report.best_step)
     assert report.best_val_mae == best.val_mae
     # The libraries compute these in float32 internally: agree to ~1e-7 relative.

@@ -145,7 +145,8 @@ def test_a_killed_multi_worker_run_resumes_without_duplicates(tmp_path, postgres
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         _wait_for(lambda: optuna.get_all_study_summaries(postgres_url)
-                  and sum(len(counted(s)) for s in studies(postgres_url)) >= 4, 120, "some finished trials")  # fmt: skip
+                  and sum(len(counted(s)) for s in studies(postgres_url)) >= 4,
+                  120, "some finished trials")  # fmt: skip
     finally:
         os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and both workers, mid-study
         launcher.wait()

@@ -159,7 +159,7 @@ def test_report_from_the_export_is_the_report_from_the_store(exported, tmp_path)
     a, b = from_store.files, from_export.files
     assert a["leaderboard.csv"] == b["leaderboard.csv"]
     store_md, export_md = a["leaderboard.md"].decode().splitlines(), b["leaderboard.md"].decode().splitlines()
-    differ = [(x, y) for x, y in zip(store_md, export_md) if x != y]
+    differ = [(x, y) for x, y in zip(store_md, export_md, strict=False) if x != y]
     assert len(store_md) == len(export_md) and len(differ) == 1  # only the line naming the source
     assert (
         f"(tracking URI {uri})" in differ[0][0] and f"(tracking URI {uri}, read back from its export)" in differ[0][1]

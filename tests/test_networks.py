@@ -6,6 +6,7 @@ Fast by design (one thread, tiny data, a few epochs); the real-data check uses t
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -16,10 +17,10 @@ from torch import nn
 from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
 from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
-
-NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
 from irnet.training import Scaler, TrainConfig, native_cpu_bf16, train_network
+
+NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 
 torch.set_num_threads(1)
 
@@ -222,7 +223,7 @@ def test_report_fields_and_on_step(small) -> None:
     assert isinstance(report, FitReport)
     assert report.device == "cpu" and report.stopped == "max_steps"
     assert calls == [(c.step, c.val_mae) for c in report.curve] and [c.step for c in report.curve] == [1, 2, 3]
-    assert all(b.seconds >= a.seconds for a, b in zip(report.curve, report.curve[1:]))
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(report.curve))
     assert report.extra["n_parameters"] == 5_554_529
     # MAEs are reported in original units: the target is ~1000 with spread ~40; scaled MAEs would be ~1.
     assert 2.0 < report.curve[0].val_mae < 200.0 and 2.0 < report.curve[0].train_mae < 200.0
@@ -495,7 +496,7 @@ def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(
     expected = alone.fit(X, y, Xv, yv)
     assert expected.stopped == "early_stopping" and expected.extra["lr_decay_epochs"]  # the schedule is exercised
     kill_at = len(expected.curve) - 2  # after the rate was cut, before early stopping ends the fit
-    model, report, steps, replayed = _fit_killed_then_resumed(model_cls, params, small, tmp_path / "fit.pt", kill_at)
+    model, report, _steps, replayed = _fit_killed_then_resumed(model_cls, params, small, tmp_path / "fit.pt", kill_at)
     # Killed in on_step of epoch `kill_at`: the last checkpoint holds epoch kill_at - 1.
     assert report.extra["resumed_from_epoch"] == kill_at - 1
     assert replayed == [c.step for c in report.curve]  # every epoch once, restored ones first

@@ -33,7 +33,7 @@ def test_a_fit_whose_epochs_outlast_the_interval_logs_every_epoch(caplog) -> Non
     with heartbeat:
         for epoch in range(1, 4):
             time.sleep(0.35)  # each epoch longer than the interval: "still running" speaks in between
-            heartbeat.maybe(lambda: f"epoch {epoch}")
+            heartbeat.maybe(lambda epoch=epoch: f"epoch {epoch}")
     messages = [r.getMessage() for r in caplog.records]
     assert [m.split(" (")[0] for m in messages if "epoch" in m] == [
         "refit: epoch 1",

@@ -84,7 +84,7 @@ def test_a_duplicate_or_broken_declaration_fails_loudly():
         Registry([*infos, infos[3]])
     rf = registry().info("rf")
     broken = ModelInfo(**{**rf.__dict__, "name": "rf2"})  # its class says "rf"
-    with pytest.raises(RuntimeError, match="broken model declaration.*says name 'rf'"):
+    with pytest.raises(RuntimeError, match=r"broken model declaration.*says name 'rf'"):
         Registry([*infos, broken])
     bad_space = ModelInfo(**{**rf.__dict__, "search": ModelSearch({"alpha": log_uniform(1e-3, 1.0)})})
     with pytest.raises(RuntimeError, match="unknown parameter 'alpha'"):

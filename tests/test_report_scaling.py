@@ -94,7 +94,7 @@ def test_wilcoxon_floor_is_what_scipy_gives_when_all_pairs_agree():
             "model": ["irnet"] * 5 + ["rf"] * 5,
             "fold": list(range(5)) * 2,
             "seed": 0,
-            "test_mae": [1.0, 1.1, 1.2, 1.3, 1.4] + [2.0, 2.5, 2.1, 3.0, 2.2],
+            "test_mae": [*[1.0, 1.1, 1.2, 1.3, 1.4], *[2.0, 2.5, 2.1, 3.0, 2.2]],
         }
     )
     (c,) = stats.compare_task(finals, "t")
@@ -227,7 +227,7 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
 
 
 def test_scaling_figures_and_tables_are_written(scaling_report):
-    out, report = scaling_report
+    out, _report = scaling_report
     for name in (f"plots/{TASK}_scaling.png", f"plots/{TASK}_compute.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "leaderboard.md").read_text()
@@ -273,9 +273,9 @@ def test_html_renders_every_new_block(scaling_report):
 
 
 def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
-    base = dict(task=TASK, reference="irnet", tree_model="rf", size_min=1000, size_max=30000, ci_low=None,
-                ci_high=None, share_in_range=0.0, n_resamples=100, resampled="run scores", ahead_small="rf",
-                ahead_large="rf")  # fmt: skip
+    base = {"task": TASK, "reference": "irnet", "tree_model": "rf", "size_min": 1000, "size_max": 30000,
+            "ci_low": None, "ci_high": None, "share_in_range": 0.0, "n_resamples": 100, "resampled": "run scores",
+            "ahead_small": "rf", "ahead_large": "rf"}  # fmt: skip
     below = scaling.Crossover(crossing=12.0, **base).statement()
     assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
     # Nearly parallel fits put the meeting point absurdly far out: said so, without an absurd interval.

@@ -36,11 +36,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline machines; n
 TASK = "matbench_steels"
 # model -> seeds it runs with, folds it covers, hidden layers (networks) or None.
 PLAN = {
-    "irnet": dict(seeds=(0, 1), folds=range(5), hidden=(32, 32, 32)),
-    "srnet": dict(seeds=(0,), folds=range(5), hidden=(24, 24, 24)),
-    "plain": dict(seeds=(0,), folds=range(5), hidden=(16, 16, 16)),
-    "rf": dict(seeds=(0, 1), folds=range(5), hidden=None),
-    "dummy": dict(seeds=(0,), folds=range(4), hidden=None),  # 4 folds: too few pairs for a test, no Matbench file
+    "irnet": {"seeds": (0, 1), "folds": range(5), "hidden": (32, 32, 32)},
+    "srnet": {"seeds": (0,), "folds": range(5), "hidden": (24, 24, 24)},
+    "plain": {"seeds": (0,), "folds": range(5), "hidden": (16, 16, 16)},
+    "rf": {"seeds": (0, 1), "folds": range(5), "hidden": None},
+    "dummy": {"seeds": (0,), "folds": range(4), "hidden": None},  # 4 folds: too few pairs for a test, no Matbench file
 }
 EPOCHS = 15
 
@@ -463,7 +463,7 @@ def test_matbench_export_round_trips(built, logged, steels_task):
     pytest.importorskip("matbench")
     from matbench.bench import MatbenchBenchmark
 
-    out, report = built
+    out, _report = built
     files = sorted(p.name for p in (out / "matbench").iterdir())
     # dummy covers 4 folds only: no file, and the report says why.
     expected_names = [f"{m}_seed{s}" for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]

@@ -73,7 +73,7 @@ def shared_out(tmp_path_factory) -> Path:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_any_work(capsys, shared_out, args, message):
-    code, out, err = run_main(capsys, "--task", "matbench_steels", "--out", str(shared_out), *args)
+    code, _out, err = run_main(capsys, "--task", "matbench_steels", "--out", str(shared_out), *args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err

@@ -7,6 +7,7 @@ MLflow and Optuna stores in temporary folders."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -70,7 +71,8 @@ def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     for model in ("irnet", "xgboost", "rf"):
         sizes = [quick.budget_for(model, n) for n in (1_000, 3_000, 10_000, 30_000, 239_190)]
         assert all(
-            a.tuning_seconds <= b.tuning_seconds and a.fit_seconds <= b.fit_seconds for a, b in zip(sizes, sizes[1:])
+            a.tuning_seconds <= b.tuning_seconds and a.fit_seconds <= b.fit_seconds
+            for a, b in itertools.pairwise(sizes)
         )
         assert sizes[0].tuning_seconds < sizes[-1].tuning_seconds and sizes[0].fit_seconds < sizes[-1].fit_seconds
 
@@ -201,14 +203,14 @@ def test_quick_default_run_is_the_10k_point_of_a_scaling_study(tmp_path):
     task = load_task("formation_energy")
     default = _plan(task, "quick", tmp_path)
     scaling = _plan(task, "quick", tmp_path, (1_000, 10_000, None))
-    assert [k.train_size for k in scaling.keys()] == [1_000, 1_000, 10_000, 10_000, 239_190, 239_190]
+    assert [k.train_size for k in scaling.keys()] == [1_000, 1_000, 10_000, 10_000, 239_190, 239_190]  # noqa: SIM118
     assert default.jobs() == [job for job in scaling.jobs() if job[1].train_size == 10_000]
     assert (
         default.config(10_000) == scaling.config(10_000)
         and default.config(10_000)[schema.TAG_MAX_TRAIN_ROWS] == "10000"
     )
     assert default.budget(default.keys()[0]) == scaling.budget(scaling.keys()[2])
-    study_names = {k.study_name for k in scaling.keys()}
+    study_names = {k.study_name for k in scaling.keys()}  # noqa: SIM118 (a RunPlan, not a dict)
     assert len(study_names) == 6 and "formation_energy/irnet/fold0/seed0/quick/n10000" in study_names
 
 
@@ -256,11 +258,12 @@ def _tuned_xgboost(tmp_path, training, n_trials=2):
 
     preset = get_preset("smoke")
     search = model_info("xgboost").search
-    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
+    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"),
+                       RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
                        search=search, preset=preset, config={"data": "steels"})  # fmt: skip
-    result = tune(study, model_cls=get_model_class("xgboost"), search=search, space=resolved_space("xgboost", preset, 1),
-                  training=training, budget=preset.budget, seed=0, device="cpu", progress=False,
-                  model_dir=tmp_path / "models")  # fmt: skip
+    result = tune(study, model_cls=get_model_class("xgboost"), search=search,
+                  space=resolved_space("xgboost", preset, 1), training=training, budget=preset.budget, seed=0,
+                  device="cpu", progress=False, model_dir=tmp_path / "models")  # fmt: skip
     return result
 
 

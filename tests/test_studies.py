@@ -22,9 +22,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks import searchspace as spaces
 from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
-from benchmarks import searchspace as spaces
+from benchmarks.searchspace import ModelSearch
 from studies import coordination, outcomes, tuning
 from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
 from studies.presets import PRESETS, SuccessiveHalving, TrialBudget, get_preset
@@ -34,8 +35,6 @@ from studies.schema import RunKey
 from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
 from studies.stores import make_storage
 from studies.tuning import ATTR_MODEL_PARAMS, counts_toward_budget, finished_trials, open_study, tune
-from benchmarks.searchspace import ModelSearch
-
 
 TESTS_DIR = Path(__file__).resolve().parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -252,7 +251,7 @@ def test_presets_budget_is_one_for_all_models_and_smoke_is_small():
 def test_registry_fails_loudly_with_the_valid_names():
     assert parse_model_list(None) == list(BENCHMARK_MODELS)
     assert parse_model_list("irnet, rf") == ["irnet", "rf"]
-    with pytest.raises(UsageError, match="unknown model 'irnte'.*did you mean irnet.*valid models: irnet"):
+    with pytest.raises(UsageError, match=r"unknown model 'irnte'.*did you mean irnet.*valid models: irnet"):
         parse_model_list("irnte,rf")
     with pytest.raises(UsageError, match="more than once"):
         parse_model_list("rf,rf")

@@ -58,7 +58,7 @@ def test_cv_is_seeded_shuffled_kfold_over_every_row(gap_file):
     task = _load(gap_file, n_folds=5, seed=7)
     assert task.spec.name == "gaps@cv5-seed7" and len(task.folds) == 5
     expected = [te for _, te in KFold(5, shuffle=True, random_state=7).split(np.arange(task.n_rows))]
-    for fold, test in zip(task.folds, expected):
+    for fold, test in zip(task.folds, expected, strict=True):
         assert np.array_equal(np.sort(fold.test), np.sort(test))
         assert not set(fold.train) & set(fold.test) and len(fold.train) + len(fold.test) == task.n_rows
     other = _load(gap_file, n_folds=5, seed=8)
@@ -93,7 +93,8 @@ def test_registered_task_gets_chemsys_folds_under_its_own_name(gap_task):
 def test_splits_command_writes_grouped_folds_as_ids(gap_file, tmp_path, capsys):
     out = tmp_path / "folds.json"
     code = main_guard(tasks_main, ["splits", "--data-file", str(gap_file), "--formula-column", "Composition",
-                                   "--target-column", "Eg", "--cv", "5", "--group-by", "chemsys", "--out", str(out)])  # fmt: skip
+                                   "--target-column", "Eg", "--cv", "5", "--group-by", "chemsys",
+                                   "--out", str(out)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     folds = json.loads(out.read_text())
     assert sorted(folds) == [f"fold_{i}" for i in range(5)]
@@ -273,7 +274,8 @@ def cv_run(tmp_path_factory):
     pd.DataFrame({"formula": steels.formulas, "yield": steels.targets}).to_csv(data, index=False)
     out = folder / "out"
     argv = ["--data-file", str(data), "--target-column", "yield", "--cv", "5", "--unit", "MPa", "--preset", "smoke",
-            "--models", "dummy", "--trials", "1", "--folds", "0,1,2,3,4", "--out", str(out), "--no-progress"]  # fmt: skip
+            "--models", "dummy", "--trials", "1", "--folds", "0,1,2,3,4", "--out", str(out),
+            "--no-progress"]  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out, result.stdout
@@ -321,8 +323,9 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
     (hint,) = [line for line in stdout.splitlines() if line.startswith("runs table: mlflow ui")]
     url = hint.split("then open ")[1].replace(":5000/", f":{port}/")
     assert url.endswith(f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui",
+                               "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         for _ in range(120):
