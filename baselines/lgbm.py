@@ -31,7 +31,7 @@ class _StepMonitor:
     def __init__(
         self,
         start: float,
-        record: dict,
+        record: dict[str, Any],
         on_step: StepCallback | None,
         time_limit_s: float | None,
         keep_best: bool,
@@ -125,7 +125,7 @@ class LightGBMModel(Model):
         # Dataset parameters (max_bin, seed, ...) reach the datasets through lgb.train's params.
         dtrain = lgb.Dataset(X_train, y_train, free_raw_data=True)
         dval = lgb.Dataset(X_val, y_val, reference=dtrain, free_raw_data=True)
-        record: dict = {}
+        record: dict[str, Any] = {}
         monitor = _StepMonitor(start, record, on_step, time_limit_s, keep_best=bool(patience))
         callbacks: list[Any] = [lgb.record_evaluation(record), monitor]
         if patience:

@@ -42,7 +42,7 @@ class _StepMonitor(xgb.callback.TrainingCallback):
         self.seconds: list[float] = []
         self.hit_time_limit = False
 
-    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
         self.seconds.append(time.perf_counter() - self.start)
         if self.on_step is not None:
             self.on_step(epoch + 1, float(evals_log[VAL_NAME][METRIC][-1]))
@@ -134,7 +134,7 @@ class XGBoostModel(Model):
                     rounds=int(patience), metric_name=METRIC, data_name=VAL_NAME, maximize=False, save_best=False
                 )
             )
-        evals_result: dict = {}
+        evals_result: dict[str, Any] = {}
         booster = xgb.train(
             self._booster_params(device),
             dtrain,

@@ -19,6 +19,7 @@ import zipfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from benchmarks.atomic import atomic_write
 from benchmarks.errors import SourceUnavailable
@@ -30,7 +31,7 @@ ARCHIVE_DIR_ENV = "IRNET_BENCH_ARCHIVE_DIR"
 
 
 @cache
-def sources() -> dict:
+def sources() -> dict[str, Any]:
     """The pinned archives and file hashes (benchmarks/sources.json)."""
     return json.loads(resources.files("benchmarks").joinpath("sources.json").read_text())
 
@@ -43,7 +44,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _archive(name: str) -> dict:
+def _archive(name: str) -> dict[str, Any]:
     return sources()["archives"][name]
 
 

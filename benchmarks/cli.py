@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.errors import BenchError, UsageError
+
+if TYPE_CHECKING:
+    from benchmarks.loader import TaskData
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,7 +52,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
                         help="data and feature cache (default $IRNET_BENCH_CACHE or ~/.cache/irnet-bench)")  # fmt: skip
 
 
-def task_from_args(args: argparse.Namespace):
+def task_from_args(args: argparse.Namespace) -> TaskData:
     """Load the task the arguments name (a registered task or a --data-file)."""
     from benchmarks.loader import load_task
     from benchmarks.userdata import check_cv, load_data_file, regroup_task

@@ -135,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     import torch
 
+    depths: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    compile_sizes: tuple[int, ...]
+    featurize_rows: int | None
+    train_rows: int | None
     if args.dry_run:
         device, depths, batch_sizes, compile_sizes = "cpu", (17,), (32, 256), ()
         featurize_rows, train_rows, epochs = 2000, 256, 1

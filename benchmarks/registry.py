@@ -5,6 +5,7 @@ Row counts are the true counts of the pinned source files (checked by tests agai
 
 from __future__ import annotations
 
+import builtins
 import difflib
 from dataclasses import dataclass
 
@@ -29,20 +30,20 @@ class TaskSpec:
     files: tuple[str, ...] = ()
     description: str = ""
 
-    @property
+    @builtins.property  # the field `property` hides the builtin in this class body
     def task_type(self) -> str:
         return "classification" if self.metric == "rocauc" else "regression"
 
-    @property
+    @builtins.property
     def n_folds(self) -> int:
         return MATBENCH_N_FOLDS if self.split_scheme == "matbench" else 1
 
-    @property
+    @builtins.property
     def composition_only(self) -> bool:
         """True where a structure task is run from its formulas alone (the archive has no structures)."""
         return self.input_kind == "structure" and self.source != "matminer"
 
-    @property
+    @builtins.property
     def is_matbench(self) -> bool:
         return self.split_scheme == "matbench"
 

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_from_args
 from benchmarks.contract import resolve_device
@@ -29,6 +30,10 @@ from benchmarks.features import FEATURIZERS
 from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
 from studies.presets import DEFAULT_PRESET, PRESETS, TrialBudget, get_preset
 from studies.registry import BENCHMARK_MODELS, parse_model_list
+
+if TYPE_CHECKING:
+    from benchmarks.loader import TaskData
+    from studies.plan import RunPlan
 
 EXIT_SOME_FAILED = 1
 
@@ -132,7 +137,7 @@ def parse_train_sizes(text: str | None) -> tuple[int | None, ...]:
     return tuple(sizes)
 
 
-def check_train_sizes(sizes: tuple[int | None, ...], task) -> None:
+def check_train_sizes(sizes: tuple[int | None, ...], task: TaskData) -> None:
     """Refuse sizes the task cannot give (before any work): larger than the training part of a fold, equal
     to it and also 'all', or so small that the validation rows in proportion fall below MIN_VAL_ROWS."""
     from benchmarks.loader import fold_rows, full_training_size
@@ -285,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if outcome.failed else 0
 
 
-def _print_results(plan, models: Sequence[str]) -> None:
+def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
     """One leaderboard per training size, read back from MLflow as the report reads it (whoever ran the
     jobs), and the long results table beside the stores."""
     import pandas as pd
@@ -304,7 +309,7 @@ def _print_results(plan, models: Sequence[str]) -> None:
     )
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = [k for _, k in jobs]
-        sizes = sorted({k.train_size for k in keys})
+        sizes = sorted({int(k.train_size or 0) for k in keys})  # a plan's keys always carry their size
         size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         title = (
             f"{plan.task_name}: preset {plan.preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
@@ -319,7 +324,7 @@ def _print_results(plan, models: Sequence[str]) -> None:
     print(f"runs table: {ui_hint(plan.tracking_uri, plan.task_name)}")
 
 
-def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:
+def _overlap_counts(task: TaskData, folds: Sequence[int]) -> dict[int, int]:
     """Per fold, the test rows whose composition also occurs in its training part (a model may score well on
     them by recall rather than prediction)."""
     from benchmarks.compositions import composition_keys, train_test_duplicates

@@ -54,6 +54,8 @@ def load_speed_data(featurize_rows: int | None = None) -> dict[str, Any]:
 
     task = load_task(SPEED_TASK)
     fold = task.folds[0]
+    if fold.val is None:
+        raise UsageError(f"{SPEED_TASK} has no fixed validation part; the speed check needs one")
     # All rows are featurised (and timed); the test rows are never used for training or validation.
     train, val, test = fold.train, fold.val, fold.test
     if featurize_rows is not None:  # a sample: the first rows of each part (validation and test: VAL_ROWS)
@@ -222,9 +224,10 @@ def summarise_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation of the test MAE per precision, and the bf16 - float32 difference of
     the means beside the seed spread (the larger of the two standard deviations)."""
     by = {amp: np.array([r["test_mae"] for r in rows if r["amp"] is amp]) for amp in (False, True)}
-    stats = {("bf16" if amp else "float32"): {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
-                                              else math.nan, "n": len(v)}
-             for amp, v in by.items() if len(v)}  # fmt: skip
+    stats: dict[str, Any] = {}  # per precision {"mean", "std", "n"}; then the difference and the seed spread
+    stats.update({("bf16" if amp else "float32"): {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
+                                                   else math.nan, "n": len(v)}
+                  for amp, v in by.items() if len(v)})  # fmt: skip
     if "bf16" in stats and "float32" in stats:
         stats["difference"] = stats["bf16"]["mean"] - stats["float32"]["mean"]
         stats["seed_spread"] = max(stats["bf16"]["std"], stats["float32"]["std"])

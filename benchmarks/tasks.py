@@ -61,7 +61,7 @@ def show_task(spec: TaskSpec) -> str:
     return "\n".join(lines)
 
 
-def splits_json(task: TaskData) -> dict:
+def splits_json(task: TaskData) -> dict[str, dict[str, list[str]]]:
     """``{"fold_0": {"train": [ids], "test": [ids]}, ...}``; a fixed validation part is listed as "val"."""
     out = {}
     for i, fold in enumerate(task.folds):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from benchmarks.errors import DataError, UsageError
 from benchmarks.loader import TaskData, content_sha256
 from benchmarks.registry import TaskSpec
 from benchmarks.splits import Fold, grouped_folds, kfold_folds
+
+if TYPE_CHECKING:
+    from pymatgen.core.structure import Structure
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def _columns_in_file(path: Path, parquet: bool) -> list[str]:
     return [str(v) for v in header.iloc[0].tolist()] if len(header) else []
 
 
-def _is_nested(arrow_type) -> bool:
+def _is_nested(arrow_type: Any) -> bool:  # a pyarrow DataType
     import pyarrow as pa
 
     return pa.types.is_nested(arrow_type) or (
@@ -260,7 +264,7 @@ def _targets(frame: pd.DataFrame, column: str, formula_column: str, path: Path) 
     return y
 
 
-def _to_float(value) -> float:
+def _to_float(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -280,8 +284,8 @@ def _column_fold(labels_raw: pd.Series, column: str, path: Path) -> Fold:
     return Fold(train=parts["train"], test=parts["test"], val=parts["val"] if len(parts["val"]) else None)
 
 
-def _structures(frame: pd.DataFrame, column: str, path: Path) -> list:
-    from pymatgen.core import Structure
+def _structures(frame: pd.DataFrame, column: str, path: Path) -> list[Structure]:
+    from pymatgen.core.structure import Structure
 
     try:
         return [s if isinstance(s, Structure) else Structure.from_str(str(s), fmt="cif") for s in frame[column]]

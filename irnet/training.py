@@ -58,7 +58,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -318,8 +318,9 @@ def make_optimizer(
     if implementation not in ("fused", "foreach", "loop"):
         raise ValueError(f"unknown optimizer implementation {implementation!r}; valid: fused, foreach, loop")
     optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    kernel = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[implementation]
-    return optimizer_cls(parameters, lr=config.lr, weight_decay=config.weight_decay, **kernel)
+    # (fused, foreach); None leaves torch's default
+    fused, foreach = {"fused": (True, None), "foreach": (None, True), "loop": (None, False)}[implementation]
+    return optimizer_cls(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused, foreach=foreach)
 
 
 def _batches(
@@ -409,7 +410,7 @@ def _load_checkpoint(path: Path, identity: str) -> dict[str, Any] | None:
 
 
 def _train_epoch(
-    forward: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],  # the model, or torch.compile's wrapper of it
     optimizer: torch.optim.Optimizer,
     loss_fn: Any,
     Xt: torch.Tensor,

@@ -14,10 +14,13 @@ matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from benchmarks.errors import UsageError
 from benchmarks.metrics import mae
+from reports.scaling import PowerLaw
 from studies import schema
 from studies.registry import BENCHMARK_MODELS, model_info
 
@@ -38,14 +41,14 @@ def color(model: str) -> str:
         return UNKNOWN_COLOR
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
 
-def _log_y(ax: plt.Axes) -> None:
+def _log_y(ax: Axes) -> None:
     """Log-scaled y with plain numbers as labels (a narrow range otherwise reads "2×10²")."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
@@ -53,7 +56,7 @@ def _log_y(ax: plt.Axes) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
-def _legend_below(ax: plt.Axes, ncol: int = 3) -> None:
+def _legend_below(ax: Axes, ncol: int = 3) -> None:
     # Below the axes: curves and bars stay visible whatever their shape.
     ax.legend(fontsize=8, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
@@ -175,7 +178,7 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     return _png(fig)
 
 
-def _log_log(ax: plt.Axes) -> None:
+def _log_log(ax: Axes) -> None:
     """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
 
     def plain(value: float, _: int) -> str:
@@ -194,7 +197,7 @@ def _log_log(ax: plt.Axes) -> None:
     ax.tick_params(which="minor", labelsize=7)
 
 
-def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None = None) -> bytes:
+def scaling(points: pd.DataFrame, fits: dict[str, PowerLaw], task: str, crossing: float | None = None) -> bytes:
     """Test MAE against training rows, log-log: per model the mean over runs (markers, solid), the min-max
     band over folds and seeds, and the fitted power law (dashed); a dotted vertical line at the crossover."""
     fig, ax = plt.subplots(figsize=(7.0, 4.4))

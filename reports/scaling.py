@@ -125,8 +125,10 @@ def fit_all(points: pd.DataFrame) -> dict[str, PowerLaw]:
 FAR_OUTSIDE = 100.0  # a crossing further than this factor outside the measured sizes is not located by the fits
 
 
-def crossing(log_a1: np.ndarray, b1: np.ndarray, log_a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
-    """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel)."""
+def crossing(
+    log_a1: float | np.ndarray, b1: float | np.ndarray, log_a2: float | np.ndarray, b2: float | np.ndarray
+) -> np.ndarray:
+    """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel), elementwise for arrays."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (np.asarray(log_a1) - np.asarray(log_a2)) / (np.asarray(b1) - np.asarray(b2))
     return np.where(np.isfinite(out), out, np.nan)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,7 +54,10 @@ def trial_breakdown(runs: pd.DataFrame) -> str:
     """Configurations tried per study, mean over ``runs``, and how they ended: run to their own stopping rule,
     pruned, cut by the budget ("33 (33 / 0 / 0)"; only the total for stores written before the breakdown)."""
     means = [runs[c].mean() if c in runs else math.nan for c in TRIAL_COUNTS]
-    text = lambda v: f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"  # noqa: E731
+
+    def text(v: float) -> str:
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+
     if math.isnan(means[0]):
         return "?"
     if any(math.isnan(v) for v in means[1:]):
@@ -160,7 +164,7 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
     models = sorted(finals.loc[finals["task"] == task, "model"].unique())
     if reference not in models:
         return []
-    raw: list[dict] = []
+    raw: list[dict[str, Any]] = []
     for baseline in (m for m in models if m != reference):
         pairs = paired_scores(finals, task, baseline, reference)
         ref, base = pairs["reference"].to_numpy(), pairs["baseline"].to_numpy()

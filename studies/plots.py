@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from benchmarks.contract import CurvePoint
 from benchmarks.metrics import mae
 
 
-def _pyplot():
+def _pyplot() -> Any:  # the matplotlib.pyplot module, imported (with the Agg backend) on first use
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchmarks.contract import REFERENCE_THREADS, FitCost
 from benchmarks.errors import UsageError
@@ -140,7 +141,8 @@ class Preset:
     budget: TrialBudget  # the budget of every model when ``rules`` is empty
     max_train_rows: int | None  # training rows per fold (validation subsampled in proportion); test never
     rules: Mapping[str, GroupBudget] = field(default_factory=dict)  # model group -> rule
-    budget_overrides: Mapping[str, float | int | None] = field(default_factory=dict)  # command line, every model
+    # Command line, every model: TrialBudget field -> value.
+    budget_overrides: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     folds: tuple[int, ...] | None = None  # None: every fold of the task
     seeds: tuple[int, ...] = (0,)
@@ -192,9 +194,9 @@ class Preset:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
-    def with_changes(self, **changes: object) -> Preset:
+    def with_changes(self, **changes: Any) -> Preset:
         """A copy with some fields replaced (command-line overrides)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 PRESETS: dict[str, Preset] = {

@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 
 DEFAULTS_TRIAL_FITS = 4.0  # queue the defaults after a converging trial 0 only where tuning has room for this many fits
+# What fails one model's run without stopping the others (every trial crashed, the refit diverged).
+RUN_FAILURES: tuple[type[Exception], ...] = (BenchError, *TRIAL_FAILURES)
 
 
 def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -318,7 +320,7 @@ def run_job(
     except KeyboardInterrupt:
         mark_parent_interrupted(client, run_id)
         raise
-    except (BenchError, *TRIAL_FAILURES) as exc:
+    except RUN_FAILURES as exc:
         # One model failing (every trial crashed, the refit diverged) must not lose the other models' runs.
         message = f"{type(exc).__name__}: {first_line(exc)}"
         log.error("%s %s: %s", key.task, key.run_name, message)

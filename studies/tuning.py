@@ -75,7 +75,7 @@ STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with differ
 # blow-ups (FloatingPointError), out of memory (MemoryError; torch's OutOfMemoryError is a RuntimeError) and
 # configurations a library refuses (ValueError; XGBoostError is one, LightGBM's error is re-raised as one).
 # Programming errors (TypeError, KeyError, ...) and usage errors still stop the run.
-TRIAL_FAILURES: tuple[type[BaseException], ...] = (ArithmeticError, MemoryError, RuntimeError, ValueError)
+TRIAL_FAILURES: tuple[type[Exception], ...] = (ArithmeticError, MemoryError, RuntimeError, ValueError)
 
 
 class SurplusTrial(Exception):
@@ -518,9 +518,9 @@ class _BudgetCallback:
                                  force=len(counted) % self.heartbeat.every_trials == 0)  # fmt: skip
         if self.bar is not None:
             self.bar.n = min(len(counted), self.budget.n_trials)
-            best = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
-            if best:
-                self.bar.set_postfix_str(f"best val MAE {min(best):.4g}", refresh=False)
+            complete_values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
+            if complete_values:
+                self.bar.set_postfix_str(f"best val MAE {min(complete_values):.4g}", refresh=False)
             self.bar.refresh()
         if budget_reached(counted, self.budget):
             study.stop()
@@ -534,6 +534,7 @@ def _result(study: optuna.Study) -> TuningResult:
         detail = f"; first failure: {failures[0]}" if failures else ""
         raise BenchError(f"study {study.study_name}: none of its {len(counted)} trials completed{detail}")
     best = min(complete, key=lambda t: (t.value, t.number))
+    assert best.value is not None  # `complete` holds trials with a value only
     best_params = best.user_attrs.get(ATTR_MODEL_PARAMS)
     if best_params is None:  # a trial always records them before fitting; guard against foreign studies
         raise BenchError(f"study {study.study_name}: trial {best.number} has no recorded model parameters")
