@@ -1,4 +1,5 @@
 """What the two gradient-boosting models share: input checks, the stop reason and the per-round curve."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

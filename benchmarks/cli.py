@@ -1,4 +1,5 @@
 """Arguments and error handling shared by every command-line entry point."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,12 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.errors import BenchError, UsageError
+
+if TYPE_CHECKING:
+    from benchmarks.loader import TaskData
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -28,7 +33,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
     group.add_argument("--structure-column", default=None, help="column of CIF strings (optional)")
     group.add_argument("--split-column", default=None, help="column of train/val/test labels (optional)")
     group.add_argument("--split-seed", type=int, default=0,
-                       help="seed of the random hold-out, of --cv's shuffle and of --group-by's group order")  # fmt: skip
+                       help="seed of the random hold-out, of --cv's shuffle and of --group-by's "
+                            "group order")  # fmt: skip
     group.add_argument("--dedupe", choices=("none", "first", "mean"), default="none",
                        help="rows sharing a composition: none = keep all, only count them (default); first = keep "
                             "the first row; mean = one row with the mean target. Applied before splitting")  # fmt: skip
@@ -46,7 +52,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, task_required: bool =
                         help="data and feature cache (default $IRNET_BENCH_CACHE or ~/.cache/irnet-bench)")  # fmt: skip
 
 
-def task_from_args(args: argparse.Namespace):
+def task_from_args(args: argparse.Namespace) -> TaskData:
     """Load the task the arguments name (a registered task or a --data-file)."""
     from benchmarks.loader import load_task
     from benchmarks.userdata import check_cv, load_data_file, regroup_task

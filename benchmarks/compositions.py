@@ -4,6 +4,7 @@
 Two formulas are the same composition when their element fractions agree (``O3.0Pu2.0``, ``Pu2O3`` and
 ``Pu4O6`` are one composition); the chemical system is the sorted set of elements (``O-Pu``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ def _keys_of_distinct(formulas: list[str]) -> list[tuple[str, str] | None]:
             out.append(None)
             continue
         part = slice(comps.start[i], comps.start[i + 1])
-        amounts = dict(zip((symbols[e] for e in comps.element[part]), comps.amount[part].tolist()))
+        amounts = dict(zip((symbols[e] for e in comps.element[part]), comps.amount[part].tolist(), strict=True))
         total = sum(amounts.values())
         elements = sorted(amounts)
         key = " ".join(f"{el}:{amounts[el] / total:.{FRACTION_DIGITS}f}" for el in elements)

@@ -13,6 +13,7 @@ A fit that fails because of its configuration (a diverging loss, a library refus
 raises ``ValueError``, ``ArithmeticError``, ``RuntimeError`` or ``MemoryError`` (library-specific errors are
 re-raised as one of these): the study records such a trial as failed and goes on.
 """
+
 from __future__ import annotations
 
 import abc
@@ -20,10 +21,10 @@ import importlib
 import os
 import pickle
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -91,7 +92,9 @@ class Model(abc.ABC):
         if unknown:
             from benchmarks.errors import UsageError
 
-            raise UsageError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(self.default_params())}")
+            raise UsageError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(self.default_params())}"
+            )
         self.params: dict[str, Any] = {**self.default_params(), **(params or {})}
         self.seed = int(seed)
         self.device = device
@@ -141,7 +144,7 @@ class Model(abc.ABC):
         return path
 
     @staticmethod
-    def load(path: str | os.PathLike[str], *, device: str = "cpu") -> "Model":
+    def load(path: str | os.PathLike[str], *, device: str = "cpu") -> Model:
         """Load any model written by :meth:`save`."""
         with open(path, "rb") as handle:
             payload = pickle.load(handle)

@@ -1,4 +1,5 @@
 """Errors the command-line tools turn into one clear line and an exit code."""
+
 from __future__ import annotations
 
 

@@ -12,6 +12,7 @@ Featurisers:
 The cache is keyed by the task's data checksum, the featuriser and its version, and filled chunk by chunk, so
 an interrupted featurisation resumes and a run that needs only some rows computes only those.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +35,11 @@ import pandas as pd
 from benchmarks.atomic import atomic_write
 from benchmarks.errors import BenchError, DataError, UsageError
 from benchmarks.paths import cache_dir as default_cache_dir
+
+if TYPE_CHECKING:
+    from pymatgen.core.composition import Composition
+
+    from benchmarks.loader import TaskData
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +240,9 @@ class Compositions:
     valid: np.ndarray  # bool [n]
 
 
-def _merge(row: np.ndarray, key: np.ndarray, amount: np.ndarray, n_keys: int):
+def _merge(
+    row: np.ndarray, key: np.ndarray, amount: np.ndarray, n_keys: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum the amounts of equal (row, key) pairs; the result is sorted by row, then key."""
     combined = row * n_keys + key
     unique, inverse = np.unique(combined, return_inverse=True)
@@ -267,13 +276,13 @@ def _tokenize_simple(formulas: list[str]) -> tuple[np.ndarray, np.ndarray, np.nd
         inside = np.arange(width) < length[:, None]
         chars = np.where(inside, text[np.minimum(positions, len(text) - 1)], 0)
         is_digit = (chars >= 48) & (chars <= 57)
-        digits_after = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit  # digits to the right
+        digits_after: np.ndarray = np.cumsum(is_digit[:, ::-1], axis=1)[:, ::-1] - is_digit  # digits to the right
         dot = chars == 46
         after_dot = np.cumsum(dot, axis=1) > 0
         n_digits = is_digit.sum(axis=1)
         too_long[formula[n_digits > _MAX_DIGITS]] = True
         power = np.minimum(digits_after, _MAX_DIGITS)
-        mantissa = (np.where(is_digit, chars - 48, 0) * 10 ** power).sum(axis=1)
+        mantissa = (np.where(is_digit, chars - 48, 0) * 10**power).sum(axis=1)
         decimals = (is_digit & after_dot).sum(axis=1)
         amount = np.where(length > 0, mantissa / 10.0**decimals, 1.0)
     return formula, code, amount, too_long
@@ -387,7 +396,9 @@ def _ion_properties(element: np.ndarray, amount: np.ndarray, table: ElementTable
     out[:, 2] = (fraction[:, a] * fraction[:, b] * ionic).sum(axis=1)
 
 
-def _neutral_possible(element: np.ndarray, amount: np.ndarray, table: ElementTable, max_sums: int = 1 << 22):
+def _neutral_possible(
+    element: np.ndarray, amount: np.ndarray, table: ElementTable, max_sums: int = 1 << 22
+) -> np.ndarray:
     """Whether any one-state-per-element choice of common oxidation states sums (weighted by amount) to
     within np.isclose's atol of 0, for each row of ``element`` [m, k]. Rows are grouped by their elements'
     numbers of states (sorted), so that every sum formed is a real combination (no padding)."""
@@ -459,7 +470,7 @@ def _elemnet_block(comps: Compositions) -> np.ndarray:
     return out
 
 
-def featurize_formulas(formulas: Sequence[str], featurizer: str = "magpie") -> np.ndarray:
+def featurize_formulas(formulas: Sequence[str] | np.ndarray, featurizer: str = "magpie") -> np.ndarray:
     """``magpie`` (n, 145) or ``elemnet`` (n, 86) features of formulas, float32, computed with numpy; a row
     of NaN where a formula cannot be read (as pymatgen would reject it) or has an element without data.
     Each distinct formula is parsed once."""
@@ -488,7 +499,7 @@ def featurize_formulas(formulas: Sequence[str], featurizer: str = "magpie") -> n
 
 
 @cache
-def matminer_magpie():
+def matminer_magpie() -> Any:  # a matminer MultipleFeaturizer (matminer has no type information)
     """matminer's featurizer of the 145 Magpie attributes (the reference this module's numpy path matches)."""
     from matminer.featurizers.base import MultipleFeaturizer
     from matminer.featurizers.composition import ElementProperty, IonProperty, Stoichiometry, ValenceOrbital
@@ -530,9 +541,9 @@ def featurizer_version(featurizer: str) -> str:
     return f"{featurizer}-{matminer_part}-v{FEATURE_SCHEMA_VERSION}"
 
 
-def pymatgen_composition(formula: str):
+def pymatgen_composition(formula: str) -> Composition | None:
     """A pymatgen Composition, or None when the formula cannot be parsed (the reference parser)."""
-    from pymatgen.core import Composition
+    from pymatgen.core.composition import Composition
 
     try:
         with warnings.catch_warnings():
@@ -562,7 +573,7 @@ def magpie_features(formulas: Sequence[str]) -> np.ndarray:
 
 
 @cache
-def _ward2017_structure():
+def _ward2017_structure() -> Any:  # a matminer MultipleFeaturizer
     from matminer.featurizers.base import MultipleFeaturizer
     from matminer.featurizers.structure import (
         ChemicalOrdering,
@@ -586,7 +597,7 @@ def _ward2017_structure():
     return featurizer
 
 
-def ward2017_features(formulas: Sequence[str], structures: Sequence) -> np.ndarray:
+def ward2017_features(formulas: Sequence[str] | np.ndarray, structures: Sequence[Any]) -> np.ndarray:
     """``magpie`` features of the structure's composition plus the Ward 2017 structural attributes."""
     structural = _ward2017_structure()
     n_struct = len(structural.feature_labels())
@@ -602,7 +613,9 @@ def ward2017_features(formulas: Sequence[str], structures: Sequence) -> np.ndarr
     return out
 
 
-def compute_features(featurizer: str, formulas: np.ndarray, structures: Sequence | None = None) -> np.ndarray:
+def compute_features(
+    featurizer: str, formulas: Sequence[str] | np.ndarray, structures: Sequence[Any] | None = None
+) -> np.ndarray:
     """float32 features of ``formulas`` (and ``structures``, which ``ward2017`` needs), a row of NaN where one
     cannot be featurised: the one computation behind the cache and behind a logged model's predictions."""
     if featurizer == "ward2017":
@@ -616,7 +629,7 @@ def compute_features(featurizer: str, formulas: np.ndarray, structures: Sequence
     return featurize_formulas(formulas, featurizer)
 
 
-def _compute(featurizer: str, task, rows: np.ndarray) -> np.ndarray:
+def _compute(featurizer: str, task: TaskData, rows: np.ndarray) -> np.ndarray:
     if featurizer == "ward2017" and task.structures is None:
         raise UsageError(
             f"featurizer ward2017 needs crystal structures and {task.spec.name} has none here; "
@@ -634,26 +647,27 @@ class FormulaError(DataError, ValueError):
 INVALID_ACTIONS = ("raise", "nan")
 
 
-def featurize_rows(formulas: Sequence[str], featurizer: str = "magpie", *, structures: Sequence | None = None,
-                   on_invalid: str = "raise", row_labels: Sequence | None = None) -> np.ndarray:  # fmt: skip
+def featurize_rows(formulas: Sequence[str] | np.ndarray, featurizer: str = "magpie", *,
+                   structures: Sequence[Any] | None = None, on_invalid: str = "raise",
+                   row_labels: Sequence[Any] | None = None) -> np.ndarray:  # fmt: skip
     """Features of user rows for prediction. A row that cannot be featurised raises :class:`FormulaError`
     naming its row (``row_labels``, else its position) and formula, or, with ``on_invalid="nan"``, gets a row
     of NaN (and so a NaN prediction) while the others are computed as usual."""
     if on_invalid not in INVALID_ACTIONS:
         raise UsageError(f"on_invalid must be one of {', '.join(INVALID_ACTIONS)}, got {on_invalid!r}")
-    formulas = np.asarray(formulas, dtype=object)
-    X = compute_features(featurizer, formulas, structures)
+    rows = np.asarray(formulas, dtype=object)
+    X = compute_features(featurizer, rows, structures)
     bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
     if bad.size and on_invalid == "raise":
         label = bad[0] if row_labels is None else list(row_labels)[bad[0]]
         more = f" (and {bad.size - 1} more row(s))" if bad.size > 1 else ""
-        raise FormulaError(f"row {label}: formula {formulas[bad[0]]!r} cannot be featurised with {featurizer} (not a "
+        raise FormulaError(f"row {label}: formula {rows[bad[0]]!r} cannot be featurised with {featurizer} (not a "
                            f"formula pymatgen reads, or an element without data){more}; fix or drop it, or ask for "
                            "NaN predictions for such rows (on_invalid='nan')")  # fmt: skip
     return X
 
 
-def _cache_folder(task, featurizer: str, root: Path) -> Path:
+def _cache_folder(task: TaskData, featurizer: str, root: Path) -> Path:
     return root / "features" / task.spec.name / f"{task.sha256[:16]}-{featurizer_version(featurizer)}"
 
 
@@ -682,7 +696,7 @@ def _write_chunk(path: Path, X: np.ndarray, done: np.ndarray) -> None:
 
 
 def featurize(
-    task,
+    task: TaskData,
     featurizer: str = "magpie",
     *,
     rows: np.ndarray | None = None,

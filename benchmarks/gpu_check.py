@@ -17,6 +17,7 @@ full-data fits by 85%, the paper regime with what is left. Writes ``gpu_check.js
 ``--dry-run`` runs the same stages on the CPU at a tiny size (CI runs it so the script keeps working); its
 figures mean nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,9 +75,10 @@ def full_data_fits(data: dict[str, Any], *, device: str, deadline: float, rows: 
         name = f"{cls.name}-{FULL_DATA_DEPTH}"
         started = time.perf_counter()
 
-        def show(epoch: int, val_mae: float) -> None:  # every 10th epoch: a fit runs ~100
-            if epoch == 1 or epoch % 10 == 0:
-                say(f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {time.perf_counter() - started:.0f} s")
+        def show(epoch: int, val_mae: float, name: str = name, started: float = started) -> None:
+            if epoch == 1 or epoch % 10 == 0:  # every 10th epoch: a fit runs ~100
+                seconds = time.perf_counter() - started
+                say(f"  {name} epoch {epoch}: validation MAE {val_mae:.4f} eV/atom, {seconds:.0f} s")
 
         model = cls(params, seed=0, device=device)
         report = model.fit(X, y, data["X_val"], data["y_val"], on_step=show, time_limit_s=time_limit_s)
@@ -133,6 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     import torch
 
+    depths: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    compile_sizes: tuple[int, ...]
+    featurize_rows: int | None
+    train_rows: int | None
     if args.dry_run:
         device, depths, batch_sizes, compile_sizes = "cpu", (17,), (32, 256), ()
         featurize_rows, train_rows, epochs = 2000, 256, 1
@@ -162,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     throughput_deadline = args.budget_s * THROUGHPUT_SHARE
     peaks: dict[tuple[int, int, bool], float] = {}
     plan = [(depth, batch_size, amp, False) for depth in depths for batch_size in batch_sizes for amp in (False, True)]
-    plan += [(depth, batch_size, amp, True) for depth in depths for batch_size in compile_sizes for amp in (False, True)]
+    plan += [
+        (depth, batch_size, amp, True) for depth in depths for batch_size in compile_sizes for amp in (False, True)
+    ]
     for depth, batch_size, amp, compile_ in plan:
         if time.perf_counter() - started > throughput_deadline:
             results["skipped"].append(f"irnet-{depth} batch {batch_size} amp={amp} compile={compile_}")

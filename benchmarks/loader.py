@@ -1,10 +1,12 @@
 """Load a task's rows and splits, and hand out the fold views models and scoring see."""
+
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,7 @@ class TaskData:
     targets: np.ndarray  # float64
     folds: tuple[Fold, ...]
     sha256: str  # of ids, formulas, targets and folds together: keys the feature cache and tags every run
-    structures: list | None = None  # pymatgen Structures where the source has them (matminer)
+    structures: list[Any] | None = None  # pymatgen Structures where the source has them (matminer)
 
     @property
     def n_rows(self) -> int:

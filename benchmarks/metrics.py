@@ -1,4 +1,5 @@
 """Regression metrics, computed one way everywhere (models' curves, studies, reports, Matbench export)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Where data, features and results live. One place decides, so every command agrees."""
+
 from __future__ import annotations
 
 import os
@@ -50,5 +51,7 @@ def make_out_dir(path: Path, flag: str = "--out") -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"{flag} {path} cannot be created ({exc.strerror or type(exc).__name__}); give another folder") from None
+        raise UsageError(
+            f"{flag} {path} cannot be created ({exc.strerror or type(exc).__name__}); give another folder"
+        ) from None
     return path

@@ -2,8 +2,10 @@
 
 Row counts are the true counts of the pinned source files (checked by tests against the files themselves).
 """
+
 from __future__ import annotations
 
+import builtins
 import difflib
 from dataclasses import dataclass
 
@@ -28,20 +30,20 @@ class TaskSpec:
     files: tuple[str, ...] = ()
     description: str = ""
 
-    @property
+    @builtins.property  # the field `property` hides the builtin in this class body
     def task_type(self) -> str:
         return "classification" if self.metric == "rocauc" else "regression"
 
-    @property
+    @builtins.property
     def n_folds(self) -> int:
         return MATBENCH_N_FOLDS if self.split_scheme == "matbench" else 1
 
-    @property
+    @builtins.property
     def composition_only(self) -> bool:
         """True where a structure task is run from its formulas alone (the archive has no structures)."""
         return self.input_kind == "structure" and self.source != "matminer"
 
-    @property
+    @builtins.property
     def is_matbench(self) -> bool:
         return self.split_scheme == "matbench"
 
@@ -95,9 +97,27 @@ TASKS: dict[str, TaskSpec] = {
         _matbench("matbench_dielectric", "dielectric.csv", "refractive index", "unitless", "structure", "mae", 4764),
         _matbench("matbench_expt_is_metal", "expt_is_metal.csv", "is metal (expt.)", "", "composition", "rocauc", 4921),
         _matbench("matbench_glass", "glass.csv", "glass forming ability", "", "composition", "rocauc", 5680),
-        _matbench("matbench_log_gvrh", "elasticity_log10(G_VRH).csv", "log10 shear modulus", "log10(GPa)", "structure", "mae", 10987),
-        _matbench("matbench_log_kvrh", "elasticity_log10(K_VRH).csv", "log10 bulk modulus", "log10(GPa)", "structure", "mae", 10987),
-        _matbench("matbench_perovskites", "castelli.csv", "formation energy", "eV/unit cell", "structure", "mae", 18928),
+        _matbench(
+            "matbench_log_gvrh",
+            "elasticity_log10(G_VRH).csv",
+            "log10 shear modulus",
+            "log10(GPa)",
+            "structure",
+            "mae",
+            10987,
+        ),
+        _matbench(
+            "matbench_log_kvrh",
+            "elasticity_log10(K_VRH).csv",
+            "log10 bulk modulus",
+            "log10(GPa)",
+            "structure",
+            "mae",
+            10987,
+        ),
+        _matbench(
+            "matbench_perovskites", "castelli.csv", "formation energy", "eV/unit cell", "structure", "mae", 18928
+        ),
         _matbench("matbench_mp_gap", "mp_gap.csv", "band gap (PBE)", "eV", "structure", "mae", 106113),
         _matbench("matbench_mp_is_metal", "mp_is_metal.csv", "is metal (PBE)", "", "structure", "rocauc", 106113),
         _matbench("matbench_mp_e_form", "mp_e_form.csv", "formation energy", "eV/atom", "structure", "mae", 132752),
@@ -109,10 +129,26 @@ TASKS: dict[str, TaskSpec] = {
         _fixed("aflow_egap", "aflow__Egap", "band gap", "eV", 27577, _AFLOW),
         _fixed("aflow_energy_atom", "aflow__energy_atom", "energy per atom", "eV/atom", 27579, _AFLOW),
         _fixed("aflow_ael_bulk_modulus_vrh", "aflow__ael_bulk_modulus_vrh", "bulk modulus (VRH)", "GPa", 4896, _AFLOW),
-        _fixed("aflow_ael_shear_modulus_vrh", "aflow__ael_shear_modulus_vrh", "shear modulus (VRH)", "GPa", 4896, _AFLOW),
+        _fixed(
+            "aflow_ael_shear_modulus_vrh", "aflow__ael_shear_modulus_vrh", "shear modulus (VRH)", "GPa", 4896, _AFLOW
+        ),
         _fixed("aflow_ael_debye_temperature", "aflow__ael_debye_temperature", "Debye temperature", "K", 4896, _AFLOW),
-        _fixed("aflow_agl_thermal_conductivity_300K", "aflow__agl_thermal_conductivity_300K", "thermal conductivity at 300 K", "W/(m K)", 4887, _AFLOW),
-        _fixed("aflow_agl_thermal_expansion_300K", "aflow__agl_thermal_expansion_300K", "thermal expansion at 300 K", "1/K", 4886, _AFLOW),
+        _fixed(
+            "aflow_agl_thermal_conductivity_300K",
+            "aflow__agl_thermal_conductivity_300K",
+            "thermal conductivity at 300 K",
+            "W/(m K)",
+            4887,
+            _AFLOW,
+        ),
+        _fixed(
+            "aflow_agl_thermal_expansion_300K",
+            "aflow__agl_thermal_expansion_300K",
+            "thermal expansion at 300 K",
+            "1/K",
+            4886,
+            _AFLOW,
+        ),
         _fixed("critexam_ed", "CritExam__Ed", "decomposition energy", "eV/atom", 85014, _CRIT),
         _fixed("critexam_ef", "CritExam__Ef", "formation energy", "eV/atom", 85014, _CRIT),
     ]

@@ -10,15 +10,18 @@ Results go to MLflow (default: sqlite in --out) and Optuna (default: sqlite in -
 command resumes: finished runs are skipped, interrupted studies continue without repeating a finished trial.
 A second process started with the same command and --storage joins the same studies.
 """
+
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_from_args
 from benchmarks.contract import resolve_device
@@ -27,6 +30,10 @@ from benchmarks.features import FEATURIZERS
 from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
 from studies.presets import DEFAULT_PRESET, PRESETS, TrialBudget, get_preset
 from studies.registry import BENCHMARK_MODELS, parse_model_list
+
+if TYPE_CHECKING:
+    from benchmarks.loader import TaskData
+    from studies.plan import RunPlan
 
 EXIT_SOME_FAILED = 1
 
@@ -49,16 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the preset's)")
     parser.add_argument("--trials", type=int, default=None, help="total finished trials per study (default: preset)")
     parser.add_argument("--timeout", type=float, default=None,
-                        help="tuning seconds per study: summed trial time, equal for every model (default: preset)")  # fmt: skip
-    parser.add_argument("--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)")
+                        help="tuning seconds per study: summed trial time, equal for every model "
+                             "(default: preset)")  # fmt: skip
+    parser.add_argument(
+        "--fit-timeout", type=float, default=None, help="time limit of each fit in seconds (default: preset)"
+    )
     parser.add_argument("--max-train-rows", type=int, default=None,
-                        help="cap on training rows per fold, validation in proportion; 0 = all (default: preset)")  # fmt: skip
+                        help="cap on training rows per fold, validation in proportion; 0 = all "
+                             "(default: preset)")  # fmt: skip
     parser.add_argument("--train-sizes", default=None,
                         help="scaling study: increasing training-row counts, e.g. 1000,3000,10000,all (all = the "
-                             "whole training part); each size is a full run, nested subsamples, same test set")  # fmt: skip
+                             "whole training part); each size is a full run, nested subsamples, same test "
+                             "set")  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (networks; trees run on CPU)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per model (default: all cores available)")
-    parser.add_argument("--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads per model (default: all cores available)"
+    )
+    parser.add_argument(
+        "--featurizer", default="magpie", help="magpie (default), magpie-matminer (reference), elemnet, ward2017"
+    )
     parser.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/optuna.db)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {default_out_dir()})")
@@ -113,7 +129,7 @@ def parse_train_sizes(text: str | None) -> tuple[int | None, ...]:
     if None in sizes[:-1]:
         raise UsageError("--train-sizes: 'all' must be the last size (sizes go from small to large)")
     numbers = [s for s in sizes if s is not None]
-    for before, after in zip(numbers, numbers[1:]):
+    for before, after in itertools.pairwise(numbers):
         if after == before:
             raise UsageError(f"--train-sizes repeats size {after}")
         if after < before:
@@ -121,7 +137,7 @@ def parse_train_sizes(text: str | None) -> tuple[int | None, ...]:
     return tuple(sizes)
 
 
-def check_train_sizes(sizes: tuple[int | None, ...], task) -> None:
+def check_train_sizes(sizes: tuple[int | None, ...], task: TaskData) -> None:
     """Refuse sizes the task cannot give (before any work): larger than the training part of a fold, equal
     to it and also 'all', or so small that the validation rows in proportion fall below MIN_VAL_ROWS."""
     from benchmarks.loader import fold_rows, full_training_size
@@ -140,7 +156,8 @@ def check_train_sizes(sizes: tuple[int | None, ...], task) -> None:
             val_rows = len(fold_rows(task, fold, max_train_rows=smallest)[1])
             if val_rows < MIN_VAL_ROWS:
                 raise UsageError(f"--train-sizes: size {smallest} leaves {val_rows} validation rows on fold {fold} "
-                                 f"of {task.spec.name}; the models need at least {MIN_VAL_ROWS}: use a larger size")  # fmt: skip
+                                 f"of {task.spec.name}; the models need at least {MIN_VAL_ROWS}: use a larger "
+                                 "size")  # fmt: skip
 
 
 def _available_cores() -> int:
@@ -183,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     for flag, value in (("--timeout", args.timeout), ("--fit-timeout", args.fit_timeout)):
         if value is not None and not value > 0:  # also NaN
-            raise UsageError(f"{flag} must be a positive number of seconds, got {value:g}; drop it for the preset's budget")
+            raise UsageError(
+                f"{flag} must be a positive number of seconds, got {value:g}; drop it for the preset's budget"
+            )
     if args.trials is not None and args.trials < 1:
         raise UsageError(f"--trials must be at least 1, got {args.trials}; drop it for the preset's number of trials")
     out_dir = check_out_dir(args.out or default_out_dir())
@@ -249,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     check_plan(plan)
     for fold, count in overlap.items():  # logged once the plan is accepted: a refused run prints one line
         if count:
-            logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a training "
-                                             "row", task.spec.name, fold, count, len(task.folds[fold].test))  # fmt: skip
+            logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a "
+                                             "training row", task.spec.name, fold, count,
+                                             len(task.folds[fold].test))  # fmt: skip
     _set_torch_threads(threads)
     if not args.worker_of_launcher:  # the launcher says it once for all its workers
         workers = f" shared by {args.workers} workers" if args.workers > 1 else ""
@@ -270,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_SOME_FAILED if outcome.failed else 0
 
 
-def _print_results(plan, models: Sequence[str]) -> None:
+def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
     """One leaderboard per training size, read back from MLflow as the report reads it (whoever ran the
     jobs), and the long results table beside the stores."""
     import pandas as pd
@@ -284,10 +304,12 @@ def _print_results(plan, models: Sequence[str]) -> None:
     except ReportInputError:  # nothing finished (every job failed): empty tables, the failures follow
         finals = pd.DataFrame(columns=["model", "fold", "seed", "train_rows"])
     # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model group.
-    budget_text = "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+    budget_text = (
+        "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+    )
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = [k for _, k in jobs]
-        sizes = sorted({k.train_size for k in keys})
+        sizes = sorted({int(k.train_size or 0) for k in keys})  # a plan's keys always carry their size
         size_text = str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
         title = (
             f"{plan.task_name}: preset {plan.preset.name}, {size_text} training rows, {len(plan.folds)} fold(s) "
@@ -302,13 +324,14 @@ def _print_results(plan, models: Sequence[str]) -> None:
     print(f"runs table: {ui_hint(plan.tracking_uri, plan.task_name)}")
 
 
-def _overlap_counts(task, folds: Sequence[int]) -> dict[int, int]:
+def _overlap_counts(task: TaskData, folds: Sequence[int]) -> dict[int, int]:
     """Per fold, the test rows whose composition also occurs in its training part (a model may score well on
     them by recall rather than prediction)."""
     from benchmarks.compositions import composition_keys, train_test_duplicates
 
     keys = composition_keys(task.formulas)
     return {fold: train_test_duplicates(keys, task.folds[fold]) for fold in folds}
+
 
 def _run_group(argv: list[str], tasks: tuple[str, ...]) -> int:
     """Run the same command for each task of a group, one after another, into the same stores; the exit code
@@ -330,7 +353,7 @@ def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> 
     import signal
     import subprocess
 
-    child_argv = _without_flag(argv, "--workers") + ["--workers", "1", "--no-progress", "--worker-of-launcher"]
+    child_argv = [*_without_flag(argv, "--workers"), "--workers", "1", "--no-progress", "--worker-of-launcher"]
     if not any(a == "--threads" or a.startswith("--threads=") for a in argv):
         child_argv += ["--threads", str(threads)]
     n_gpus = _visible_gpus() if device.startswith("cuda") else 0

@@ -11,6 +11,7 @@ A space maps a model parameter (the key the model's ``default_params`` uses) to 
 
 :mod:`studies.spaces` is the one interpreter of these specs (it turns them into Optuna suggestions).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

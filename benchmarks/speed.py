@@ -20,6 +20,7 @@ One run, one machine, real data (the OQMD ``formation_energy`` task read from th
 Only numpy, pandas and torch are needed (matminer is timed when importable), so it runs on a bare GPU node with
 the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
 """
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,8 @@ def load_speed_data(featurize_rows: int | None = None) -> dict[str, Any]:
 
     task = load_task(SPEED_TASK)
     fold = task.folds[0]
+    if fold.val is None:
+        raise UsageError(f"{SPEED_TASK} has no fixed validation part; the speed check needs one")
     # All rows are featurised (and timed); the test rows are never used for training or validation.
     train, val, test = fold.train, fold.val, fold.test
     if featurize_rows is not None:  # a sample: the first rows of each part (validation and test: VAL_ROWS)
@@ -166,7 +169,8 @@ def training_throughput(data: dict[str, Any], *, depth: int, batch_size: int, st
     rows = batch_size * steps
     if len(data["X_train"]) < rows:
         raise UsageError(f"{rows} training rows needed for {steps} steps at batch {batch_size}; "
-                         f"only {len(data['X_train'])} featurised (raise --featurize-rows or lower --steps)")  # fmt: skip
+                         f"only {len(data['X_train'])} featurised (raise --featurize-rows or lower "
+                         "--steps)")  # fmt: skip
     X, y = data["X_train"][:rows], data["y_train"][:rows]
     Xv, yv = data["X_val"][:VAL_ROWS], data["y_val"][:VAL_ROWS]
     torch.manual_seed(0)
@@ -209,8 +213,9 @@ def accuracy_check(seeds: tuple[int, ...] = ACCURACY_SEEDS, device: str = "cpu")
             row = {"seed": seed, "precision": report.extra["precision"], "amp": bool(report.extra["amp"]),
                    "epochs": len(report.curve), "fit_seconds": report.fit_seconds,
                    "val_mae": report.best_val_mae, "test_mae": test.score(model.predict(test.X))["mae"]}  # fmt: skip
-            print(f"accuracy  seed {seed}  {row['precision']:<28} {row['epochs']:>4} epochs {row['fit_seconds']:>7.0f} s  "
-                  f"validation MAE {row['val_mae']:.4f}  test MAE {row['test_mae']:.4f}", flush=True)  # fmt: skip
+            print(f"accuracy  seed {seed}  {row['precision']:<28} {row['epochs']:>4} epochs "
+                  f"{row['fit_seconds']:>7.0f} s  validation MAE {row['val_mae']:.4f}  test MAE {row['test_mae']:.4f}",
+                  flush=True)  # fmt: skip
             rows.append(row)
     return rows
 
@@ -219,8 +224,10 @@ def summarise_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation of the test MAE per precision, and the bf16 - float32 difference of
     the means beside the seed spread (the larger of the two standard deviations)."""
     by = {amp: np.array([r["test_mae"] for r in rows if r["amp"] is amp]) for amp in (False, True)}
-    stats = {("bf16" if amp else "float32"): {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
-                                              else math.nan, "n": int(len(v))} for amp, v in by.items() if len(v)}  # fmt: skip
+    stats: dict[str, Any] = {}  # per precision {"mean", "std", "n"}; then the difference and the seed spread
+    stats.update({("bf16" if amp else "float32"): {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1
+                                                   else math.nan, "n": len(v)}
+                  for amp, v in by.items() if len(v)})  # fmt: skip
     if "bf16" in stats and "float32" in stats:
         stats["difference"] = stats["bf16"]["mean"] - stats["float32"]["mean"]
         stats["seed_spread"] = max(stats["bf16"]["std"], stats["float32"]["std"])
@@ -266,7 +273,7 @@ def print_training_header() -> None:
 
 
 def print_training_row(row: dict[str, Any], peak: float) -> None:
-    print(f"{row['model']:<9} {row['batch_size']:>5} {str(row['amp']):>4} {str(row['compile']):>7} "
+    print(f"{row['model']:<9} {row['batch_size']:>5} {row['amp']!s:>4} {row['compile']!s:>7} "
           f"{row['optimizer']:>9} {row['samples_per_second']:>10.0f} {row['gflops']:>8.1f} {peak:>8.1f} "
           f"{row['gflops'] / peak:>7.0%}", flush=True)  # fmt: skip
 
@@ -288,16 +295,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     parser.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
     parser.add_argument("--steps", type=int, default=None, help="batches per timed epoch (default: by batch size)")
-    parser.add_argument("--featurize-rows", type=int, default=None,
-                        help="formulas for the numpy featuriser (default: all of formation_energy train+val)")
+    parser.add_argument(
+        "--featurize-rows",
+        type=int,
+        default=None,
+        help="formulas for the numpy featuriser (default: all of formation_energy train+val)",
+    )
     parser.add_argument("--matminer-rows", type=int, default=2000, help="formulas for matminer (default 2000)")
-    parser.add_argument("--optimizers", default="default",
-                        help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)")
-    parser.add_argument("--precisions", default="float32,bf16",
-                        help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively")
-    parser.add_argument("--accuracy-check", action="store_true",
-                        help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
-                             "the test MAEs (about 20 minutes on 2 cores; needs the full install)")
+    parser.add_argument(
+        "--optimizers",
+        default="default",
+        help="optimizer kernels to compare, e.g. foreach,loop,fused (default: the loop's choice)",
+    )
+    parser.add_argument(
+        "--precisions",
+        default="float32,bf16",
+        help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively",
+    )
+    parser.add_argument(
+        "--accuracy-check",
+        action="store_true",
+        help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
+        "the test MAEs (about 20 minutes on 2 cores; needs the full install)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     import torch
@@ -330,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = feat["compositions_per_second"] / reference["compositions_per_second"]
         results["featurisation"]["ratio"] = ratio
         print(f"featurisation magpie-matminer:     {reference['compositions_per_second']:>12,.0f} compositions/s "
-              f"({reference['compositions']:,} in {reference['seconds']:.2f} s); numpy is {ratio:,.0f}x", flush=True)  # fmt: skip
+              f"({reference['compositions']:,} in {reference['seconds']:.2f} s); numpy is {ratio:,.0f}x",
+              flush=True)  # fmt: skip
 
     print_training_header()
     for depth in depths:
@@ -350,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     results["bf16_speedup"] = bf16_ratios(results["training"])
     for ratio in results["bf16_speedup"]:
         print(f"bf16 / float32  {ratio['model']:<9} batch {ratio['batch_size']:>5}: {ratio['float32']:>8,.0f} -> "
-              f"{ratio['bf16']:>8,.0f} samples/s, {ratio['ratio']:.2f}x ({ratio['precision']})", flush=True)  # fmt: skip
+              f"{ratio['bf16']:>8,.0f} samples/s, {ratio['ratio']:.2f}x ({ratio['precision']})",
+              flush=True)  # fmt: skip
     if args.accuracy_check:
         results["accuracy"] = accuracy_check(device=args.device)
         results["accuracy_summary"] = summary = summarise_accuracy(results["accuracy"])

@@ -4,6 +4,7 @@ Training code receives a :class:`TrainingData` (train and validation rows only).
 separate :class:`TestData` that only the final scoring step of a study receives, so no model, trial or
 early-stopping rule can reach them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def carve_validation(train_rows: np.ndarray, *, fraction: float, seed: int) -> t
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(train_rows)
-    n_val = max(1, int(round(fraction * len(train_rows))))
+    n_val = max(1, round(fraction * len(train_rows)))
     return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
 
 

@@ -4,6 +4,7 @@ featurize NAME | duplicates [NAME ...]``.
 ``splits`` also takes ``--data-file F`` and ``--cv K [--group-by chemsys]`` (the folds a run would use).
 ``duplicates`` counts, per task and fold, test rows whose composition also occurs in the fold's training part.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ from benchmarks.cli import ArgumentParser, add_data_arguments, main_guard, task_
 from benchmarks.errors import UsageError
 from benchmarks.features import FEATURIZERS
 from benchmarks.loader import TaskData, load_task
-from benchmarks.registry import TASKS, TaskSpec, get_task
 from benchmarks.paths import cache_dir
+from benchmarks.registry import TASKS, TaskSpec, get_task
 
 
 def _split_text(spec: TaskSpec) -> str:
@@ -34,11 +35,11 @@ def list_tasks() -> str:
     header = ("name", "rows", "input", "target [unit]", "metric", "splits")
     rows = [
         (s.name, f"{s.n_rows:,}", "composition*" if s.composition_only else s.input_kind,
-         f"{s.property} [{s.unit}]" if s.unit else s.property, s.metric, _split_text(s))  # fmt: skip
+         f"{s.property} [{s.unit}]" if s.unit else s.property, s.metric, _split_text(s))
         for s in TASKS.values()
-    ]
+    ]  # fmt: skip
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("* structure task; the offline archive has formulas only, so results are composition-only")
     return "\n".join(lines)
@@ -60,7 +61,7 @@ def show_task(spec: TaskSpec) -> str:
     return "\n".join(lines)
 
 
-def splits_json(task: TaskData) -> dict:
+def splits_json(task: TaskData) -> dict[str, dict[str, list[str]]]:
     """``{"fold_0": {"train": [ids], "test": [ids]}, ...}``; a fixed validation part is listed as "val"."""
     out = {}
     for i, fold in enumerate(task.folds):

@@ -4,10 +4,12 @@ Splits: the file's own split column, a seeded random hold-out, K-fold (``cv``) o
 (``cv`` with ``group_by="chemsys"``). Every check on the file runs here, before any feature is computed or
 any store is touched, and fails with one line naming the problem and the fix.
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,9 @@ from benchmarks.errors import DataError, UsageError
 from benchmarks.loader import TaskData, content_sha256
 from benchmarks.registry import TaskSpec
 from benchmarks.splits import Fold, grouped_folds, kfold_folds
+
+if TYPE_CHECKING:
+    from pymatgen.core.structure import Structure
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +48,12 @@ def _columns_in_file(path: Path, parquet: bool) -> list[str]:
     return [str(v) for v in header.iloc[0].tolist()] if len(header) else []
 
 
-def _is_nested(arrow_type) -> bool:
+def _is_nested(arrow_type: Any) -> bool:  # a pyarrow DataType
     import pyarrow as pa
 
-    return pa.types.is_nested(arrow_type) or pa.types.is_dictionary(arrow_type) and pa.types.is_nested(arrow_type.value_type)
+    return pa.types.is_nested(arrow_type) or (
+        pa.types.is_dictionary(arrow_type) and pa.types.is_nested(arrow_type.value_type)
+    )
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -120,7 +127,8 @@ def regroup_task(task: TaskData, n_folds: int, group_by: str, seed: int) -> Task
     folds = cv_folds(keys, n_folds, group_by, seed, label=task.spec.name)
     name = task.spec.name + split_suffix(n_folds, group_by, seed)
     spec = TaskSpec(**{**task.spec.__dict__, "name": name, "split_scheme": f"{group_by} {n_folds}-fold, seed {seed}",
-                       "description": f"{task.spec.description}; regrouped: {n_folds} folds by {group_by}"})  # fmt: skip
+                       "description": f"{task.spec.description}; regrouped: {n_folds} folds by "
+                                      f"{group_by}"})  # fmt: skip
     sha = content_sha256(task.ids, task.formulas, task.targets, folds)
     return TaskData(spec, task.ids, task.formulas, task.targets, folds, sha, task.structures)
 
@@ -205,7 +213,11 @@ def load_data_file(
         scheme = "random"
     structures = _structures(frame, structure_column, path) if structure_column is not None else None
     if n_repeated:  # logged once every check has passed: a refused file gets its one line and nothing else
-        done = f"--dedupe {dedupe} kept {n} of {len(frame)} rows" if dedupe != "none" else "--dedupe first|mean merges them"
+        done = (
+            f"--dedupe {dedupe} kept {n} of {len(frame)} rows"
+            if dedupe != "none"
+            else "--dedupe first|mean merges them"
+        )
         log.info("%s: %d rows repeat the composition of an earlier row (%s)", path.name, n_repeated, done)
     base_name = name or path.stem
     task_name = base_name + split_suffix(n_folds, group_by, seed)
@@ -221,7 +233,8 @@ def load_data_file(
         split_scheme=scheme,
         n_rows=n,
         files=(str(path),),
-        description=f"user data {path.name} ({scheme} split{seeded}" + (f", dedupe {dedupe})" if dedupe != "none" else ")"),
+        description=f"user data {path.name} ({scheme} split{seeded}"
+        + (f", dedupe {dedupe})" if dedupe != "none" else ")"),
     )
     return TaskData(spec, ids, formulas, y, folds, content_sha256(ids, formulas, y, folds), structures)
 
@@ -251,7 +264,7 @@ def _targets(frame: pd.DataFrame, column: str, formula_column: str, path: Path) 
     return y
 
 
-def _to_float(value) -> float:
+def _to_float(value: Any) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -271,8 +284,8 @@ def _column_fold(labels_raw: pd.Series, column: str, path: Path) -> Fold:
     return Fold(train=parts["train"], test=parts["test"], val=parts["val"] if len(parts["val"]) else None)
 
 
-def _structures(frame: pd.DataFrame, column: str, path: Path) -> list:
-    from pymatgen.core import Structure
+def _structures(frame: pd.DataFrame, column: str, path: Path) -> list[Structure]:
+    from pymatgen.core.structure import Structure
 
     try:
         return [s if isinstance(s, Structure) else Structure.from_str(str(s), fmt="cif") for s in frame[column]]

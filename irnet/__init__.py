@@ -6,6 +6,7 @@ The public names are importable from the package (``from irnet import IRNetRegre
 loaded on first use (PEP 562), so that ``import irnet.training`` on a bare GPU node, which has torch but not
 scikit-learn (``scripts/gpu_check.sh``), does not import the estimators.
 """
+
 from __future__ import annotations
 
 import importlib

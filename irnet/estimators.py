@@ -31,6 +31,7 @@ epochs, ``check_regressors_train`` (R² > 0.5), which a separate test runs with 
 ``check_array_api_input`` skips itself (no array API support). ``fit`` takes no ``sample_weight``, so the
 sample-weight checks do not apply.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -219,5 +220,7 @@ class MagpieFeaturizer(TransformerMixin, BaseEstimator):
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim != 1:
-            raise ValueError(f"MagpieFeaturizer takes a 1-D sequence of formulas or one column, got shape {array.shape}")
+            raise ValueError(
+                f"MagpieFeaturizer takes a 1-D sequence of formulas or one column, got shape {array.shape}"
+            )
         return array, None

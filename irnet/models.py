@@ -5,6 +5,7 @@ All share one implementation (:class:`NetworkModel`); a subclass only names its 
 mixed-precision switches documented in :mod:`irnet.training`. ``MODELS`` declares the four to the registry,
 with the search space they share and the regime that converges on a CPU.
 """
+
 from __future__ import annotations
 
 import math

@@ -14,9 +14,11 @@ projections do not count towards depth.
 All four end in a head Linear(width, 1) with no norm and no activation. :meth:`Network.forward` returns a 1-D
 tensor of shape ``(batch,)``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,8 +28,18 @@ ARCHITECTURES: dict[int, list[tuple[int, int]]] = {
     17: [(1024, 4), (512, 3), (256, 3), (128, 3), (64, 2), (32, 1)],
     24: [(1024, 4), (512, 4), (256, 4), (128, 4), (64, 3), (32, 2), (16, 2)],
     48: [
-        (1024, 4), (1024, 4), (512, 4), (512, 4), (256, 4), (256, 4),
-        (128, 4), (128, 4), (64, 4), (64, 4), (32, 4), (16, 3),
+        (1024, 4),
+        (1024, 4),
+        (512, 4),
+        (512, 4),
+        (256, 4),
+        (256, 4),
+        (128, 4),
+        (128, 4),
+        (64, 4),
+        (64, 4),
+        (32, 4),
+        (16, 3),
     ],
 }
 

@@ -1,7 +1,7 @@
 """One training loop for every network in :mod:`irnet.networks`.
 
-Paper setup (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on validation MAE with
-patience 200 epochs, inputs not scaled. Departures, each a switch:
+Paper setup (Jha et al., KDD 2019; NU-CUCIS/IRNet): Adam, learning rate 1e-4, batch 32, L1 loss, early stopping on
+validation MAE with patience 200 epochs, inputs not scaled. Departures, each a switch:
 
 - ``standardize_inputs`` (default on): features are standardised with the mean and standard deviation of the
   *training rows only*; zero-variance columns are only centred. Off reproduces the paper's raw inputs.
@@ -49,6 +49,7 @@ The curve's ``train_mae`` is the running mean, over the epoch's training batches
 train mode during the forward pass that produced the gradient (so it mixes weights from the whole epoch and
 includes dropout / batch-norm batch statistics). It costs nothing extra; it is not an eval-mode pass.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,9 +58,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -122,7 +124,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "TrainConfig":
+    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
         """The config from a model's params dict (keys that are not training settings are ignored)."""
         names = cls.__dataclass_fields__.keys()
         return cls(**{k: v for k, v in params.items() if k in names})
@@ -140,7 +142,7 @@ class Scaler:
     high: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, values: np.ndarray, *, standardize: bool = True, clip: bool = False) -> "Scaler":
+    def fit(cls, values: np.ndarray, *, standardize: bool = True, clip: bool = False) -> Scaler:
         values = np.asarray(values, dtype=np.float64)
         mean = values.mean(axis=0)
         std = values.std(axis=0)
@@ -152,7 +154,7 @@ class Scaler:
         return cls(mean=mean, scale=scale, low=low, high=high)
 
     @classmethod
-    def identity(cls, n_columns: int | None = None) -> "Scaler":
+    def identity(cls, n_columns: int | None = None) -> Scaler:
         shape = () if n_columns is None else (n_columns,)
         return cls(mean=np.zeros(shape), scale=np.ones(shape))
 
@@ -172,10 +174,12 @@ class Scaler:
         return state
 
     @classmethod
-    def from_state(cls, state: dict[str, np.ndarray]) -> "Scaler":
+    def from_state(cls, state: dict[str, np.ndarray]) -> Scaler:
         bounds = {k: np.asarray(state[k], dtype=np.float64) for k in ("low", "high") if k in state}
         return cls(
-            mean=np.asarray(state["mean"], dtype=np.float64), scale=np.asarray(state["scale"], dtype=np.float64), **bounds
+            mean=np.asarray(state["mean"], dtype=np.float64),
+            scale=np.asarray(state["scale"], dtype=np.float64),
+            **bounds,
         )
 
 
@@ -314,8 +318,9 @@ def make_optimizer(
     if implementation not in ("fused", "foreach", "loop"):
         raise ValueError(f"unknown optimizer implementation {implementation!r}; valid: fused, foreach, loop")
     optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    kernel = {"fused": {"fused": True}, "foreach": {"foreach": True}, "loop": {"foreach": False}}[implementation]
-    return optimizer_cls(parameters, lr=config.lr, weight_decay=config.weight_decay, **kernel)
+    # (fused, foreach); None leaves torch's default
+    fused, foreach = {"fused": (True, None), "foreach": (None, True), "loop": (None, False)}[implementation]
+    return optimizer_cls(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused, foreach=foreach)
 
 
 def _batches(
@@ -330,7 +335,6 @@ def _batches(
         if drop_single and index.shape[0] == 1:
             continue  # BatchNorm cannot normalise a single row in train mode
         yield index
-
 
 
 # ----------------------------------------------------------------------------------------- checkpoints ---
@@ -406,7 +410,7 @@ def _load_checkpoint(path: Path, identity: str) -> dict[str, Any] | None:
 
 
 def _train_epoch(
-    forward: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],  # the model, or torch.compile's wrapper of it
     optimizer: torch.optim.Optimizer,
     loss_fn: Any,
     Xt: torch.Tensor,

@@ -13,6 +13,7 @@ at two or more training sizes) and
 matbench/<model>_seed<k>.json(.gz). Every file is written atomically. Everything is computed before the first
 file is written, so empty or inconsistent input leaves DIR untouched: one line on stderr and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,7 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--tracking-uri", metavar="URI",
                         help=f"MLflow store to read (benchmarks.run writes {DEFAULT_TRACKING_URI})")  # fmt: skip
     source.add_argument("--export", type=Path, metavar="DIR", help="an export of a store (python -m reports.export)")
-    parser.add_argument("--task", action="append", metavar="NAME", help="report only this task (repeatable); default all")
+    parser.add_argument(
+        "--task", action="append", metavar="NAME", help="report only this task (repeatable); default all"
+    )
     parser.add_argument("--preset", help="report only runs of this preset (required when the store holds several)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     return parser.parse_args(argv)
@@ -148,7 +151,8 @@ def run(argv: list[str] | None = None) -> Report:
     write_report(report, make_out_dir(args.out))
     finals = report.collected.finals
     print(
-        f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), {finals['model'].nunique()} model(s) -> "
+        f"reports.build: {len(finals)} runs, {finals['task'].nunique()} task(s), "
+        f"{finals['model'].nunique()} model(s) -> "
         f"{args.out}/leaderboard.{{md,html,csv}} and {len(report.files) - 3} more file(s)"
     )
     return report

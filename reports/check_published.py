@@ -8,6 +8,7 @@ from the export in memory (as ``python -m reports.build --export``) and its ``le
 ``leaderboard.md`` are compared byte for byte with the committed ones. Exit 0 when all match, or when no export
 is committed (it says so); 1 with one line naming the first file that differs; 2 on an export that cannot be read.
 """
+
 from __future__ import annotations
 
 import sys
@@ -38,14 +39,19 @@ def first_difference(export: Path) -> str | None:
         old, new = committed.read_bytes(), files[name]
         if old != new:
             old_lines, new_lines = old.splitlines(), new.splitlines()
-            line = next((i for i, (a, b) in enumerate(zip(old_lines, new_lines)) if a != b), min(len(old_lines), len(new_lines)))
+            line = next(
+                (i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=False)) if a != b),
+                min(len(old_lines), len(new_lines)),
+            )
             return f"{committed} differs from the report rebuilt from {export} (first at line {line + 1}); {fix}"
     return None
 
 
 def run(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m reports.check_published", description=__doc__.split("\n")[0])
-    parser.add_argument("root", nargs="?", type=Path, default=Path("docs/results"), help="where to look (default docs/results)")
+    parser.add_argument(
+        "root", nargs="?", type=Path, default=Path("docs/results"), help="where to look (default docs/results)"
+    )
     args = parser.parse_args(argv)
     exports = exports_under(args.root)
     if not exports:

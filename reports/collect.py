@@ -11,14 +11,16 @@ leaderboard), :func:`collect` also their curves, trials and predictions (the rep
 Reading never creates anything: a tracking URI that points at a missing sqlite file is an error, not a new
 empty store.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,7 +73,7 @@ class RunRecord:
     metrics: dict[str, float]
 
     @classmethod
-    def from_run(cls, run: Any, experiment_name: str) -> "RunRecord":
+    def from_run(cls, run: Any, experiment_name: str) -> RunRecord:
         tags = run.data.tags
         dropped = (*WORKER_TAGS, schema.TAG_SOURCE_RUN_ID)
         return cls(
@@ -82,7 +84,9 @@ class RunRecord:
             end_time=None if run.info.end_time is None else int(run.info.end_time),
             tags={k: v for k, v in tags.items() if k not in dropped},
             params=dict(run.data.params),
-            metrics={k: float(v) for k, v in run.data.metrics.items() if k not in (schema.CURVE_TRAIN, schema.CURVE_VAL)},
+            metrics={
+                k: float(v) for k, v in run.data.metrics.items() if k not in (schema.CURVE_TRAIN, schema.CURVE_VAL)
+            },
         )
 
 
@@ -182,7 +186,9 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "val_seed": tags.get(schema.TAG_VAL_SEED, ""),
         "unit": params.get(schema.PARAM_TASK_UNIT, ""),
         "depth": _depth(params),
-        "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS) if any(p in params for p in BUDGET_PARAMS) else "",
+        "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS)
+        if any(p in params for p in BUDGET_PARAMS)
+        else "",
         # The model's configuration only: the unit and the budget are facts about the run.
         "params": {k: v for k, v in params.items() if k != schema.PARAM_TASK_UNIT and k not in BUDGET_PARAMS},
         "start_time": record.start_time,
@@ -220,7 +226,8 @@ def _curve_points(client: Any, record: RunRecord) -> list[dict[str, Any]]:
     for key in (schema.CURVE_TRAIN, schema.CURVE_VAL):
         for m in client.get_metric_history(record.store_id, key):
             point = by_step.setdefault(int(m.step), {"run_id": record.run_id, "step": int(m.step),
-                                                     schema.CURVE_TRAIN: math.nan, schema.CURVE_VAL: math.nan})  # fmt: skip
+                                                     schema.CURVE_TRAIN: math.nan,
+                                                     schema.CURVE_VAL: math.nan})  # fmt: skip
             point[key] = float(m.value)
     return [p for _, p in sorted(by_step.items())]
 
@@ -234,7 +241,9 @@ def _download_predictions(client: Any, record: RunRecord, row: dict[str, Any], s
     try:
         local = client.download_artifacts(record.store_id, schema.ARTIFACT_PREDICTIONS, str(scratch / record.store_id))
     except Exception as exc:  # MLflow raises several types for a missing artifact
-        raise ReportInputError(f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})") from None
+        raise ReportInputError(
+            f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})"
+        ) from None
     return pd.read_csv(local, dtype={"id": str})
 
 
@@ -255,7 +264,9 @@ def checked_predictions(frame: pd.DataFrame, row: dict[str, Any]) -> pd.DataFram
     recomputed = mae(values[:, 0], values[:, 1])
     float32_bound = FLOAT32_ROUNDING * float(np.mean(np.abs(values).sum(axis=1)))
     if not math.isclose(recomputed, row[schema.TEST_MAE], rel_tol=MAE_RTOL, abs_tol=max(1e-12, float32_bound)):
-        raise ReportInputError(f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}")
+        raise ReportInputError(
+            f"{where}: logged test_mae {row[schema.TEST_MAE]!r} but its predictions give {recomputed!r}"
+        )
     frame = frame[["id", "y_true", "y_pred"]].astype({"id": str, "y_true": np.float64, "y_pred": np.float64})
     for k in ("run_id", "task", "model", "fold", "seed", "train_size"):
         frame[k] = row[k]
@@ -268,10 +279,10 @@ def _size_levels(sizes: list[int]) -> dict[int, int]:
     group: list[int] = []
     for size in sorted(set(sizes)):
         if group and size > group[0] * (1 + SIZE_RTOL):
-            levels.update({s: group[-1] for s in group})
+            levels.update(dict.fromkeys(group, group[-1]))
             group = []
         group.append(size)
-    levels.update({s: group[-1] for s in group})
+    levels.update(dict.fromkeys(group, group[-1]))
     return levels
 
 
@@ -286,7 +297,7 @@ def add_train_size(finals: pd.DataFrame) -> pd.DataFrame:
     out = finals.copy()
     recorded = pd.Series(0, index=out.index, dtype="int64")
     levelled = pd.Series(0, index=out.index, dtype="int64")
-    for task, group in out.groupby("task"):
+    for _task, group in out.groupby("task"):
         tagged = group["train_size_tag"] != ""
         for index, value in group.loc[tagged, "train_size_tag"].items():
             recorded[index] = _as_int(value, schema.TAG_TRAIN_SIZE, group.at[index, "run_id"])
@@ -406,7 +417,9 @@ def finals_from_records(
     return finals, [by_id[run_id] for run_id in finals["run_id"]], [note for _, note in skipped]
 
 
-def read_finals(tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+def read_finals(
+    tracking_uri: str, tasks: Iterable[str] | None = None, preset: str | None = None
+) -> tuple[pd.DataFrame, list[str]]:
     """The finished parent runs of ``tasks`` (all tasks when None) as ``Collected.finals``, and notes on the
     unfinished ones. Raises :class:`ReportInputError` when there is none or the store is inconsistent."""
     check_store_exists(tracking_uri)
@@ -438,7 +451,9 @@ def assemble(
     for row in rows:
         if row["run_id"] not in by_run:
             raise ReportInputError(f"{_where(row)}: finished parent run without test predictions")
-        pred_frames.append(checked_predictions(by_run[row["run_id"]].drop(columns="run_id").reset_index(drop=True), row))
+        pred_frames.append(
+            checked_predictions(by_run[row["run_id"]].drop(columns="run_id").reset_index(drop=True), row)
+        )
     predictions = pd.concat(pred_frames, ignore_index=True)
     _check_test_rows(predictions)
 
@@ -502,7 +517,7 @@ def collect(
     curve_rows: list[dict[str, Any]] = []
     pred_frames: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
-        for record, row in zip(records, finals.to_dict("records")):
+        for record, row in zip(records, finals.to_dict("records"), strict=True):
             curve_rows.extend(_curve_points(client, record))
             pred_frames.append(_download_predictions(client, record, row, Path(scratch)).assign(run_id=record.run_id))
     return assemble(

@@ -1,9 +1,10 @@
 """What the leaderboard says: the sections, tables and figures, assembled as render blocks."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from importlib import resources
-from typing import Iterable
 
 import pandas as pd
 
@@ -16,8 +17,8 @@ from reports.stats import (
     CUT_SHORT,
     MIN_PAIRS,
     REFERENCE_MODEL,
-    PairedComparison,
     TRIALS_HEADING,
+    PairedComparison,
     RowComparison,
     at_largest_size,
     running_best,
@@ -151,14 +152,20 @@ def leaderboard_table(
             label = f"{name} ({PUBLISHED_TAG}; {ref['input']} input)"
             rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH, DASH])
     if published_oqmd is not None:
-        for r in published_oqmd[published_oqmd["task"] == task].sort_values("test_mae", key=lambda v: v.astype(float)).itertuples():
+        for r in (
+            published_oqmd[published_oqmd["task"] == task]
+            .sort_values("test_mae", key=lambda v: v.astype(float))
+            .itertuples()
+        ):
             muted.add(len(rows))
-            rows.append([DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH])
+            rows.append(
+                [DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH]
+            )
     caption = f"{task}: test scores, mean ± std over folds and seeds"
     if composition_only:
         caption += " (composition-only)"
-    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s", TRIALS_HEADING,
-               "refit stopped"]  # fmt: skip
+    columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s",
+               TRIALS_HEADING, "refit stopped"]  # fmt: skip
     return Table(columns, rows, caption, frozenset(muted), frozenset({0, 2, 3, 4, 7, 8}))
 
 
@@ -177,7 +184,15 @@ def comparison_table(task: str, comparisons: list[PairedComparison], decimals: i
             ]
         )
     return Table(
-        ["baseline", "pairs", "IRNet W/T/L (pairs)", "IRNet W/T/L (folds)", "mean Δ MAE", "Wilcoxon p (its floor)", "p (Holm)"],
+        [
+            "baseline",
+            "pairs",
+            "IRNet W/T/L (pairs)",
+            "IRNet W/T/L (folds)",
+            "mean Δ MAE",
+            "Wilcoxon p (its floor)",
+            "p (Holm)",
+        ],
         rows,
         f"{task}: IRNet against each baseline, paired by (fold, seed)",
         align_right=frozenset({1, 4, 5, 6}),
@@ -204,10 +219,11 @@ def row_comparison_blocks(task: str, rows: list[RowComparison], decimals: int) -
         for c in rows
     ]
     n = rows[0].n_resamples
+    header = ["baseline", "train rows", "test rows", "seeds", "IRNet MAE", "baseline MAE", "Δ MAE",
+              f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"]  # fmt: skip
     return [
         Table(
-            ["baseline", "train rows", "test rows", "seeds", "IRNet MAE", "baseline MAE", "Δ MAE",
-             f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"],  # fmt: skip
+            header,
             table_rows,
             f"{task}: IRNet against each baseline on the same test rows (per-row absolute errors, folds pooled)",
             align_right=frozenset({1, 2, 3, 4, 5, 6, 7, 8}),
@@ -240,7 +256,9 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     ]
     if study.crossover is not None:
         c = study.crossover
-        blocks.append(Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}"))
+        blocks.append(
+            Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}")
+        )
     else:
         blocks.append(Para(study.note, note=True))
     fit_rows = [
@@ -326,7 +344,8 @@ def task_blocks(
     )
     facts = size_fact + (
         f"Unit: {unit or 'not recorded'}. {finals['run_id'].size} finished runs; folds "
-        f"{', '.join(map(str, sorted(finals['fold'].unique())))}; seeds {', '.join(map(str, sorted(finals['seed'].unique())))}; "
+        f"{', '.join(map(str, sorted(finals['fold'].unique())))}; "
+        f"seeds {', '.join(map(str, sorted(finals['seed'].unique())))}; "
         f"preset {finals['preset'].iloc[0]}; data sha256 {finals['data_sha256'].iloc[0] or 'not recorded'}."
     )
     cap = finals["max_train_rows"].iloc[0]
@@ -342,7 +361,9 @@ def task_blocks(
     mixed = finals.groupby(["model", "train_size"])["budget"].nunique() > 1
     if mixed.any():
         per_model = "; ".join(f"{m}: {', '.join(sorted(set(g['budget'])))}" for m, g in finals.groupby("model"))
-        blocks.append(Para(f"Warning: a model of this task was tuned with several budgets at one size ({per_model}).", note=True))
+        blocks.append(
+            Para(f"Warning: a model of this task was tuned with several budgets at one size ({per_model}).", note=True)
+        )
     if composition_only:
         blocks.append(
             Para(
@@ -357,7 +378,7 @@ def task_blocks(
     if published_oqmd is not None and task in set(published_oqmd["task"]):
         blocks.append(
             Para(
-                "Rows marked \"published, same split\" or \"published, different split\" (grey in the HTML) are test "
+                'Rows marked "published, same split" or "published, different split" (grey in the HTML) are test '
                 f"MAEs copied from the papers ({PUBLISHED_OQMD_SOURCES}); copied in reports/{PUBLISHED_OQMD_FILE}. "
                 "Only the same-split rows are directly comparable with ours, and only when our runs use the full "
                 "training part.",
@@ -376,7 +397,7 @@ def task_blocks(
             blocks.append(Para("Not like-for-like with the published figures: " + "; ".join(unlike) + ".", note=True))
         blocks.append(
             Para(
-                f"Rows marked \"{PUBLISHED_TAG}\" (grey in the HTML) are mean MAE over the 5 official Matbench "
+                f'Rows marked "{PUBLISHED_TAG}" (grey in the HTML) are mean MAE over the 5 official Matbench '
                 f"folds as published ({PUBLISHED_SOURCE}); copied in reports/{PUBLISHED_FILE}. They are comparable "
                 "with ours only when our runs cover all 5 folds with full training data.",
                 note=True,
@@ -388,17 +409,19 @@ def task_blocks(
         blocks.append(
             Para(
                 "W/T/L counts IRNet wins/ties/losses in test MAE. Mean Δ MAE is baseline minus IRNet (positive: IRNet "
-                f"better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least {MIN_PAIRS} "
-                "pairs; Holm-adjusted over this task's baselines. Its floor is the smallest p it can give with these "
-                f"pairs, 2/2^n (5 folds: {wilcoxon_floor(5)}): with few folds it cannot show a difference however large, "
-                "which is what the per-row comparison below is for. Runs of one fold with different seeds share test "
-                "rows, so pairs are not fully independent.",
+                "better). Wilcoxon signed-rank (two-sided, scipy) on the paired test MAEs where there are at least "
+                f"{MIN_PAIRS} pairs; Holm-adjusted over this task's baselines. Its floor is the smallest p it can give "
+                f"with these pairs, 2/2^n (5 folds: {wilcoxon_floor(5)}): with few folds it cannot show a difference "
+                "however large, which is what the per-row comparison below is for. Runs of one fold with different "
+                "seeds share test rows, so pairs are not fully independent.",
                 note=True,
             )
         )
     elif REFERENCE_MODEL not in set(finals["model"]):
         blocks.append(Para("IRNet has no finished runs on this task: no comparison.", note=True))
-    blocks += row_comparison_blocks(task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"]))
+    blocks += row_comparison_blocks(
+        task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"])
+    )
     if study is not None:
         blocks += scaling_blocks(task, study, unit)
 
@@ -434,7 +457,9 @@ def task_blocks(
                 f"{task}: best validation MAE so far against Optuna trial number (COMPLETE trials), mean over studies.",
             )
         )
-    figures.append(Figure(f"plots/{task}_time.png", plots.times(summary, task), f"{task}: mean wall-clock seconds per model."))
+    figures.append(
+        Figure(f"plots/{task}_time.png", plots.times(summary, task), f"{task}: mean wall-clock seconds per model.")
+    )
     blocks.extend(figures)
     return blocks
 
@@ -457,7 +482,9 @@ def export_blocks(exports: list[MatbenchExport]) -> list[Block]:
             note=True,
         )
     )
-    blocks.append(Table(["file", "model", "seed", "task", "mean MAE over folds", "note"], rows, align_right=frozenset({2, 4})))
+    blocks.append(
+        Table(["file", "model", "seed", "task", "mean MAE over folds", "note"], rows, align_right=frozenset({2, 4}))
+    )
     return blocks
 
 
@@ -467,12 +494,14 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         [
             r.task, r.model, f"{r.train_size:,}", str(r.fold), str(r.seed),
             _cut(f"{r.test_mae:.6g}", r.refit_stopped == CUT_SHORT), r.refit_stopped or DASH, r.run_id,
-            r.model_uri or DASH, r.code_version or DASH, (r.data_sha256 or DASH)[:16], r.preset, r.max_train_rows or DASH,
-            r.val_seed or DASH, r.budget or DASH,
+            r.model_uri or DASH, r.code_version or DASH, (r.data_sha256 or DASH)[:16], r.preset,
+            r.max_train_rows or DASH, r.val_seed or DASH, r.budget or DASH,
         ]
         for r in f.itertuples()
     ]  # fmt: skip
     source = f"tracking URI {collected.tracking_uri}" + (", read back from its export" if collected.from_export else "")
+    header = ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "MLflow model",
+              "code_version", "data sha256", "preset", "max train rows", "val seed", "budget"]  # fmt: skip
     blocks: list[Block] = [
         Heading("Provenance", 2, "provenance"),
         Para(
@@ -484,8 +513,7 @@ def provenance_blocks(collected: Collected) -> list[Block]:
             note=True,
         ),
         Table(
-            ["task", "model", "train rows", "fold", "seed", "test MAE", "refit stopped", "run id", "MLflow model", "code_version",
-             "data sha256", "preset", "max train rows", "val seed", "budget"],  # fmt: skip
+            header,
             rows,
             "One row per finished parent run",
             align_right=frozenset({2, 3, 4, 5}),
@@ -496,7 +524,9 @@ def provenance_blocks(collected: Collected) -> list[Block]:
         blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     versions = sorted(set(f["code_version"]))
     if len(versions) > 1:
-        blocks.append(Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True))
+        blocks.append(
+            Para(f"Runs come from {len(versions)} code versions: {', '.join(v or DASH for v in versions)}.", note=True)
+        )
     if collected.skipped:
         left_out = f"Left out ({len(collected.skipped)} unfinished parent runs): " + "; ".join(collected.skipped)
         blocks.append(Para(left_out, note=True))

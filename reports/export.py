@@ -25,9 +25,10 @@ file                      columns (one row per ...)
                           (``task, model, fold, seed, preset, train_size``; ``train_rows`` as recorded), provenance
                           (``code_version, data_sha256, featurizer, device, composition_only, max_train_rows,
                           val_seed``), ``unit, depth, budget``, ``params`` (the tuned configuration, a JSON object of
-                          strings), ``start_time, end_time`` (ms since 1970), ``refit_stopped, refit_reused, model_uri``,
-                          ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds, inference_seconds,
-                          tuning_seconds, n_trials, best_val_mae, n_train, n_test``. The table to read for analysis.
+                          strings), ``start_time, end_time`` (ms since 1970), ``refit_stopped, refit_reused,
+                          model_uri``, ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds,
+                          inference_seconds, tuning_seconds, n_trials, best_val_mae, n_train, n_test``. The table
+                          to read for analysis.
 ``tags.parquet``          ``run_id, key, value``: every tag of the run (package versions ``pkg.*``, ``study_name``,
                           ``train_test_duplicates``, ...) but the worker's (``final_owner``, ``final_heartbeat``)
 ``params.parquet``        ``run_id, key, value``: every MLflow parameter of the run, as logged (strings)
@@ -49,6 +50,7 @@ else in DIR is touched). Importing: a run already imported (tag ``source_run_id`
 be repeated or resumed; a store that already holds a finished run of the same key is refused before anything is
 written. Bad input is one line and exit 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,7 +135,11 @@ def export_files(collected: Collected, selection: dict[str, Any]) -> dict[str, b
     for name, frame in tables(collected).items():
         data = _parquet(frame)
         files[f"{name}.parquet"] = data
-        listing[f"{name}.parquet"] = {"rows": len(frame), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        listing[f"{name}.parquet"] = {
+            "rows": len(frame),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
     finals = collected.finals
     manifest = {
         "format": FORMAT,
@@ -173,7 +179,9 @@ def write_export(files: dict[str, bytes], out: Path) -> None:
             (out / name).unlink()
 
 
-def export_store(tracking_uri: str, out: Path, tasks: list[str] | None = None, preset: str | None = None) -> dict[str, bytes]:
+def export_store(
+    tracking_uri: str, out: Path, tasks: list[str] | None = None, preset: str | None = None
+) -> dict[str, bytes]:
     """Export the finished parent runs of the store into ``out``; returns what was written."""
     files = export_files(collect(tracking_uri, tasks, preset), {"tasks": tasks, "preset": preset})
     write_export(files, out)
@@ -195,11 +203,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
         format_, version, listing = manifest["format"], manifest["version"], manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path} is not an export manifest ({type(exc).__name__}: {exc}); re-export the store") from None
+        raise ExportError(
+            f"{path} is not an export manifest ({type(exc).__name__}: {exc}); re-export the store"
+        ) from None
     if format_ != FORMAT or not isinstance(version, int):
         raise ExportError(f"{path}: format {format_!r} version {version!r}, expected {FORMAT!r} version {VERSION}")
     if version > VERSION:
-        raise ExportError(f"{path}: export format version {version} is newer than this code reads ({VERSION}); update irnet-bench")
+        raise ExportError(
+            f"{path}: export format version {version} is newer than this code reads ({VERSION}); update irnet-bench"
+        )
     for name in (f"{n}.parquet" for n in FILES):
         file = folder / name
         if name not in listing or not file.is_file():
@@ -217,7 +229,7 @@ def _read_table(folder: Path, name: str) -> pd.DataFrame:
 
 def _by_run(frame: pd.DataFrame, cast: type) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for run_id, key, value in zip(frame["run_id"], frame["key"], frame["value"]):
+    for run_id, key, value in zip(frame["run_id"], frame["key"], frame["value"], strict=True):
         out.setdefault(run_id, {})[key] = cast(value)
     return out
 
@@ -235,7 +247,8 @@ def load_export(folder: Path) -> Collected:
             end_time=None if end is None or (isinstance(end, float) and math.isnan(end)) else int(end),
             tags=tags.get(run_id, {}), params=params.get(run_id, {}), metrics=metrics.get(run_id, {}),
         )
-        for run_id, task, start, end in zip(runs["run_id"], runs["task"], runs["start_time"], runs["end_time"])
+        for run_id, task, start, end in zip(runs["run_id"], runs["task"], runs["start_time"], runs["end_time"],
+                                            strict=True)
     ]  # fmt: skip
     source = f"the export in {folder}"
     finals, records, _ = finals_from_records(records, [], source, None)
@@ -308,7 +321,7 @@ def _import_run(client: Any, experiment_id: str, record: RunRecord, collected: C
     curve = collected.curves[collected.curves["run_id"] == record.run_id]
     log_metrics(client, run_id, [
         Metric(name, float(value), record.start_time, int(step))
-        for step, tm, vm in zip(curve["step"], curve[schema.CURVE_TRAIN], curve[schema.CURVE_VAL])
+        for step, tm, vm in zip(curve["step"], curve[schema.CURVE_TRAIN], curve[schema.CURVE_VAL], strict=True)
         for name, value in ((schema.CURVE_TRAIN, tm), (schema.CURVE_VAL, vm))
         if math.isfinite(value)
     ])  # fmt: skip
@@ -356,9 +369,13 @@ def import_export(folder: Path, tracking_uri: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m reports.export", description=__doc__.split("\n")[0])
-    parser.add_argument("--tracking-uri", metavar="URI", help="the MLflow store: read by an export, written by --import")
+    parser.add_argument(
+        "--tracking-uri", metavar="URI", help="the MLflow store: read by an export, written by --import"
+    )
     parser.add_argument("--out", type=Path, metavar="DIR", help="export into this folder (created if missing)")
-    parser.add_argument("--import", dest="import_dir", type=Path, metavar="DIR", help="import this export into the store")
+    parser.add_argument(
+        "--import", dest="import_dir", type=Path, metavar="DIR", help="import this export into the store"
+    )
     parser.add_argument("--task", "--tasks", action="append", metavar="NAME",
                         help="export only this task (repeatable, or comma-separated); default all")  # fmt: skip
     parser.add_argument("--preset", help="export only runs of this preset (required when the store holds several)")
@@ -373,9 +390,13 @@ def _tasks(values: Iterable[str] | None) -> list[str] | None:
 def run(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.tracking_uri:
-        raise UsageError("give --tracking-uri URI: the store to export (with --out DIR) or to import into (with --import DIR)")
+        raise UsageError(
+            "give --tracking-uri URI: the store to export (with --out DIR) or to import into (with --import DIR)"
+        )
     if (args.out is None) == (args.import_dir is None):
-        raise UsageError("give either --out DIR (export the store) or --import DIR (import an export), not both or neither")
+        raise UsageError(
+            "give either --out DIR (export the store) or --import DIR (import an export), not both or neither"
+        )
     if args.import_dir is not None:
         if args.task or args.preset:
             raise UsageError("--import takes the whole export; --task and --preset select what an export holds")

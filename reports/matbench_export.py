@@ -14,6 +14,7 @@ repository keeps submissions as gzipped ``results.json.gz``. We write both: ``<n
 This module does not import matbench (it cannot be installed with its dependencies on Python 3.11); the
 tests load our files with the real package.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -93,7 +94,9 @@ class MatbenchExport:
         return gzip.compress(self.json_bytes(), mtime=0)  # mtime=0: identical input gives identical bytes
 
 
-def _task_results(runs: pd.DataFrame, predictions: pd.DataFrame, task: str, n_rows: int) -> tuple[dict[str, Any] | None, str]:
+def _task_results(
+    runs: pd.DataFrame, predictions: pd.DataFrame, task: str, n_rows: int
+) -> tuple[dict[str, Any] | None, str]:
     """``results`` of one task (one model, one seed), or None and the reason it cannot be exported."""
     folds = sorted(int(f) for f in runs["fold"].unique())
     if folds != list(range(N_FOLDS)):
@@ -109,7 +112,7 @@ def _task_results(runs: pd.DataFrame, predictions: pd.DataFrame, task: str, n_ro
         params = {str(k): str(v) for k, v in run["params"].items()}
         params.update(run_id=run["run_id"], code_version=run["code_version"], preset=run["preset"])
         results[f"fold_{int(run['fold'])}"] = {
-            "data": {i: float(p) for i, p in zip(ids, part["y_pred"].to_numpy(dtype=float))},
+            "data": {i: float(p) for i, p in zip(ids, part["y_pred"].to_numpy(dtype=float), strict=True)},
             "parameters": params,
             "scores": matbench_scores(part["y_true"].to_numpy(), part["y_pred"].to_numpy()),
         }
@@ -145,7 +148,7 @@ def build_exports(finals: pd.DataFrame, predictions: pd.DataFrame) -> list[Matbe
         if not tasks_doc:
             exports.append(MatbenchExport(str(model), int(seed), "", {}, [], {}, skipped))
             continue
-        latest = datetime.datetime.fromtimestamp(runs["start_time"].max() / 1000, tz=datetime.timezone.utc)
+        latest = datetime.datetime.fromtimestamp(runs["start_time"].max() / 1000, tz=datetime.UTC)
         composition_only = {t: bool(g["composition_only"].iloc[0]) for t, g in runs.groupby("task") if t in tasks_doc}
         document: dict[str, Any] = {
             "@module": "matbench.bench",
@@ -165,6 +168,8 @@ def build_exports(finals: pd.DataFrame, predictions: pd.DataFrame) -> list[Matbe
         }
         document["hash"] = hash_dictionary(document)
         exports.append(
-            MatbenchExport(str(model), int(seed), f"{model}_seed{int(seed)}", document, sorted(tasks_doc), mean_mae, skipped)
+            MatbenchExport(
+                str(model), int(seed), f"{model}_seed{int(seed)}", document, sorted(tasks_doc), mean_mae, skipped
+            )
         )
     return exports

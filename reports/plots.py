@@ -2,6 +2,7 @@
 
 Every figure is drawn from the collected frames only, so a figure can always be traced back to runs.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,16 +11,18 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")  # headless; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from benchmarks.errors import UsageError  # noqa: E402
-from benchmarks.metrics import mae  # noqa: E402
-from studies import schema  # noqa: E402
-
-from studies.registry import BENCHMARK_MODELS, model_info  # noqa: E402
+from benchmarks.errors import UsageError
+from benchmarks.metrics import mae
+from reports.scaling import PowerLaw
+from studies import schema
+from studies.registry import BENCHMARK_MODELS, model_info
 
 DPI = 110
 UNKNOWN_COLOR = "#17becf"  # a model no longer registered (a store written by another version)
@@ -38,14 +41,14 @@ def color(model: str) -> str:
         return UNKNOWN_COLOR
 
 
-def _png(fig: plt.Figure) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
 
-def _log_y(ax: plt.Axes) -> None:
+def _log_y(ax: Axes) -> None:
     """Log-scaled y with plain numbers as labels (a narrow range otherwise reads "2×10²")."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
@@ -53,7 +56,7 @@ def _log_y(ax: plt.Axes) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
-def _legend_below(ax: plt.Axes, ncol: int = 3) -> None:
+def _legend_below(ax: Axes, ncol: int = 3) -> None:
     # Below the axes: curves and bars stay visible whatever their shape.
     ax.legend(fontsize=8, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
@@ -111,7 +114,7 @@ def parity(predictions: pd.DataFrame, task: str, models: list[str], unit: str = 
     lo = float(min(rows["y_true"].min(), rows["y_pred"].min()))
     hi = float(max(rows["y_true"].max(), rows["y_pred"].max()))
     pad = 0.03 * (hi - lo or 1.0)
-    for ax, model in zip(axes.flat, models):
+    for ax, model in zip(axes.flat, models, strict=False):  # the grid may have spare axes
         part = rows[rows["model"] == model]
         ax.scatter(part["y_true"], part["y_pred"], s=6, alpha=0.5, color=color(model), edgecolors="none")
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", lw=0.8)
@@ -175,8 +178,9 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     return _png(fig)
 
 
-def _log_log(ax: plt.Axes) -> None:
+def _log_log(ax: Axes) -> None:
     """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
+
     def plain(value: float, _: int) -> str:
         return f"{value:,.6g}"
 
@@ -193,7 +197,7 @@ def _log_log(ax: plt.Axes) -> None:
     ax.tick_params(which="minor", labelsize=7)
 
 
-def scaling(points: pd.DataFrame, fits: dict, task: str, crossing: float | None = None) -> bytes:
+def scaling(points: pd.DataFrame, fits: dict[str, PowerLaw], task: str, crossing: float | None = None) -> bytes:
     """Test MAE against training rows, log-log: per model the mean over runs (markers, solid), the min-max
     band over folds and seeds, and the fitted power law (dashed); a dotted vertical line at the crossover."""
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
@@ -225,7 +229,9 @@ def compute(points: pd.DataFrame, task: str) -> bytes:
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     for model, part in points.groupby("model"):
         part = part.sort_values("train_size")
-        ax.plot(part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model))
+        ax.plot(
+            part["compute_seconds"], part["mae_mean"], "o-", color=color(str(model)), lw=1.4, ms=4, label=str(model)
+        )
         last = part.iloc[-1]  # label the largest size so the direction of each line is readable
         ax.annotate(f"{int(last['train_size']):,}", (last["compute_seconds"], last["mae_mean"]), fontsize=7,
                     xytext=(3, 3), textcoords="offset points", color=color(str(model)))  # fmt: skip

@@ -2,12 +2,12 @@
 
 Both renderings come from the same blocks, so the two files always say the same thing.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Figure:
     caption: str
 
 
-Block = Union[Heading, Para, Table, Figure]
+Block = Heading | Para | Table | Figure
 
 
 def _md_cell(text: str) -> str:
@@ -62,7 +62,9 @@ def to_markdown(title: str, blocks: list[Block]) -> str:
             if block.caption:
                 out += [f"**{block.caption}**", ""]
             out.append("| " + " | ".join(_md_cell(c) for c in block.columns) + " |")
-            out.append("|" + "|".join("---:" if i in block.align_right else "---" for i in range(len(block.columns))) + "|")
+            out.append(
+                "|" + "|".join("---:" if i in block.align_right else "---" for i in range(len(block.columns))) + "|"
+            )
             for row in block.rows:
                 out.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
             out.append("")

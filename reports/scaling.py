@@ -16,6 +16,7 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
   per size (a fixed split, one seed) still gets an interval, from the sampling of the test set. Otherwise it
   resamples each size's run scores (folds x seeds), and gives no interval when there is one run per size.
 """
+
 from __future__ import annotations
 
 import math
@@ -124,8 +125,10 @@ def fit_all(points: pd.DataFrame) -> dict[str, PowerLaw]:
 FAR_OUTSIDE = 100.0  # a crossing further than this factor outside the measured sizes is not located by the fits
 
 
-def crossing(log_a1: np.ndarray, b1: np.ndarray, log_a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
-    """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel)."""
+def crossing(
+    log_a1: float | np.ndarray, b1: float | np.ndarray, log_a2: float | np.ndarray, b2: float | np.ndarray
+) -> np.ndarray:
+    """log N where a1 N^-b1 = a2 N^-b2 (NaN where the curves are parallel), elementwise for arrays."""
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (np.asarray(log_a1) - np.asarray(log_a2)) / (np.asarray(b1) - np.asarray(b2))
     return np.where(np.isfinite(out), out, np.nan)
@@ -177,14 +180,21 @@ class Crossover:
             return text + " Their fitted curves are parallel (equal b) and never meet."
         where = "beyond the largest" if self.crossing > self.size_max else "below the smallest"
         if not self.size_min / FAR_OUTSIDE <= self.crossing <= self.size_max * FAR_OUTSIDE:
-            inside = "" if self.n_resamples == 0 else (
-                f"; {self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside it"
+            inside = (
+                ""
+                if self.n_resamples == 0
+                else (
+                    f"; {self.share_in_range:.0%} of {self.n_resamples} resamples of {self.resampled} cross inside it"
+                )
             )
             return text + (
                 f" Their fitted curves are nearly parallel: they would meet only more than {FAR_OUTSIDE:g}x "
                 f"{where} measured size (N ≈ {_n(self.crossing)}), which fits over this range cannot place{inside}."
             )
-        return text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, {where} measured size ({interval})."
+        return (
+            text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, "
+            f"{where} measured size ({interval})."
+        )
 
 
 def _n(value: float | None) -> str:

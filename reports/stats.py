@@ -14,10 +14,12 @@ Conventions, stated once:
   paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
 - A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,7 +54,10 @@ def trial_breakdown(runs: pd.DataFrame) -> str:
     """Configurations tried per study, mean over ``runs``, and how they ended: run to their own stopping rule,
     pruned, cut by the budget ("33 (33 / 0 / 0)"; only the total for stores written before the breakdown)."""
     means = [runs[c].mean() if c in runs else math.nan for c in TRIAL_COUNTS]
-    text = lambda v: f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"  # noqa: E731
+
+    def text(v: float) -> str:
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+
     if math.isnan(means[0]):
         return "?"
     if any(math.isnan(v) for v in means[1:]):
@@ -159,7 +164,7 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
     models = sorted(finals.loc[finals["task"] == task, "model"].unique())
     if reference not in models:
         return []
-    raw: list[dict] = []
+    raw: list[dict[str, Any]] = []
     for baseline in (m for m in models if m != reference):
         pairs = paired_scores(finals, task, baseline, reference)
         ref, base = pairs["reference"].to_numpy(), pairs["baseline"].to_numpy()
@@ -174,25 +179,25 @@ def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MOD
             statistic, p_value, note = float(result.statistic), float(result.pvalue), ""
         n_nonzero = int((ref != base).sum())
         raw.append(
-            dict(
-                task=task,
-                baseline=baseline,
-                n_pairs=len(pairs),
-                wins=int((ref < base).sum()),
-                ties=int((ref == base).sum()),
-                losses=int((ref > base).sum()),
-                fold_wins=int((by_fold["reference"] < by_fold["baseline"]).sum()),
-                fold_ties=int((by_fold["reference"] == by_fold["baseline"]).sum()),
-                fold_losses=int((by_fold["reference"] > by_fold["baseline"]).sum()),
-                mean_diff=float(np.mean(base - ref)) if len(pairs) else math.nan,
-                statistic=statistic,
-                p_value=p_value,
-                note=note,
-                p_floor=wilcoxon_floor(n_nonzero) if p_value is not None else None,
-            )
+            {
+                "task": task,
+                "baseline": baseline,
+                "n_pairs": len(pairs),
+                "wins": int((ref < base).sum()),
+                "ties": int((ref == base).sum()),
+                "losses": int((ref > base).sum()),
+                "fold_wins": int((by_fold["reference"] < by_fold["baseline"]).sum()),
+                "fold_ties": int((by_fold["reference"] == by_fold["baseline"]).sum()),
+                "fold_losses": int((by_fold["reference"] > by_fold["baseline"]).sum()),
+                "mean_diff": float(np.mean(base - ref)) if len(pairs) else math.nan,
+                "statistic": statistic,
+                "p_value": p_value,
+                "note": note,
+                "p_floor": wilcoxon_floor(n_nonzero) if p_value is not None else None,
+            }
         )
     adjusted = _holm([r["p_value"] for r in raw])
-    return [PairedComparison(**r, p_holm=p) for r, p in zip(raw, adjusted)]
+    return [PairedComparison(**r, p_holm=p) for r, p in zip(raw, adjusted, strict=True)]
 
 
 def running_best(trials: pd.DataFrame) -> pd.DataFrame:
@@ -200,10 +205,14 @@ def running_best(trials: pd.DataFrame) -> pd.DataFrame:
 
     Returns columns ``task, model, fold, seed, parent_run_id, trial_number, best_so_far``.
     """
-    done = trials[trials["trial_state"].astype(str).str.upper() == "COMPLETE"].sort_values(["parent_run_id", "trial_number"])
+    done = trials[trials["trial_state"].astype(str).str.upper() == "COMPLETE"].sort_values(
+        ["parent_run_id", "trial_number"]
+    )
     # astype: a store without trials gives an empty object column, which cummin refuses.
     best = done["trial_val_mae"].astype(float).groupby(done["parent_run_id"]).cummin()
-    return done.assign(best_so_far=best)[["task", "model", "fold", "seed", "parent_run_id", "trial_number", "best_so_far"]]
+    return done.assign(best_so_far=best)[
+        ["task", "model", "fold", "seed", "parent_run_id", "trial_number", "best_so_far"]
+    ]
 
 
 # ------------------------------------------------------------------------------- per-row paired comparison

@@ -4,6 +4,7 @@ The long table is the report's ``leaderboard.csv`` and the results CSV ``benchma
 stores; the console leaderboard is what ``benchmarks.run`` prints. Both read the same runs as the report
 (:func:`reports.collect.read_finals`), so the console and the report never disagree about what is done.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -30,14 +31,19 @@ LONG_COLUMNS = [
 def select(finals: pd.DataFrame, keys: Iterable[schema.RunKey]) -> pd.DataFrame:
     """The runs of ``finals`` that are the parent runs of ``keys`` (matched on the recorded training rows)."""
     wanted = {(k.model, k.fold, k.seed, k.train_size) for k in keys}
-    mask = [(m, f, s, n) in wanted for m, f, s, n in zip(finals["model"], finals["fold"], finals["seed"], finals["train_rows"])]
+    mask = [
+        (m, f, s, n) in wanted
+        for m, f, s, n in zip(finals["model"], finals["fold"], finals["seed"], finals["train_rows"], strict=True)
+    ]
     return finals[np.asarray(mask, dtype=bool)] if len(finals) else finals
 
 
 def long_table(finals: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, test metric), sorted by task, model, training size, fold, seed and metric."""
     parts = [
-        finals[[c for c in LONG_COLUMNS if c not in ("metric", "value")]].assign(metric=name, value=finals[schema.TEST_PREFIX + name])
+        finals[[c for c in LONG_COLUMNS if c not in ("metric", "value")]].assign(
+            metric=name, value=finals[schema.TEST_PREFIX + name]
+        )
         for name in METRICS
     ]
     table = pd.concat(parts, ignore_index=True)[LONG_COLUMNS] if len(finals) else pd.DataFrame(columns=LONG_COLUMNS)
@@ -69,6 +75,8 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
         values = group[schema.TEST_MAE].to_numpy(dtype=np.float64)
         stopped = group["refit_stopped"]
         refit = refit_seconds.loc[group.index]
+        total = (group[schema.METRIC_TUNING_SECONDS].fillna(0.0) + refit
+                 + group[schema.METRIC_INFERENCE_SECONDS].fillna(0.0)).sum()  # fmt: skip
         records.append(
             {
                 "model": model,
@@ -76,8 +84,7 @@ def leaderboard(finals: pd.DataFrame, *, models: Sequence[str] | None = None) ->
                 "mae_std": float(values.std(ddof=0)),
                 "runs": len(values),
                 "refit_s": float(refit.mean()),
-                "total_s": float((group[schema.METRIC_TUNING_SECONDS].fillna(0.0) + refit
-                                  + group[schema.METRIC_INFERENCE_SECONDS].fillna(0.0)).sum()),  # fmt: skip
+                "total_s": float(total),
                 "trials": trial_breakdown(group),
                 "refit_stopped": ",".join(sorted({str(v) for v in stopped if v})),
                 "cut_short": int((stopped == schema.REFIT_STOPPED_TIME_LIMIT).sum()),

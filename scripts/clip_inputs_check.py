@@ -4,6 +4,7 @@
 preset's trial 0 at that size (AdamW, batch 128, lr 3e-3 x sqrt(128/1024), patience 10) on formation_energy
 fold 0, with ``clip_inputs`` off (the paper) and on, and prints the test MAE and the largest test error.
 """
+
 from __future__ import annotations
 
 import argparse

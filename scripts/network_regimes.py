@@ -5,6 +5,7 @@ fits IRNet-17 (``--model``) with AdamW, lr 3e-3, batch 1024, at most 300 epochs 
 rows), each regime's entries replacing those, on the nested ``--rows`` sample, seed 0, and scores the full test
 part. Pin it to a core (``taskset -c 1``) and give it ``--threads 1`` to time it beside other work.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,15 @@ def main() -> None:
     for regime in json.loads(args.regimes):
         model = get_model_class(args.model)({**BASE, **regime}, seed=0, device="cpu")
         start = time.perf_counter()
-        def show(epoch: int, val_mae: float) -> None:  # a full-data fit runs for most of an hour on a CPU
+
+        def show(epoch: int, val_mae: float, start: float = start) -> None:  # a full-data fit: most of an hour on a CPU
             print(f"  epoch {epoch}: validation MAE {val_mae:.4f}, {time.perf_counter() - start:.0f} s", flush=True)
 
         report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val, on_step=show)
         test_mae = float(np.mean(np.abs(model.predict(test.X) - test.y)))
         print(f"{args.model} {json.dumps(regime)}: {len(report.curve)} epochs (best {report.best_step}, "
-              f"{report.stopped}; rollbacks at {report.extra['rollback_epochs']}), validation MAE {report.best_val_mae:.4f}, test MAE {test_mae:.4f}, "
+              f"{report.stopped}; rollbacks at {report.extra['rollback_epochs']}), "
+              f"validation MAE {report.best_val_mae:.4f}, test MAE {test_mae:.4f}, "
               f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
 
 

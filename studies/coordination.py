@@ -14,6 +14,7 @@
 - Refits: exactly one worker refits and scores the test part of a parent run (a claim under a lock, kept
   alive by a heartbeat tag); a run that waits for refits other workers took takes over those whose worker died.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -160,7 +161,9 @@ def _mysql_lock(url: str, name: str, timeout_s: float) -> Iterator[None]:
 
     lock_name = "irnet_bench_" + hashlib.sha256(name.encode()).hexdigest()[:40]
     with _engine(url).connect() as connection:
-        got = connection.execute(sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": lock_name, "t": int(timeout_s)}).scalar()
+        got = connection.execute(
+            sqlalchemy.text("SELECT GET_LOCK(:n, :t)"), {"n": lock_name, "t": int(timeout_s)}
+        ).scalar()
         if got != 1:
             raise _lock_busy(name, timeout_s)
         try:
@@ -206,7 +209,9 @@ def register_worker(study: optuna.Study) -> None:
 def other_workers_alive(study: optuna.Study) -> bool:
     """Whether another process that worked on ``study`` may still be running."""
     me = current_worker()
-    workers = [k.removeprefix(STUDY_ATTR_WORKER_PREFIX) for k in study.user_attrs if k.startswith(STUDY_ATTR_WORKER_PREFIX)]
+    workers = [
+        k.removeprefix(STUDY_ATTR_WORKER_PREFIX) for k in study.user_attrs if k.startswith(STUDY_ATTR_WORKER_PREFIX)
+    ]
     return any(w != me and is_alive(w) for w in workers)
 
 
@@ -362,7 +367,7 @@ class FinalHeartbeat:
             except Exception:  # a missed beat is survivable; the refit itself reports store failures
                 log.debug("final heartbeat failed", exc_info=True)
 
-    def __enter__(self) -> "FinalHeartbeat":
+    def __enter__(self) -> FinalHeartbeat:
         self._thread.start()
         return self
 
@@ -404,7 +409,7 @@ def claim_final_step(client: Any, run_id: str) -> bool:
 
 
 def final_step_state(client: Any, run_id: str) -> str:
-    """"done", "running" (a live worker has the refit) or "orphaned" (nobody is doing it)."""
+    """ "done", "running" (a live worker has the refit) or "orphaned" (nobody is doing it)."""
     run = client.get_run(run_id)
     if is_done(run):
         return "done"

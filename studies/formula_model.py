@@ -13,6 +13,7 @@ The model's own file (:meth:`benchmarks.contract.Model.save`) travels as an arti
 is logged as a model from code (a three-line script that sets :class:`FormulaModel`; nothing pickled by MLflow):
 loading needs this package installed, which ``--env-manager local`` provides.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,6 +25,7 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from benchmarks.contract import Model
 from benchmarks.features import FormulaError, featurize_rows, featurizer_version
@@ -48,7 +50,7 @@ class FeaturizerMismatch(ValueError):
     """The model was fitted on features that this installation computes differently."""
 
 
-class FormulaModel(mlflow.pyfunc.PythonModel):
+class FormulaModel(PythonModel):
     """Formulas (and structures) in, predictions out: featurise, then the run's fitted model."""
 
     def load_context(self, context: Any) -> None:
@@ -84,8 +86,8 @@ class FormulaModel(mlflow.pyfunc.PythonModel):
         return out
 
 
-def _structures(column: Any) -> list:
-    from pymatgen.core import Structure
+def _structures(column: Any) -> list[Any]:
+    from pymatgen.core.structure import Structure
 
     return [s if isinstance(s, Structure) else Structure.from_str(str(s), fmt="cif") for s in column]
 
@@ -100,7 +102,7 @@ def log_formula_model(client: Any, run_id: str, model: Model, *, featurizer: str
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-    columns = [ColSpec("string", FORMULA_COLUMN)]
+    columns: list[ColSpec | TensorSpec] = [ColSpec("string", FORMULA_COLUMN)]
     if featurizer in STRUCTURE_FEATURIZERS:
         columns.append(ColSpec("string", STRUCTURE_COLUMN))
     signature = ModelSignature(

@@ -1,4 +1,5 @@
 """What tuning produces, as plain records: one trial's outcome (for the trial recorder) and a study's result."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 Built and validated by ``benchmarks.run`` before any work; :meth:`RunPlan.jobs` lists its (training-row cap,
 :class:`studies.schema.RunKey`) pairs in the order the protocol runs them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

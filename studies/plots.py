@@ -1,9 +1,11 @@
 """The two figures each final run carries: a parity plot of the test predictions and a convergence plot."""
+
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from benchmarks.contract import CurvePoint
 from benchmarks.metrics import mae
 
 
-def _pyplot():
+def _pyplot() -> Any:  # the matplotlib.pyplot module, imported (with the Agg backend) on first use
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -68,13 +70,13 @@ def convergence_plot(
     done = [(n, v) for n, state, v in history if state == "COMPLETE" and v is not None]
     pruned = [(n, v) for n, state, v in history if state == "PRUNED" and v is not None]
     if done:
-        numbers, values = zip(*done)
-        right.scatter(numbers, values, s=14, label="complete")
-        best = np.minimum.accumulate(np.asarray(values, dtype=np.float64))
-        right.step(numbers, best, where="post", color="black", linewidth=1.0, label="best so far")
+        done_numbers, done_values = zip(*done, strict=True)
+        right.scatter(done_numbers, done_values, s=14, label="complete")
+        best = np.minimum.accumulate(np.asarray(done_values, dtype=np.float64))
+        right.step(done_numbers, best, where="post", color="black", linewidth=1.0, label="best so far")
     if pruned:
-        numbers, values = zip(*pruned)
-        right.scatter(numbers, values, s=14, marker="x", label="pruned (last reported)")
+        pruned_numbers, pruned_values = zip(*pruned, strict=True)
+        right.scatter(pruned_numbers, pruned_values, s=14, marker="x", label="pruned (last reported)")
     from matplotlib.ticker import MaxNLocator
 
     right.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -4,20 +4,22 @@ A preset fixes the training-row cap, step caps and patience overrides, the defau
 study budget (trials, tuning seconds, per-fit time limit). The budget is either one fixed
 :class:`TrialBudget` for every model (``smoke``) or derived by :func:`derive_budget` from the number of
 training rows and the model's group (``ModelInfo.group``: networks, boosters, forest, reference) through the
-preset's :class:`GroupBudget` rules (``quick``): a fit's expected seconds (``ModelInfo.fit_cost``) grow with the rows, the tuning
-seconds are a number of such fits (never below a floor), and the per-fit time cap is a generous multiple of
-the expected fit, so that every model can reach its own stopping rule (networks: early stopping) and the
-cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
+preset's :class:`GroupBudget` rules (``quick``): a fit's expected seconds (``ModelInfo.fit_cost``) grow with the
+rows, the tuning seconds are a number of such fits (never below a floor), and the per-fit time cap is a generous
+multiple of the expected fit, so that every model can reach its own stopping rule (networks: early stopping) and
+the cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
 ``--max-train-rows``, ``--folds``, ``--seeds``) override a preset's values for every model.
 
 Overrides are search-space specs (see :mod:`benchmarks.searchspace`) keyed by a model group or a model name;
 a model's own key wins over its group's.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchmarks.contract import REFERENCE_THREADS, FitCost
 from benchmarks.errors import UsageError
@@ -139,7 +141,8 @@ class Preset:
     budget: TrialBudget  # the budget of every model when ``rules`` is empty
     max_train_rows: int | None  # training rows per fold (validation subsampled in proportion); test never
     rules: Mapping[str, GroupBudget] = field(default_factory=dict)  # model group -> rule
-    budget_overrides: Mapping[str, float | int | None] = field(default_factory=dict)  # command line, every model
+    # Command line, every model: TrialBudget field -> value.
+    budget_overrides: Mapping[str, Any] = field(default_factory=dict)
     overrides: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     folds: tuple[int, ...] | None = None  # None: every fold of the task
     seeds: tuple[int, ...] = (0,)
@@ -163,29 +166,37 @@ class Preset:
     def trains_in_bf16(self, model: str, device: str = "cpu") -> bool:
         """Whether ``model``'s fits run in bf16 under this preset on ``device``: the preset fixes ``amp`` on and
         the device runs bf16 natively (:func:`irnet.training.native_cpu_bf16`)."""
-        amp = fixed_values(self.overrides_for(model)).get("amp", model_info(model).model_class.default_params().get("amp"))
+        amp = fixed_values(self.overrides_for(model)).get(
+            "amp", model_info(model).model_class.default_params().get("amp")
+        )
         if not amp:
             return False
         from irnet.training import native_cpu_bf16
 
         return device.startswith("cuda") or native_cpu_bf16() is not None
 
-    def budget_for(self, model: str, n_train: int, device: str = "cpu", threads: int = REFERENCE_THREADS) -> TrialBudget:
+    def budget_for(
+        self, model: str, n_train: int, device: str = "cpu", threads: int = REFERENCE_THREADS
+    ) -> TrialBudget:
         """The study budget of ``model`` on ``n_train`` training rows with ``threads`` CPU threads: the family
         rule (or the fixed budget), then the command-line overrides."""
         info = model_info(model)
         rule = self.rules.get(info.group)
-        budget = self.budget if rule is None else derive_budget(
-            rule, info.fit_cost, n_train, device, threads=threads, bf16=self.trains_in_bf16(model, device)
+        budget = (
+            self.budget
+            if rule is None
+            else derive_budget(
+                rule, info.fit_cost, n_train, device, threads=threads, bf16=self.trains_in_bf16(model, device)
+            )
         )
         pruning = self.pruning_for(model)
         if pruning is not None:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
-    def with_changes(self, **changes: object) -> "Preset":
+    def with_changes(self, **changes: Any) -> Preset:
         """A copy with some fields replaced (command-line overrides)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 PRESETS: dict[str, Preset] = {
@@ -198,7 +209,12 @@ PRESETS: dict[str, Preset] = {
             max_train_rows=2_000,
             overrides={
                 # Depth 17 and batch 64 keep a network fit to seconds; trial 0 is the defaults under these caps.
-                "networks": {"depth": choice(17), "batch_size": fixed(64), "max_epochs": fixed(5), "patience": fixed(3)},
+                "networks": {
+                    "depth": choice(17),
+                    "batch_size": fixed(64),
+                    "max_epochs": fixed(5),
+                    "patience": fixed(3),
+                },
                 "boosters": {"n_estimators": fixed(200), "early_stopping_rounds": fixed(20)},
                 # absolute_error trees are orders of magnitude slower in scikit-learn; kept for `paper`.
                 "forest": {"n_estimators": fixed(50), "criterion": choice("squared_error")},
@@ -221,8 +237,9 @@ PRESETS: dict[str, Preset] = {
                 # until 2026-12-05) left the search whatever trial 0 did not use: at 10,000 rows, idle, trial 0
                 # took 65-112 s of 186 s and IRNet tried 5-9 configurations. On average the three networks'
                 # studies still fit the 15 minutes of the default run (README "The default quick run").
-                "networks": GroupBudget(n_trials=50, tuning_fits=1.3, min_tuning_seconds=90.0, fit_margin=4.0,
-                                        trial0_apart=True),
+                "networks": GroupBudget(
+                    n_trials=50, tuning_fits=1.3, min_tuning_seconds=90.0, fit_margin=4.0, trial0_apart=True
+                ),
                 # 50 booster trials (75 s at 10k rows), each fit capped far above its early stopping.
                 "boosters": GroupBudget(n_trials=50, tuning_fits=50.0, min_tuning_seconds=60.0, fit_margin=20.0),
                 "forest": GroupBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),
@@ -235,8 +252,13 @@ PRESETS: dict[str, Preset] = {
                 # rate, in 61 epochs instead of 49 (README "Budgets").
                 # bf16 autocast where the CPU has it natively (float32 elsewhere): 2.2x float32 at batch 1024 on
                 # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
-                "networks": {"batch_size": choice(128, 256, 512, 1024, 2048), "max_epochs": fixed(300),
-                             "patience": fixed(8), "lr_decay": fixed(0.3), "amp": fixed(True)},  # fmt: skip
+                "networks": {
+                    "batch_size": choice(128, 256, 512, 1024, 2048),
+                    "max_epochs": fixed(300),
+                    "patience": fixed(8),
+                    "lr_decay": fixed(0.3),
+                    "amp": fixed(True),
+                },
                 # rtdl's cap of 2,000 rounds with patience 50: a 1,000-round cap stopped the tuned boosters at
                 # 10k and 30k formation_energy rows before early stopping did (docs/results.md, 2026-11-26).
                 "boosters": {"n_estimators": fixed(2000), "early_stopping_rounds": fixed(50)},

@@ -1,4 +1,5 @@
 """Progress while a study or a refit runs: a bar on a terminal, timed log lines otherwise."""
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,7 @@ class ProgressLog:
             if time.monotonic() - self.last >= self.interval_s:
                 self.say("still running", news=False)
 
-    def __enter__(self) -> "ProgressLog":
+    def __enter__(self) -> ProgressLog:
         self._thread = threading.Thread(target=self._tick, name="progress-log", daemon=True)
         self._thread.start()
         return self

@@ -13,6 +13,7 @@ Everything goes to MLflow (:mod:`studies.tracking`); the results are read back f
 :mod:`reports.collect`, so a rerun that skips finished work still reports it. Who does which step when several
 workers share the stores is decided in :mod:`studies.coordination`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,8 +60,8 @@ from studies.tracking import (
     find_parent_runs,
     log_dataset_input,
     log_final,
-    mark_parent_failed,
     machine_tags,
+    mark_parent_failed,
     package_tags,
 )
 from studies.tuning import TRIAL_FAILURES, open_study, tune
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 
 
 DEFAULTS_TRIAL_FITS = 4.0  # queue the defaults after a converging trial 0 only where tuning has room for this many fits
+# What fails one model's run without stopping the others (every trial crashed, the refit diverged).
+RUN_FAILURES: tuple[type[Exception], ...] = (BenchError, *TRIAL_FAILURES)
 
 
 def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -81,7 +84,9 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
     info = model_info(key.model)
     if info.converging_regime is None or plan.preset.trial0 != "converging":
         return {}, []
-    room = budget.tuning_seconds is None or budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * plan.expected_fit_seconds(key)
+    room = budget.tuning_seconds is None or budget.tuning_seconds >= DEFAULTS_TRIAL_FITS * plan.expected_fit_seconds(
+        key
+    )
     return info.converging_regime(int(key.train_size or 0)), [info.model_class.default_params()] if room else []
 
 
@@ -162,7 +167,10 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
             pending = [k for k in group_keys if not close_if_done(client, experiment_id, k)]
             for key in group_keys:
                 if key not in pending:
-                    for folder in (trial_model_dir(plan, key), checkpoint_dir(plan, key)):  # left by a kill after "done"
+                    for folder in (
+                        trial_model_dir(plan, key),
+                        checkpoint_dir(plan, key),
+                    ):  # left by a kill after "done"
                         shutil.rmtree(folder, ignore_errors=True)
                     outcome.jobs.append(JobOutcome(key, "skipped", "done in an earlier run"))
                     _advance(bar, f"{key.run_name}: done earlier")
@@ -193,14 +201,15 @@ def done_keys(plan: RunPlan) -> set[RunKey]:
     """The jobs of ``plan`` that MLflow records as done (by any worker, in any run)."""
     client = make_client(plan.tracking_uri)
     experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
-    return {key for key in plan.keys() if is_key_done(client, experiment_id, key)}
+    return {key for key in plan.keys() if is_key_done(client, experiment_id, key)}  # noqa: SIM118 (a RunPlan)
 
 
 def jobs_outcome(plan: RunPlan) -> RunOutcome:
     """Each job of ``plan`` as done or not, read from MLflow (after worker processes did the work)."""
     done = done_keys(plan)
-    return RunOutcome([JobOutcome(key, "done") if key in done else JobOutcome(key, "failed", "not finished by any worker")
-                       for key in plan.keys()])  # fmt: skip
+    return RunOutcome([JobOutcome(key, "done") if key in done
+                       else JobOutcome(key, "failed", "not finished by any worker")
+                       for key in plan.keys()])  # fmt: skip # noqa: SIM118 (a RunPlan, not a dict)
 
 
 def expected_time_line(plan: RunPlan) -> str:
@@ -273,7 +282,9 @@ def run_job(
                           len(test.y))  # fmt: skip
         # 2. Tune on the training rows, early stopping and pruning on the validation rows.
         study = open_study(storage, key, search=info.search, preset=plan.preset, config=config)
-        recorder = MlflowTrialRecorder(client, experiment_id, run_id, {**key.tags(), schema.TAG_STUDY_NAME: key.study_name})
+        recorder = MlflowTrialRecorder(
+            client, experiment_id, run_id, {**key.tags(), schema.TAG_STUDY_NAME: key.study_name}
+        )
         trial0, extra_trials = first_trials(plan, key, budget)
         tuning = tune(
             study,
@@ -311,7 +322,7 @@ def run_job(
     except KeyboardInterrupt:
         mark_parent_interrupted(client, run_id)
         raise
-    except (BenchError, *TRIAL_FAILURES) as exc:
+    except RUN_FAILURES as exc:
         # One model failing (every trial crashed, the refit diverged) must not lose the other models' runs.
         message = f"{type(exc).__name__}: {first_line(exc)}"
         log.error("%s %s: %s", key.task, key.run_name, message)
@@ -327,7 +338,9 @@ def run_job(
     )
 
 
-def reusable_trial_fit(tuning: TuningResult, training: TrainingData, plan: RunPlan, key: RunKey) -> tuple[Model, Any] | None:
+def reusable_trial_fit(
+    tuning: TuningResult, training: TrainingData, plan: RunPlan, key: RunKey
+) -> tuple[Model, Any] | None:
     """The best trial's saved model and report when the refit would repeat that trial exactly (same full
     parameters, seed and rows, checked by :func:`studies.refit_reuse.fit_identity`); None otherwise (no saved
     model, e.g. the trial ran on another machine, or a different fit)."""
@@ -363,8 +376,11 @@ def refit_and_score(
         start = time.perf_counter()
         # A refit killed part-way resumes from this checkpoint on rerun (only the worker holding the refit
         # claim runs it); one of another configuration is ignored by its identity check.
-        on_step = None if heartbeat is None else (
-            lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
+        on_step = (
+            None
+            if heartbeat is None
+            else (lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
+        )
         report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
                            on_step=on_step, time_limit_s=budget.fit_seconds,
                            checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip

@@ -4,6 +4,7 @@ A trial that beats every earlier one saves its model and report under ``OUT/tria
 digest of what decided the fit (:func:`fit_identity`: full parameters, seed, training and validation rows);
 the refit loads it only when its own identity is the same, i.e. when it would be the same computation.
 """
+
 from __future__ import annotations
 
 import hashlib

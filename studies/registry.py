@@ -8,6 +8,7 @@ name declared twice. Names are the values of the MLflow ``model`` tag and of ``-
 :func:`use_registry` swaps the registry for the duration of a ``with`` block (tests add a model from a file
 of their own that way).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,7 @@ class Registry:
         self._infos = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
     @classmethod
-    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = ()) -> "Registry":
+    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = ()) -> Registry:
         """The models declared by every module of ``packages``, plus those of the named ``modules``."""
         names = [m.name for package in packages for m in pkgutil.iter_modules(_import(package).__path__, package + ".")]
         infos: list[ModelInfo] = []

@@ -4,6 +4,7 @@ One experiment per task (named after the task). Per :class:`RunKey` (task, model
 training rows) one parent run, and under it one nested run per Optuna trial. Names here are the contract
 between writer and reader; change them in one place.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@
 parameter dict (a model's defaults, or a preset's first regime) into the Optuna parameters of an enqueued
 trial, and refuses values a space cannot represent.
 """
+
 from __future__ import annotations
 
 import math

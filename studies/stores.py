@@ -5,6 +5,7 @@ maintenance mode) and an sqlite Optuna storage ``<out>/optuna.db``; any MLflow t
 SQLAlchemy URL (PostgreSQL for many workers) on request. A store that cannot be used fails before any work
 with a one-line :class:`UsageError` (exit 2) that never shows a password.
 """
+
 from __future__ import annotations
 
 import urllib.error
@@ -89,7 +90,9 @@ def check_tracking_uri(uri: str) -> None:
     try:
         make_client(uri).search_experiments(max_results=1)
     except Exception as exc:  # MlflowException, SQLAlchemy errors, ...
-        raise UsageError(f"cannot open MLflow tracking store {redact_url(uri)}: {type(exc).__name__}: {first_line(exc)}") from None
+        raise UsageError(
+            f"cannot open MLflow tracking store {redact_url(uri)}: {type(exc).__name__}: {first_line(exc)}"
+        ) from None
 
 
 def check_store_exists(tracking_uri: str) -> None:
@@ -142,4 +145,6 @@ def make_storage(url: str) -> Any:
                 heartbeat_stale_trial_callback=requeue_interrupted,
             )
     except Exception as exc:  # SQLAlchemy raises many types (OperationalError, ArgumentError, ImportError...)
-        raise UsageError(f"cannot open Optuna storage {redact_url(url)}: {type(exc).__name__}: {first_line(exc)}") from None
+        raise UsageError(
+            f"cannot open Optuna storage {redact_url(url)}: {type(exc).__name__}: {first_line(exc)}"
+        ) from None

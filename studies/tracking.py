@@ -7,6 +7,7 @@ create, resume or finish a parent run is decided in :mod:`studies.coordination`;
 Everything goes through :class:`mlflow.MlflowClient` with explicit run ids (no fluent "active run" state), so
 a trial run is written in one go when the trial ends and a parent run can be resumed by id.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -99,7 +100,9 @@ def dataset_input(task: Any, fold: int, n_train: int, n_val: int, n_test: int) -
     profile = {
         "num_rows": int(task.n_rows),
         "split": spec.split_scheme,
-        "folds": [{"train": len(f.train) + (0 if f.val is None else len(f.val)), "test": len(f.test)} for f in task.folds],
+        "folds": [
+            {"train": len(f.train) + (0 if f.val is None else len(f.val)), "test": len(f.test)} for f in task.folds
+        ],
     }
     dataset = Dataset(
         name=spec.name,
@@ -130,7 +133,9 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit.returncode == 0:
-            status = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10)
+            status = subprocess.run(
+                ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=10
+            )
             dirty = "+dirty" if status.returncode == 0 and status.stdout.strip() else ""
             return commit.stdout.strip() + dirty
     except (OSError, subprocess.SubprocessError):
@@ -305,8 +310,8 @@ class MlflowTrialRecorder:
             runs = self.client.search_runs(
                 [self.experiment_id],
                 filter_string=(f"tags.{MLFLOW_PARENT_TAG} = '{self.parent_run_id}' and "
-                               f"tags.{schema.TAG_TRIAL_NUMBER} = '{number}'"),  # fmt: skip
-            )
+                               f"tags.{schema.TAG_TRIAL_NUMBER} = '{number}'"),
+            )  # fmt: skip
             for run in runs:
                 set_tags(self.client, run.info.run_id, {schema.TAG_TRIAL_STATE: "FAIL", "trial_interrupted": "true"})
                 self.client.set_terminated(run.info.run_id, status="KILLED")
@@ -378,8 +383,15 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         for name in (schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_PARITY, schema.ARTIFACT_CONVERGENCE,
                      schema.ARTIFACT_BEST_PARAMS):  # fmt: skip
             client.log_artifact(run_id, str(folder / name))
-    uri = log_formula_model(client, run_id, record.model, featurizer=record.featurizer, code_version=code_version(),
-                            example_formulas=record.example_formulas, requirements=pip_requirements(key.model))  # fmt: skip
+    uri = log_formula_model(
+        client,
+        run_id,
+        record.model,
+        featurizer=record.featurizer,
+        code_version=code_version(),
+        example_formulas=record.example_formulas,
+        requirements=pip_requirements(key.model),
+    )
 
     _log_new_params(client, run_id, {**record.params, **record.extra_params, schema.PARAM_TASK_UNIT: record.unit})
     log_metrics(client, run_id, curve_metrics(record.report.curve, record.refit_started))

@@ -19,6 +19,7 @@ process starts trials; no finished trial is lost or repeated.
 
 Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches this module.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,9 +53,9 @@ from studies.coordination import (
     running_elsewhere,
 )
 from studies.outcomes import TrialOutcome, TrialRecorder, TuningResult
+from studies.presets import Preset, SuccessiveHalving, TrialBudget
 from studies.progress import ProgressLog, progress_bar
 from studies.refit_reuse import fit_identity, jsonable, save_trial_fit
-from studies.presets import Preset, SuccessiveHalving, TrialBudget
 from studies.schema import RunKey
 from studies.spaces import default_trial_params, suggest
 from studies.stores import first_line
@@ -74,7 +75,7 @@ STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with differ
 # blow-ups (FloatingPointError), out of memory (MemoryError; torch's OutOfMemoryError is a RuntimeError) and
 # configurations a library refuses (ValueError; XGBoostError is one, LightGBM's error is re-raised as one).
 # Programming errors (TypeError, KeyError, ...) and usage errors still stop the run.
-TRIAL_FAILURES: tuple[type[BaseException], ...] = (ArithmeticError, MemoryError, RuntimeError, ValueError)
+TRIAL_FAILURES: tuple[type[Exception], ...] = (ArithmeticError, MemoryError, RuntimeError, ValueError)
 
 
 class SurplusTrial(Exception):
@@ -142,10 +143,14 @@ def make_pruner(pruning: SuccessiveHalving | None, preset: Preset, search: Model
     """Successive halving with explicit resources, or the median rule after the preset's startup trials."""
     if pruning is not None:
         return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruning.min_steps, reduction_factor=pruning.reduction_factor, min_early_stopping_rate=0,
+            min_resource=pruning.min_steps,
+            reduction_factor=pruning.reduction_factor,
+            min_early_stopping_rate=0,
             bootstrap_count=pruning.bootstrap_count,
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps
+    )
 
 
 def enqueue_defaults(
@@ -280,7 +285,7 @@ def tune(
                 study.optimize(
                     objective,
                     n_trials=None,  # the budget callback stops the study: N is a total across processes
-                    catch=TRIAL_FAILURES + (SurplusTrial,),
+                    catch=(*TRIAL_FAILURES, SurplusTrial),
                     callbacks=[_BudgetCallback(budget, bar, heartbeat)],
                     gc_after_trial=True,
                 )
@@ -342,15 +347,21 @@ class _Objective:
         processes that start a new study together both queue it; trial numbers are assigned atomically, so
         the lower number is the one that runs)."""
         earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
-        if trial.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in trial.user_attrs:
-            if any(t.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in t.user_attrs for t in earlier):
-                return "duplicate"
+        if (
+            trial.user_attrs.get(ATTR_DEFAULTS)
+            and ATTR_RETRY_OF not in trial.user_attrs
+            and any(t.user_attrs.get(ATTR_DEFAULTS) and ATTR_RETRY_OF not in t.user_attrs for t in earlier)
+        ):
+            return "duplicate"
         counted = [t for t in earlier if counts_toward_budget(t)]
         others_alive = other_workers_alive(self.study)
         running = [t for t in earlier if running_elsewhere(t, others_alive)]
         if len(counted) + len(running) >= self.budget.n_trials:
             return "budget"
-        if self.budget.tuning_seconds is not None and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds:
+        if (
+            self.budget.tuning_seconds is not None
+            and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds
+        ):
             return "budget"
         return None
 
@@ -469,7 +480,9 @@ class _Objective:
         every = max(1, self.search.report_every)
 
         def on_step(step: int, val_mae: float) -> None:
-            seen.append(CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started))
+            seen.append(
+                CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started)
+            )
             if self.heartbeat is not None:
                 self.heartbeat.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
             if step % every == 0 and math.isfinite(val_mae):
@@ -505,9 +518,9 @@ class _BudgetCallback:
                                  force=len(counted) % self.heartbeat.every_trials == 0)  # fmt: skip
         if self.bar is not None:
             self.bar.n = min(len(counted), self.budget.n_trials)
-            best = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
-            if best:
-                self.bar.set_postfix_str(f"best val MAE {min(best):.4g}", refresh=False)
+            complete_values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
+            if complete_values:
+                self.bar.set_postfix_str(f"best val MAE {min(complete_values):.4g}", refresh=False)
             self.bar.refresh()
         if budget_reached(counted, self.budget):
             study.stop()
@@ -521,6 +534,7 @@ def _result(study: optuna.Study) -> TuningResult:
         detail = f"; first failure: {failures[0]}" if failures else ""
         raise BenchError(f"study {study.study_name}: none of its {len(counted)} trials completed{detail}")
     best = min(complete, key=lambda t: (t.value, t.number))
+    assert best.value is not None  # `complete` holds trials with a value only
     best_params = best.user_attrs.get(ATTR_MODEL_PARAMS)
     if best_params is None:  # a trial always records them before fitting; guard against foreign studies
         raise BenchError(f"study {study.study_name}: trial {best.number} has no recorded model parameters")

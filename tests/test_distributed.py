@@ -1,5 +1,6 @@
 """Many workers on one study over PostgreSQL, and runs that survive being killed (a real server on 127.0.0.1;
 skipped with the reason where none is reachable, and failed instead in CI)."""
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,9 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def studies(storage: str) -> list[optuna.Study]:
-    return [optuna.load_study(study_name=s.study_name, storage=storage) for s in optuna.get_all_study_summaries(storage)]
+    return [
+        optuna.load_study(study_name=s.study_name, storage=storage) for s in optuna.get_all_study_summaries(storage)
+    ]
 
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -142,7 +145,8 @@ def test_a_killed_multi_worker_run_resumes_without_duplicates(tmp_path, postgres
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         _wait_for(lambda: optuna.get_all_study_summaries(postgres_url)
-                  and sum(len(counted(s)) for s in studies(postgres_url)) >= 4, 120, "some finished trials")  # fmt: skip
+                  and sum(len(counted(s)) for s in studies(postgres_url)) >= 4,
+                  120, "some finished trials")  # fmt: skip
     finally:
         os.killpg(launcher.pid, signal.SIGKILL)  # the launcher and both workers, mid-study
         launcher.wait()
@@ -167,6 +171,7 @@ def test_mlflow_server_on_postgres_gets_whole_runs_from_concurrent_workers(tmp_p
     )  # fmt: skip
     tracking = f"http://127.0.0.1:{port}"
     try:
+
         def healthy() -> bool:
             try:
                 return urllib.request.urlopen(f"{tracking}/health", timeout=2).status == 200

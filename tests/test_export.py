@@ -3,6 +3,7 @@ back into MLflow, and the published-report check notices a report that no longer
 
 Expected values are read from the store with the MLflow client directly, not through ``reports``.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,9 @@ def test_export_holds_every_done_run_its_provenance_predictions_curve_and_trials
     assert manifest["format"] == export.FORMAT and manifest["version"] == export.VERSION == 1
     assert manifest["runs"] == len(parents) == 4 and manifest["tasks"] == [TASK] and manifest["preset"] == "smoke"
     assert len(manifest["skipped"]) == 1 and "lightgbm" in manifest["skipped"][0]  # the crashed run, listed
-    assert sorted(p.name for p in folder.iterdir()) == sorted([export.MANIFEST, *(f"{n}.parquet" for n in export.FILES)])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [export.MANIFEST, *(f"{n}.parquet" for n in export.FILES)]
+    )
 
     runs = pq.read_table(folder / "runs.parquet").to_pandas()
     assert set(runs["run_id"]) == set(parents)
@@ -90,7 +93,9 @@ def test_export_holds_every_done_run_its_provenance_predictions_curve_and_trials
     tags = pq.read_table(folder / "tags.parquet").to_pandas()
     for run_id, logged in parents.items():
         mine = dict(tags.loc[tags["run_id"] == run_id, ["key", "value"]].itertuples(index=False))
-        expected = {k: v for k, v in logged.data.tags.items() if k not in (schema.TAG_FINAL_OWNER, schema.TAG_FINAL_HEARTBEAT)}
+        expected = {
+            k: v for k, v in logged.data.tags.items() if k not in (schema.TAG_FINAL_OWNER, schema.TAG_FINAL_HEARTBEAT)
+        }
         assert mine == expected and "pkg.mlflow" in mine and schema.TAG_DATA_SHA256 in mine
 
     preds = pq.read_table(folder / "predictions.parquet")
@@ -154,9 +159,11 @@ def test_report_from_the_export_is_the_report_from_the_store(exported, tmp_path)
     a, b = from_store.files, from_export.files
     assert a["leaderboard.csv"] == b["leaderboard.csv"]
     store_md, export_md = a["leaderboard.md"].decode().splitlines(), b["leaderboard.md"].decode().splitlines()
-    differ = [(x, y) for x, y in zip(store_md, export_md) if x != y]
+    differ = [(x, y) for x, y in zip(store_md, export_md, strict=False) if x != y]
     assert len(store_md) == len(export_md) and len(differ) == 1  # only the line naming the source
-    assert f"(tracking URI {uri})" in differ[0][0] and f"(tracking URI {uri}, read back from its export)" in differ[0][1]
+    assert (
+        f"(tracking URI {uri})" in differ[0][0] and f"(tracking URI {uri}, read back from its export)" in differ[0][1]
+    )
     assert "Left out (1 unfinished parent runs)" in b["leaderboard.md"].decode()
 
     # The same Collected, so everything downstream is the same: predictions up to float32 rounding.
@@ -164,7 +171,9 @@ def test_report_from_the_export_is_the_report_from_the_store(exported, tmp_path)
     pd.testing.assert_frame_equal(s.finals, e.finals)
     pd.testing.assert_frame_equal(s.curves, e.curves)
     pd.testing.assert_frame_equal(s.trials, e.trials)
-    pd.testing.assert_frame_equal(s.predictions.drop(columns=["y_true", "y_pred"]), e.predictions.drop(columns=["y_true", "y_pred"]))
+    pd.testing.assert_frame_equal(
+        s.predictions.drop(columns=["y_true", "y_pred"]), e.predictions.drop(columns=["y_true", "y_pred"])
+    )
     for column in ("y_true", "y_pred"):
         np.testing.assert_allclose(e.predictions[column], s.predictions[column], rtol=2.0**-24, atol=0)
     assert s.skipped == e.skipped and e.from_export and not s.from_export
@@ -223,9 +232,13 @@ def test_import_recreates_the_runs_and_their_report(exported, tmp_path, capsys):
         assert run.info.start_time == original.info.start_time and run.info.end_time == original.info.end_time
         assert run.info.run_name == original.info.run_name
         assert run.data.params == original.data.params
-        assert {k: run.data.metrics[k] for k in schema.TEST_METRICS} == {k: original.data.metrics[k] for k in schema.TEST_METRICS}
+        assert {k: run.data.metrics[k] for k in schema.TEST_METRICS} == {
+            k: original.data.metrics[k] for k in schema.TEST_METRICS
+        }
         steps = [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, schema.CURVE_VAL)]
-        assert sorted(steps) == sorted((m.step, m.value) for m in make_client(uri).get_metric_history(original.info.run_id, schema.CURVE_VAL))
+        assert sorted(steps) == sorted(
+            (m.step, m.value) for m in make_client(uri).get_metric_history(original.info.run_id, schema.CURVE_VAL)
+        )
         assert schema.ARTIFACT_PREDICTIONS in [a.path for a in client.list_artifacts(run.info.run_id)]
 
     # The report of the imported store: the same leaderboard.csv (published run ids included).
@@ -236,7 +249,9 @@ def test_import_recreates_the_runs_and_their_report(exported, tmp_path, capsys):
     # Exporting the imported store gives the export back, byte for byte (but the manifest's source and notes).
     assert export.main(["--tracking-uri", target, "--out", str(tmp_path / "re-export")]) == 0
     again, first = _files(tmp_path / "re-export"), _files(folder)
-    assert {k: v for k, v in again.items() if k != export.MANIFEST} == {k: v for k, v in first.items() if k != export.MANIFEST}
+    assert {k: v for k, v in again.items() if k != export.MANIFEST} == {
+        k: v for k, v in first.items() if k != export.MANIFEST
+    }
 
     # A second import adds nothing; one whose done mark is missing (an import killed midway) is redone.
     code, out, _ = _run(export.main, capsys, "--import", str(folder), "--tracking-uri", target)

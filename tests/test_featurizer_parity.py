@@ -4,6 +4,7 @@ Every one of the 145 columns must equal matminer's: exactly for the columns that
 and flags (minimum, maximum, range, mode, 0-norm, compound possible), to 1e-6 relative for the rest. A formula
 that pymatgen rejects must give a NaN row here too, and one that pymatgen reads must not.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -22,8 +23,8 @@ RTOL = 1e-6
 ATOL = 1e-9
 EXACT_COLUMNS = np.array(
     [name.split()[1] in ("minimum", "maximum", "range", "mode") if name.startswith("MagpieData") else
-     name in ("0-norm", "compound possible") for name in MAGPIE_NAMES]  # fmt: skip
-)
+     name in ("0-norm", "compound possible") for name in MAGPIE_NAMES]
+)  # fmt: skip
 
 LANTHANIDES = "La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu".split()
 ACTINIDES = "Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr".split()
@@ -69,9 +70,10 @@ def assert_parity(formulas: list[str], ours: np.ndarray, reference: np.ndarray) 
     close = np.abs(a - b) <= ATOL + RTOL * np.abs(b)
     close[:, EXACT_COLUMNS] = a[:, EXACT_COLUMNS] == b[:, EXACT_COLUMNS]
     rows, cols = np.nonzero(~close)
-    kept = [f for f, bad in zip(formulas, ref_nan) if not bad]
+    kept = [f for f, bad in zip(formulas, ref_nan, strict=True) if not bad]
     assert not rows.size, f"{rows.size} values differ, e.g. " + "; ".join(
-        f"{kept[r]!r} {MAGPIE_NAMES[c]}: ours {a[r, c]!r} matminer {b[r, c]!r}" for r, c in zip(rows[:8], cols[:8])
+        f"{kept[r]!r} {MAGPIE_NAMES[c]}: ours {a[r, c]!r} matminer {b[r, c]!r}"
+        for r, c in zip(rows[:8], cols[:8], strict=True)
     )
 
 
@@ -101,7 +103,7 @@ def reference_features(sample_formulas) -> np.ndarray:
 
 def test_feature_names_are_matminers():
     assert len(MAGPIE_NAMES) == 145
-    assert MAGPIE_NAMES == tuple(feats.matminer_magpie().feature_labels())
+    assert tuple(feats.matminer_magpie().feature_labels()) == MAGPIE_NAMES
 
 
 def test_magpie_matches_matminer_on_hard_cases_and_real_formulas(sample_formulas, reference_features):
@@ -138,7 +140,7 @@ def test_elemnet_matches_the_matminer_era_definition(sample_formulas):
     ours = featurize_formulas(sample_formulas, "elemnet")
     assert ours.shape == (len(sample_formulas), 86)
     index = {el: j for j, el in enumerate(feats.ELEMNET_ELEMENTS)}
-    for formula, row in zip(sample_formulas[:300], ours[:300]):
+    for formula, row in zip(sample_formulas[:300], ours[:300], strict=True):
         if formula in ("HDO", "LiD"):  # pymatgen double-counts H when D and H mix (H 4/3 in HDO); we do not
             assert row[0] == pytest.approx(2 / 3 if formula == "HDO" else 0.5)
             continue

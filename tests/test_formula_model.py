@@ -1,5 +1,6 @@
 """Every parent run logs its fitted model as an MLflow pyfunc model that takes formulas: MLflow's own loader and
 its command line reproduce the run's recorded test predictions exactly, and bad input is one clear error."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,17 @@ def store(tmp_path_factory) -> str:
     from benchmarks.run import main
 
     out = tmp_path_factory.mktemp("formula-model")
-    args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "irnet,xgboost", "--folds", "0", "--no-progress"]
+    args = [
+        "--task",
+        "matbench_steels",
+        "--preset",
+        "smoke",
+        "--models",
+        "irnet,xgboost",
+        "--folds",
+        "0",
+        "--no-progress",
+    ]
     assert main([*args, "--out", str(out)]) == 0
     return f"sqlite:///{out / 'mlflow.db'}"
 
@@ -40,7 +51,7 @@ def _recorded(uri: str, run_id: str, folder: Path, steels_task) -> pd.DataFrame:
     """The run's predictions.csv with each test row's formula."""
     path = mlflow.MlflowClient(uri).download_artifacts(run_id, schema.ARTIFACT_PREDICTIONS, str(folder))
     recorded = pd.read_csv(path, float_precision="round_trip")  # the written repr, read back exactly
-    formulas = dict(zip(steels_task.ids, steels_task.formulas))
+    formulas = dict(zip(steels_task.ids, steels_task.formulas, strict=True))
     return recorded.assign(formula=[formulas[i] for i in recorded["id"]])
 
 
@@ -66,9 +77,12 @@ def test_mlflow_models_predict_on_the_command_line_gives_the_recorded_prediction
     run_id = _runs(tracking)["irnet"]
     recorded = _recorded(tracking, run_id, tmp_path, steels_task)
     recorded[[FORMULA_COLUMN]].to_csv(tmp_path / "new.csv", index=False)
-    command = [str(Path(sys.executable).with_name("mlflow")), "models", "predict", "-m", model_uri(run_id),
-               "-i", str(tmp_path / "new.csv"), "-t", "csv", "--env-manager", "local", "-o", str(tmp_path / "out.json")]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": tracking})
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow_cli, "models", "predict", "-m", model_uri(run_id), "-i", str(tmp_path / "new.csv"),
+               "-t", "csv", "--env-manager", "local", "-o", str(tmp_path / "out.json")]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
     np.testing.assert_array_equal(np.asarray(predictions, dtype=np.float64), recorded["y_pred"].to_numpy())
@@ -78,7 +92,9 @@ def test_mlflow_models_predict_on_the_command_line_gives_the_recorded_prediction
                "params": {"on_invalid": "nan"}}  # fmt: skip
     (tmp_path / "new.json").write_text(json.dumps(records))
     command[command.index("-i") + 1 : command.index("-t") + 2] = [str(tmp_path / "new.json"), "-t", "json"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": tracking})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     first, second = json.loads((tmp_path / "out.json").read_text())["predictions"]
     assert first is None or np.isnan(first)
@@ -105,5 +121,7 @@ def test_a_model_from_another_featuriser_version_is_refused_with_the_version_it_
     run_id = _runs(tracking)["xgboost"]
     needed = formula_model.featurizer_version("magpie")
     monkeypatch.setattr(formula_model, "featurizer_version", lambda name: "magpie-numpy-tableother-v9")
-    with pytest.raises(FeaturizerMismatch, match=f"needs features {needed} and this installation computes magpie-numpy-tableother-v9"):
+    with pytest.raises(
+        FeaturizerMismatch, match=f"needs features {needed} and this installation computes magpie-numpy-tableother-v9"
+    ):
         mlflow.pyfunc.load_model(model_uri(run_id))

@@ -1,4 +1,5 @@
 """Cross-process locks in the shared storage: no two holders at once, on sqlite and on PostgreSQL."""
+
 from __future__ import annotations
 
 import subprocess

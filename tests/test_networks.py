@@ -3,8 +3,10 @@
 Fast by design (one thread, tiny data, a few epochs); the real-data check uses the ``steels_training`` fixture
 (matbench_steels fold 0, 145 magpie features) from tests/conftest.py.
 """
+
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -15,10 +17,10 @@ from torch import nn
 from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
 from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
-
-NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
 from irnet.training import Scaler, TrainConfig, native_cpu_bf16, train_network
+
+NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 
 torch.set_num_threads(1)
 
@@ -107,7 +109,12 @@ def test_layer_structure_per_arch() -> None:
         projections = [r.shortcut for r in residuals[arch] if isinstance(r.shortcut, nn.Linear)]
         # input->1024, 1024->512, 512->256, 256->128, 128->64, 64->32
         assert [(p.in_features, p.out_features) for p in projections] == [
-            (145, 1024), (1024, 512), (512, 256), (256, 128), (128, 64), (64, 32)
+            (145, 1024),
+            (1024, 512),
+            (512, 256),
+            (256, 128),
+            (128, 64),
+            (64, 32),
         ]
     # Batch norm (affine) in every hidden layer except ElemNet's; ElemNet's dropouts follow stacks 1-4.
     for arch, net in nets.items():
@@ -216,7 +223,7 @@ def test_report_fields_and_on_step(small) -> None:
     assert isinstance(report, FitReport)
     assert report.device == "cpu" and report.stopped == "max_steps"
     assert calls == [(c.step, c.val_mae) for c in report.curve] and [c.step for c in report.curve] == [1, 2, 3]
-    assert all(b.seconds >= a.seconds for a, b in zip(report.curve, report.curve[1:]))
+    assert all(b.seconds >= a.seconds for a, b in itertools.pairwise(report.curve))
     assert report.extra["n_parameters"] == 5_554_529
     # MAEs are reported in original units: the target is ~1000 with spread ~40; scaled MAEs would be ~1.
     assert 2.0 < report.curve[0].val_mae < 200.0 and 2.0 < report.curve[0].train_mae < 200.0
@@ -281,8 +288,13 @@ def test_standardisation_uses_training_rows_and_guards_constant_columns(small) -
     assert float(result.y_scaler.scale) == pytest.approx(y.std())
     assert math.isfinite(result.report.best_val_mae)
     raw = train_network(
-        build_network("irnet", [(8, 2)], N_FEATURES), X, y, Xv, yv,
-        TrainConfig(max_epochs=1, standardize_inputs=False, standardize_target=False), seed=0,
+        build_network("irnet", [(8, 2)], N_FEATURES),
+        X,
+        y,
+        Xv,
+        yv,
+        TrainConfig(max_epochs=1, standardize_inputs=False, standardize_target=False),
+        seed=0,
     )
     assert np.all(raw.x_scaler.mean == 0) and np.all(raw.x_scaler.scale == 1) and float(raw.y_scaler.scale) == 1.0
 
@@ -472,7 +484,9 @@ def _fit_killed_then_resumed(model_cls, params, data, path, kill_at: int):
 
 
 @pytest.mark.parametrize("model_cls", [IRNetModel, ElemNetModel])  # batch norm statistics; dropout RNG
-def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(model_cls, small, tmp_path, monkeypatch) -> None:
+def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(
+    model_cls, small, tmp_path, monkeypatch
+) -> None:
     import irnet.training
 
     monkeypatch.setattr(irnet.training, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch
@@ -482,7 +496,7 @@ def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(model
     expected = alone.fit(X, y, Xv, yv)
     assert expected.stopped == "early_stopping" and expected.extra["lr_decay_epochs"]  # the schedule is exercised
     kill_at = len(expected.curve) - 2  # after the rate was cut, before early stopping ends the fit
-    model, report, steps, replayed = _fit_killed_then_resumed(model_cls, params, small, tmp_path / "fit.pt", kill_at)
+    model, report, _steps, replayed = _fit_killed_then_resumed(model_cls, params, small, tmp_path / "fit.pt", kill_at)
     # Killed in on_step of epoch `kill_at`: the last checkpoint holds epoch kill_at - 1.
     assert report.extra["resumed_from_epoch"] == kill_at - 1
     assert replayed == [c.step for c in report.curve]  # every epoch once, restored ones first

@@ -1,4 +1,5 @@
 """Progress in logs (stderr not a terminal): timed lines, never long silences."""
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,11 @@ def test_a_fit_whose_epochs_outlast_the_interval_logs_every_epoch(caplog) -> Non
     with heartbeat:
         for epoch in range(1, 4):
             time.sleep(0.35)  # each epoch longer than the interval: "still running" speaks in between
-            heartbeat.maybe(lambda: f"epoch {epoch}")
+            heartbeat.maybe(lambda epoch=epoch: f"epoch {epoch}")
     messages = [r.getMessage() for r in caplog.records]
-    assert [m.split(" (")[0] for m in messages if "epoch" in m] == ["refit: epoch 1", "refit: epoch 2", "refit: epoch 3"]
+    assert [m.split(" (")[0] for m in messages if "epoch" in m] == [
+        "refit: epoch 1",
+        "refit: epoch 2",
+        "refit: epoch 3",
+    ]
     assert any("still running" in m for m in messages)

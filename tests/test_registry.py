@@ -1,6 +1,7 @@
 """The model registry: discovery of the ``MODELS`` declarations, loud failures, and the promise that a new model
 is one new file (a ridge regression written to a temporary folder runs through tuning, refit, tracking and the
 report without any other change)."""
+
 from __future__ import annotations
 
 import sys
@@ -83,7 +84,7 @@ def test_a_duplicate_or_broken_declaration_fails_loudly():
         Registry([*infos, infos[3]])
     rf = registry().info("rf")
     broken = ModelInfo(**{**rf.__dict__, "name": "rf2"})  # its class says "rf"
-    with pytest.raises(RuntimeError, match="broken model declaration.*says name 'rf'"):
+    with pytest.raises(RuntimeError, match=r"broken model declaration.*says name 'rf'"):
         Registry([*infos, broken])
     bad_space = ModelInfo(**{**rf.__dict__, "search": ModelSearch({"alpha": log_uniform(1e-3, 1.0)})})
     with pytest.raises(RuntimeError, match="unknown parameter 'alpha'"):
@@ -116,7 +117,9 @@ def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_repo
         assert parent[0].data.tags["pkg.numpy-for-ridge"]  # its declared package is recorded
         assert len(trials) == 3 and all("alpha" in t.data.params for t in trials)  # tuned over its space
 
-        assert build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+        assert (
+            build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+        )
     board = pd.read_csv(tmp_path / "report" / "leaderboard.csv")
     ridge = board[(board["model"] == "ridge") & (board["metric"] == "mae")]
     assert len(ridge) == 1 and ridge["value"].iloc[0] == pytest.approx(parent[0].data.metrics[schema.TEST_MAE])

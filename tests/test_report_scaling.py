@@ -7,6 +7,7 @@ seed factors averaging to 1: the fitted power laws, the crossover and the per-ro
 exactly. The experiment is named ``formation_energy`` so the published OQMD rows apply; its 300 test rows are
 made up, not OQMD's (the report reads ids, targets and predictions, never the dataset).
 """
+
 from __future__ import annotations
 
 import math
@@ -93,7 +94,7 @@ def test_wilcoxon_floor_is_what_scipy_gives_when_all_pairs_agree():
             "model": ["irnet"] * 5 + ["rf"] * 5,
             "fold": list(range(5)) * 2,
             "seed": 0,
-            "test_mae": [1.0, 1.1, 1.2, 1.3, 1.4] + [2.0, 2.5, 2.1, 3.0, 2.2],
+            "test_mae": [*[1.0, 1.1, 1.2, 1.3, 1.4], *[2.0, 2.5, 2.1, 3.0, 2.2]],
         }
     )
     (c,) = stats.compare_task(finals, "t")
@@ -145,7 +146,9 @@ def _write_scaling_store(root, template) -> str:
                 run_id = client.create_run(exp_id, tags=tags).info.run_id
                 csv = root / "scratch" / run_id / schema.ARTIFACT_PREDICTIONS
                 csv.parent.mkdir(parents=True)
-                pd.DataFrame({"id": ids, "y_true": y_true, "y_pred": y_pred}).to_csv(csv, index=False, float_format="%.17g")
+                pd.DataFrame({"id": ids, "y_true": y_true, "y_pred": y_pred}).to_csv(
+                    csv, index=False, float_format="%.17g"
+                )
                 client.log_artifact(run_id, str(csv))
                 absolute = np.abs(error)
                 _log(
@@ -213,7 +216,10 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
     # The cut-short refits (irnet at 1,000 rows) are marked in the scaling table and in provenance, with a legend.
     d = document.decimals(report.studies[TASK].points["mae_mean"])
     irnet_1000 = f"{_mae('irnet', 1000, 1):.{d}f}"
-    assert any(line.startswith(f"| irnet | 1,000 | {irnet_1000}") and "† |" in line and "time_limit 3" in line for line in md.splitlines())
+    assert any(
+        line.startswith(f"| irnet | 1,000 | {irnet_1000}") and "† |" in line and "time_limit 3" in line
+        for line in md.splitlines()
+    )
     assert md.count("| time_limit |") == 3
     csv = pd.read_csv(out / "leaderboard.csv")
     assert set(csv.loc[(csv["model"] == "irnet") & (csv["train_size"] == 1000), "refit_stopped"]) == {"time_limit"}
@@ -221,7 +227,7 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
 
 
 def test_scaling_figures_and_tables_are_written(scaling_report):
-    out, report = scaling_report
+    out, _report = scaling_report
     for name in (f"plots/{TASK}_scaling.png", f"plots/{TASK}_compute.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "leaderboard.md").read_text()
@@ -267,9 +273,9 @@ def test_html_renders_every_new_block(scaling_report):
 
 
 def test_crossover_statements_for_curves_that_diverge_or_run_parallel():
-    base = dict(task=TASK, reference="irnet", tree_model="rf", size_min=1000, size_max=30000, ci_low=None,
-                ci_high=None, share_in_range=0.0, n_resamples=100, resampled="run scores", ahead_small="rf",
-                ahead_large="rf")  # fmt: skip
+    base = {"task": TASK, "reference": "irnet", "tree_model": "rf", "size_min": 1000, "size_max": 30000,
+            "ci_low": None, "ci_high": None, "share_in_range": 0.0, "n_resamples": 100, "resampled": "run scores",
+            "ahead_small": "rf", "ahead_large": "rf"}  # fmt: skip
     below = scaling.Crossover(crossing=12.0, **base).statement()
     assert "do not cross in the measured range" in below and "N ≈ 12, below the smallest measured size" in below
     # Nearly parallel fits put the meeting point absurdly far out: said so, without an absurd interval.

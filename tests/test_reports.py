@@ -8,6 +8,7 @@ their curves are real curves; ``rf`` is a random forest; ``dummy`` predicts the 
 
 Expected values are read back from the store with the MLflow client directly, not through ``reports``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,11 +36,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline machines; n
 TASK = "matbench_steels"
 # model -> seeds it runs with, folds it covers, hidden layers (networks) or None.
 PLAN = {
-    "irnet": dict(seeds=(0, 1), folds=range(5), hidden=(32, 32, 32)),
-    "srnet": dict(seeds=(0,), folds=range(5), hidden=(24, 24, 24)),
-    "plain": dict(seeds=(0,), folds=range(5), hidden=(16, 16, 16)),
-    "rf": dict(seeds=(0, 1), folds=range(5), hidden=None),
-    "dummy": dict(seeds=(0,), folds=range(4), hidden=None),  # 4 folds: too few pairs for a test, no Matbench file
+    "irnet": {"seeds": (0, 1), "folds": range(5), "hidden": (32, 32, 32)},
+    "srnet": {"seeds": (0,), "folds": range(5), "hidden": (24, 24, 24)},
+    "plain": {"seeds": (0,), "folds": range(5), "hidden": (16, 16, 16)},
+    "rf": {"seeds": (0, 1), "folds": range(5), "hidden": None},
+    "dummy": {"seeds": (0,), "folds": range(4), "hidden": None},  # 4 folds: too few pairs for a test, no Matbench file
 }
 EPOCHS = 15
 
@@ -69,7 +70,10 @@ def _fit(model: str, params: dict, seed: int, tr) -> _Fit:
         xs = StandardScaler().fit(tr.X_train)
         mu, sd = float(tr.y_train.mean()), float(tr.y_train.std())
         net = MLPRegressor(
-            hidden_layer_sizes=PLAN[model]["hidden"], learning_rate_init=params["lr"], alpha=params["alpha"], random_state=seed
+            hidden_layer_sizes=PLAN[model]["hidden"],
+            learning_rate_init=params["lr"],
+            alpha=params["alpha"],
+            random_state=seed,
         )
         Xt, Xv = xs.transform(tr.X_train), xs.transform(tr.X_val)
         for step in range(1, EPOCHS + 1):
@@ -101,7 +105,9 @@ def _space(model: str) -> list[dict]:
     return [{"strategy": "mean"}, {"strategy": "median"}]
 
 
-def _log(client, run_id: str, *, metrics: dict | None = None, curve=(), params: dict | None = None, tags: dict | None = None):
+def _log(
+    client, run_id: str, *, metrics: dict | None = None, curve=(), params: dict | None = None, tags: dict | None = None
+):
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
@@ -457,7 +463,7 @@ def test_matbench_export_round_trips(built, logged, steels_task):
     pytest.importorskip("matbench")
     from matbench.bench import MatbenchBenchmark
 
-    out, report = built
+    out, _report = built
     files = sorted(p.name for p in (out / "matbench").iterdir())
     # dummy covers 4 folds only: no file, and the report says why.
     expected_names = [f"{m}_seed{s}" for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
@@ -549,7 +555,9 @@ def _an_rf_run(store: str):
     return client, client.search_runs([exp.experiment_id], where, max_results=1)[0]
 
 
-def _copy_parent(client, source_client, source_run, exp_id: str, *, drop_metric: str | None = None, **retag: str) -> str:
+def _copy_parent(
+    client, source_client, source_run, exp_id: str, *, drop_metric: str | None = None, **retag: str
+) -> str:
     """A new parent run repeating ``source_run``'s tags (but ``retag``), params, metrics and predictions."""
     tags = {k: v for k, v in source_run.data.tags.items() if not k.startswith("mlflow.")} | retag
     run_id = client.create_run(exp_id, tags=tags).info.run_id

@@ -1,5 +1,6 @@
 """``python -m benchmarks.run``: bad input, the end-to-end smoke run, MLflow contents, --data-file, and
 kill-and-resume. Runs use real data (matbench_steels, official folds) in temporary output folders."""
+
 from __future__ import annotations
 
 import signal
@@ -44,7 +45,9 @@ def _runs(out: Path, task: str, kind: str) -> list:
     client = _client(out)
     experiment = client.get_experiment_by_name(task)
     assert experiment is not None, f"no experiment {task}"
-    return list(client.search_runs([experiment.experiment_id], filter_string=f"tags.run_kind = '{kind}'", max_results=5000))
+    return list(
+        client.search_runs([experiment.experiment_id], filter_string=f"tags.run_kind = '{kind}'", max_results=5000)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def shared_out(tmp_path_factory) -> Path:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_any_work(capsys, shared_out, args, message):
-    code, out, err = run_main(capsys, "--task", "matbench_steels", "--out", str(shared_out), *args)
+    code, _out, err = run_main(capsys, "--task", "matbench_steels", "--out", str(shared_out), *args)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
@@ -129,8 +132,24 @@ def test_cuda_without_a_gpu_is_a_usage_error(capsys, shared_out):
 
 def test_smoke_run_records_everything_and_a_rerun_skips_it(capsys, shared_out, steels_fold):
     out = shared_out
-    args = ["--task", "matbench_steels", "--preset", "smoke", "--models", "irnet,rf", "--folds", "0",
-            "--trials", "2", "--timeout", "600", "--fit-timeout", "600", "--out", str(out)]  # fmt: skip (trials and epochs stop it)
+    args = [
+        "--task",
+        "matbench_steels",
+        "--preset",
+        "smoke",
+        "--models",
+        "irnet,rf",
+        "--folds",
+        "0",
+        "--trials",
+        "2",
+        "--timeout",
+        "600",
+        "--fit-timeout",
+        "600",
+        "--out",
+        str(out),
+    ]  # fmt: skip (trials and epochs stop it)
     code, stdout, err = run_main(capsys, *args)
     assert code == 0, err
     assert "rank" in stdout and "irnet" in stdout and "rf" in stdout
@@ -306,7 +325,9 @@ def test_two_processes_with_the_same_command_share_the_studies(tmp_path):
                  for _ in range(2)]  # fmt: skip
     errors = [p.communicate(timeout=600)[1] for p in processes]
     assert [p.returncode for p in processes] == [0, 0], errors
-    study = optuna.load_study(study_name="matbench_steels/rf/fold0/seed0/smoke/n224", storage=f"sqlite:///{out / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name="matbench_steels/rf/fold0/seed0/smoke/n224", storage=f"sqlite:///{out / 'optuna.db'}"
+    )
     assert len([t for t in study.get_trials() if counts_toward_budget(t)]) == 10
     parents = _runs(out, "matbench_steels", schema.KIND_FINAL)
     assert len(parents) == 1

@@ -1,6 +1,7 @@
 """From ``benchmarks.run`` to the report on one store: the console and the report read the same finished runs,
 and a run killed between being marked FINISHED and being marked done is completed by a rerun, with both readers
 agreeing before and after."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -33,7 +34,9 @@ def _console_board(stdout: str) -> dict[str, float]:
     return {row[1]: float(row[2]) for row in rows}
 
 
-def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_readers_agree(tmp_path, monkeypatch, capsys):
+def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_readers_agree(
+    tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "out"
     uri = f"sqlite:///{out / 'mlflow.db'}"
     real_mark_done = tracking.mark_done
@@ -49,14 +52,17 @@ def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_read
     with pytest.raises(Killed):
         main([*ARGS, "--out", str(out)])
     capsys.readouterr()
-    killed = [r for r in _parents(uri, "dummy") if r.info.run_id == calls[2]][0]
+    killed = next(r for r in _parents(uri, "dummy") if r.info.run_id == calls[2])
     assert killed.info.status == "FINISHED" and not coordination.is_done(killed)  # the gap between the two writes
 
     # Both readers leave it out: the console's (read_finals) and the report's (collect).
     finals, skipped = read_finals(uri, ["matbench_steels"], "smoke")
-    assert sorted(zip(finals["model"], finals["fold"])) == [("dummy", 0), ("rf", 0)]
+    assert sorted(zip(finals["model"], finals["fold"], strict=True)) == [("dummy", 0), ("rf", 0)]
     assert any(calls[2] in note for note in skipped)
-    assert sorted(zip(collect(uri).finals["model"], collect(uri).finals["fold"])) == [("dummy", 0), ("rf", 0)]
+    assert sorted(zip(collect(uri).finals["model"], collect(uri).finals["fold"], strict=True)) == [
+        ("dummy", 0),
+        ("rf", 0),
+    ]
 
     # The rerun resumes that run (no second parent run) and finishes the rest.
     monkeypatch.setattr(tracking, "mark_done", real_mark_done)

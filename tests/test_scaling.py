@@ -3,9 +3,11 @@ the train_size tag, resume), task groups, refit reuse, and the leaderboard's "cu
 
 Real data (matbench_steels, official folds; formation_energy for the quick preset's 10k-row cap), real
 MLflow and Optuna stores in temporary folders."""
+
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import signal
 import sqlite3
 import subprocess
@@ -68,7 +70,10 @@ def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     assert (forest.tuning_seconds, forest.fit_seconds) == (75.0, 75.0)
     for model in ("irnet", "xgboost", "rf"):
         sizes = [quick.budget_for(model, n) for n in (1_000, 3_000, 10_000, 30_000, 239_190)]
-        assert all(a.tuning_seconds <= b.tuning_seconds and a.fit_seconds <= b.fit_seconds for a, b in zip(sizes, sizes[1:]))
+        assert all(
+            a.tuning_seconds <= b.tuning_seconds and a.fit_seconds <= b.fit_seconds
+            for a, b in itertools.pairwise(sizes)
+        )
         assert sizes[0].tuning_seconds < sizes[-1].tuning_seconds and sizes[0].fit_seconds < sizes[-1].fit_seconds
 
 
@@ -107,15 +112,27 @@ def test_command_line_budget_overrides_every_family_and_smoke_stays_fixed():
     for model, rows in (("irnet", 10_000), ("rf", 500), ("lightgbm", 30_000)):
         budget = quick.budget_for(model, rows)
         assert (budget.n_trials, budget.fit_seconds) == (3, 7.0)
-    assert quick.budget_for("irnet", 10_000).tuning_seconds == PRESETS["quick"].budget_for("irnet", 10_000).tuning_seconds
+    assert (
+        quick.budget_for("irnet", 10_000).tuning_seconds == PRESETS["quick"].budget_for("irnet", 10_000).tuning_seconds
+    )
     smoke = PRESETS["smoke"]
     assert smoke.budget_for("irnet", 100) == smoke.budget_for("xgboost", 5_000) == smoke.budget
 
 
 def test_converging_trial0_picks_batch_and_lr_from_the_rows():
-    assert converging_network_regime(10_000) == {"optimizer": "adamw", "lr": 0.003, "batch_size": 1024, "weight_decay": 0.0}
+    assert converging_network_regime(10_000) == {
+        "optimizer": "adamw",
+        "lr": 0.003,
+        "batch_size": 1024,
+        "weight_decay": 0.0,
+    }
     assert converging_network_regime(3_000)["batch_size"] == 256  # >= 8 steps per epoch
-    assert converging_network_regime(1_000) == {"optimizer": "adamw", "lr": 0.001061, "batch_size": 128, "weight_decay": 0.0}
+    assert converging_network_regime(1_000) == {
+        "optimizer": "adamw",
+        "lr": 0.001061,
+        "batch_size": 128,
+        "weight_decay": 0.0,
+    }
     assert converging_network_regime(50)["batch_size"] == 128
 
 
@@ -147,7 +164,9 @@ def test_train_sizes_parse():
 def test_bad_train_sizes_are_one_line_and_exit_2_before_any_work(capsys, tmp_path, sizes, message):
     out = tmp_path / "out"
     capsys.readouterr()
-    code = main_guard(main, ["--task", "matbench_steels", "--preset", "smoke", "--train-sizes", sizes, "--out", str(out)])
+    code = main_guard(
+        main, ["--task", "matbench_steels", "--preset", "smoke", "--train-sizes", sizes, "--out", str(out)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     if (out / "optuna.db").exists():
@@ -184,11 +203,14 @@ def test_quick_default_run_is_the_10k_point_of_a_scaling_study(tmp_path):
     task = load_task("formation_energy")
     default = _plan(task, "quick", tmp_path)
     scaling = _plan(task, "quick", tmp_path, (1_000, 10_000, None))
-    assert [k.train_size for k in scaling.keys()] == [1_000, 1_000, 10_000, 10_000, 239_190, 239_190]
+    assert [k.train_size for k in scaling.keys()] == [1_000, 1_000, 10_000, 10_000, 239_190, 239_190]  # noqa: SIM118
     assert default.jobs() == [job for job in scaling.jobs() if job[1].train_size == 10_000]
-    assert default.config(10_000) == scaling.config(10_000) and default.config(10_000)[schema.TAG_MAX_TRAIN_ROWS] == "10000"
+    assert (
+        default.config(10_000) == scaling.config(10_000)
+        and default.config(10_000)[schema.TAG_MAX_TRAIN_ROWS] == "10000"
+    )
     assert default.budget(default.keys()[0]) == scaling.budget(scaling.keys()[2])
-    study_names = {k.study_name for k in scaling.keys()}
+    study_names = {k.study_name for k in scaling.keys()}  # noqa: SIM118 (a RunPlan, not a dict)
     assert len(study_names) == 6 and "formation_energy/irnet/fold0/seed0/quick/n10000" in study_names
 
 
@@ -203,7 +225,9 @@ def test_expected_time_is_the_tuning_budget_plus_one_refit(native_bf16, tmp_path
     plan = dataclasses.replace(_plan(load_task("formation_energy"), "quick", tmp_path, (None,)), threads=2,
                                tracking_uri=default_tracking_uri(tmp_path))  # fmt: skip
     irnet, xgboost = plan.keys()
-    assert irnet.train_size == 239_190 and plan.expected_seconds(irnet) == pytest.approx(1932.85 + 2512.7 + 1932.85, abs=0.1)
+    assert irnet.train_size == 239_190 and plan.expected_seconds(irnet) == pytest.approx(
+        1932.85 + 2512.7 + 1932.85, abs=0.1
+    )
     # XGBoost: 50 trials of its expected fit are fewer seconds than its tuning budget, so the trials count.
     fit = expected_fit_seconds("xgboost", 239_190, threads=2)
     assert plan.expected_seconds(xgboost) == pytest.approx(min(50 * fit, plan.budget(xgboost).tuning_seconds) + fit)
@@ -234,11 +258,12 @@ def _tuned_xgboost(tmp_path, training, n_trials=2):
 
     preset = get_preset("smoke")
     search = model_info("xgboost").search
-    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
+    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"),
+                       RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
                        search=search, preset=preset, config={"data": "steels"})  # fmt: skip
-    result = tune(study, model_cls=get_model_class("xgboost"), search=search, space=resolved_space("xgboost", preset, 1),
-                  training=training, budget=preset.budget, seed=0, device="cpu", progress=False,
-                  model_dir=tmp_path / "models")  # fmt: skip
+    result = tune(study, model_cls=get_model_class("xgboost"), search=search,
+                  space=resolved_space("xgboost", preset, 1), training=training, budget=preset.budget, seed=0,
+                  device="cpu", progress=False, model_dir=tmp_path / "models")  # fmt: skip
     return result
 
 
@@ -331,7 +356,8 @@ def _done_parents(db: Path, train_size: str) -> int:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
             return con.execute(
                 "select count(*) from tags a join tags b on a.run_uuid = b.run_uuid where a.key = ? and a.value = ? "
-                "and b.key = ? and b.value = ?", (schema.TAG_TRAIN_SIZE, train_size, schema.TAG_STATUS, schema.STATUS_DONE)
+                "and b.key = ? and b.value = ?",
+                (schema.TAG_TRAIN_SIZE, train_size, schema.TAG_STATUS, schema.STATUS_DONE),
             ).fetchone()[0]
     except sqlite3.OperationalError:  # not created yet, or locked for a moment
         return 0
@@ -371,6 +397,8 @@ def test_killed_scaling_run_resumes_and_tags_every_parent_with_its_train_size(ca
         tags, metrics = parent.data.tags, parent.data.metrics
         assert metrics[schema.METRIC_N_TRAIN] == int(tags[schema.TAG_TRAIN_SIZE])
         assert metrics[schema.METRIC_N_TEST] == 63  # the same full test part at every size
-        assert tags[schema.TAG_MAX_TRAIN_ROWS] == ("all" if tags[schema.TAG_TRAIN_SIZE] == "224" else tags[schema.TAG_TRAIN_SIZE])
+        assert tags[schema.TAG_MAX_TRAIN_ROWS] == (
+            "all" if tags[schema.TAG_TRAIN_SIZE] == "224" else tags[schema.TAG_TRAIN_SIZE]
+        )
         assert tags[schema.TAG_REFIT_REUSED] in ("true", "false") and tags[schema.TAG_REFIT_STOPPED]
     assert not list((out / "trial_models").rglob("*.pkl"))  # kept trial models go once their parent is done

@@ -1,4 +1,5 @@
 """The speed script and the GPU check: they run, count FLOPs right, and need only numpy, pandas and torch."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.speed import linear_shapes, parse_ints, training_flops_per_sample
 from benchmarks.errors import UsageError
+from benchmarks.speed import linear_shapes, parse_ints, training_flops_per_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKERS = ROOT / "tests" / "blockers"
@@ -57,7 +58,7 @@ def test_speed_runs_without_the_heavy_packages(tmp_path: Path) -> None:
     fp32, bf16 = result["training"]  # float32 and bf16 side by side, the same steps
     for row in (fp32, bf16):
         assert (row["model"], row["batch_size"], row["rows"], row["device"]) == ("irnet-17", 32, 64, "cpu")
-        assert row["samples_per_second"] > 0 and 0 < row["fraction_of_mm_peak"]
+        assert row["samples_per_second"] > 0 and row["fraction_of_mm_peak"] > 0
     assert fp32["amp"] is False and fp32["precision"] == "float32"
     if bf16["amp"]:  # a CPU with native bf16: the ratio of the two rows is reported
         assert bf16["precision"].startswith("bf16 autocast (CPU ")
@@ -72,7 +73,8 @@ def test_gpu_check_dry_run_without_the_heavy_packages(tmp_path: Path) -> None:
     env_out = tmp_path / "out"
     done = subprocess.run([str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=1800,
-                          env={**os.environ, "OUT": str(env_out), "PYTHONPATH": str(BLOCKERS), "PYTHON": sys.executable})  # fmt: skip
+                          env={**os.environ, "OUT": str(env_out), "PYTHONPATH": str(BLOCKERS),
+                               "PYTHON": sys.executable})  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result = json.loads((env_out / "gpu_check.json").read_text())
     assert result["dry_run"] and result["paper_regime"]["epochs"] == 1
@@ -81,5 +83,7 @@ def test_gpu_check_dry_run_without_the_heavy_packages(tmp_path: Path) -> None:
     assert list(fits) == ["irnet-17", "srnet-17", "plain-17"]
     for fit in fits.values():
         assert fit["epochs"] == 2 and fit["stopped"] == "max_steps" and 0 < fit["test_mae"] < 5
-        assert fit["params"]["amp"] is True and fit["params"]["lr_decay"] == 0.3 and fit["params"]["optimizer"] == "adamw"
+        assert (
+            fit["params"]["amp"] is True and fit["params"]["lr_decay"] == 0.3 and fit["params"]["optimizer"] == "adamw"
+        )
     assert "validation MAE" in (env_out / "gpu_check.txt").read_text()

@@ -3,6 +3,7 @@
 Tuning tests use the real matbench_steels fold 0 (``steels_training``) with small stand-in models where the
 point is the study's bookkeeping rather than a model (a model that sleeps, crashes, or reports a set curve).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks import searchspace as spaces
 from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
-from benchmarks import searchspace as spaces
+from benchmarks.searchspace import ModelSearch
 from studies import coordination, outcomes, tuning
 from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
 from studies.presets import PRESETS, SuccessiveHalving, TrialBudget, get_preset
@@ -33,8 +35,6 @@ from studies.schema import RunKey
 from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
 from studies.stores import make_storage
 from studies.tuning import ATTR_MODEL_PARAMS, counts_toward_budget, finished_trials, open_study, tune
-from benchmarks.searchspace import ModelSearch
-
 
 TESTS_DIR = Path(__file__).resolve().parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -213,7 +213,10 @@ def test_defaults_round_trip_through_the_space(model):
 def test_optional_parameter_switches_off_to_its_off_value():
     space = {"weight_decay": spaces.optional(spaces.log_uniform(1e-6, 1e-3), off=0.0)}
     assert default_trial_params(space, {"weight_decay": 0.0}) == {"weight_decay" + ENABLED_SUFFIX: False}
-    assert default_trial_params(space, {"weight_decay": 1e-4}) == {"weight_decay" + ENABLED_SUFFIX: True, "weight_decay": 1e-4}
+    assert default_trial_params(space, {"weight_decay": 1e-4}) == {
+        "weight_decay" + ENABLED_SUFFIX: True,
+        "weight_decay": 1e-4,
+    }
 
 
 def test_a_default_outside_its_range_is_refused():
@@ -248,7 +251,7 @@ def test_presets_budget_is_one_for_all_models_and_smoke_is_small():
 def test_registry_fails_loudly_with_the_valid_names():
     assert parse_model_list(None) == list(BENCHMARK_MODELS)
     assert parse_model_list("irnet, rf") == ["irnet", "rf"]
-    with pytest.raises(UsageError, match="unknown model 'irnte'.*did you mean irnet.*valid models: irnet"):
+    with pytest.raises(UsageError, match=r"unknown model 'irnte'.*did you mean irnet.*valid models: irnet"):
         parse_model_list("irnte,rf")
     with pytest.raises(UsageError, match="more than once"):
         parse_model_list("rf,rf")
@@ -449,7 +452,9 @@ def _worker_id(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}:{coordination.process_start_time(pid)}"
 
 
-def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(tmp_path, steels_training):
+def test_a_trial_killed_before_it_recorded_its_worker_is_recovered_when_no_other_worker_lives(
+    tmp_path, steels_training
+):
     study = _study(tmp_path, SLEEPY_SEARCH, name="ownerless")
     study.set_user_attr(coordination.STUDY_ATTR_WORKER_PREFIX + f"{socket.gethostname()}:999999999:1", 0.0)  # killed
     orphan = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)})  # RUNNING, owner never recorded
@@ -468,7 +473,9 @@ def test_an_ownerless_running_trial_of_a_live_worker_is_left_alone(tmp_path, ste
     assert result.n_trials == 1  # its trial completes the budget of 2; this process ran only one
 
 
-def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs(tmp_path, steels_training, monkeypatch):
+def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs(
+    tmp_path, steels_training, monkeypatch
+):
     """Two workers on one study: the other's trial 0 is still running when this one's budget is spent (here:
     a budget of one trial, taken by it). This worker waits for it instead of failing the study."""
     monkeypatch.setattr(tuning, "TRIAL_POLL_S", 0.1)
@@ -538,7 +545,9 @@ def test_two_processes_on_one_storage_stop_at_exactly_n_trials(tmp_path, steels_
     # command line's job: it takes a lock).
     _study(tmp_path, SLEEPY_SEARCH, name="sleepy")
     env = {**os.environ, "PYTHONPATH": str(TESTS_DIR.parent)}
-    workers = [subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     errors = [w.communicate(timeout=180)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], errors
     study = optuna.load_study(study_name="matbench_steels/sleepy/fold0/seed0/smoke", storage=url)

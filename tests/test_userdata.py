@@ -2,6 +2,7 @@
 before any work, and what a run leaves in MLflow for its UI (experiment kind, dataset inputs).
 
 Data: real Matbench rows (steels, experimental band gaps) written out as a user's file."""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,7 @@ def test_cv_is_seeded_shuffled_kfold_over_every_row(gap_file):
     task = _load(gap_file, n_folds=5, seed=7)
     assert task.spec.name == "gaps@cv5-seed7" and len(task.folds) == 5
     expected = [te for _, te in KFold(5, shuffle=True, random_state=7).split(np.arange(task.n_rows))]
-    for fold, test in zip(task.folds, expected):
+    for fold, test in zip(task.folds, expected, strict=True):
         assert np.array_equal(np.sort(fold.test), np.sort(test))
         assert not set(fold.train) & set(fold.test) and len(fold.train) + len(fold.test) == task.n_rows
     other = _load(gap_file, n_folds=5, seed=8)
@@ -92,7 +93,8 @@ def test_registered_task_gets_chemsys_folds_under_its_own_name(gap_task):
 def test_splits_command_writes_grouped_folds_as_ids(gap_file, tmp_path, capsys):
     out = tmp_path / "folds.json"
     code = main_guard(tasks_main, ["splits", "--data-file", str(gap_file), "--formula-column", "Composition",
-                                   "--target-column", "Eg", "--cv", "5", "--group-by", "chemsys", "--out", str(out)])  # fmt: skip
+                                   "--target-column", "Eg", "--cv", "5", "--group-by", "chemsys",
+                                   "--out", str(out)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     folds = json.loads(out.read_text())
     assert sorted(folds) == [f"fold_{i}" for i in range(5)]
@@ -185,19 +187,43 @@ BAD_INPUTS = [
     ("inf.csv", "formula,target\nNaCl,1\nMgO,inf\n" + TWELVE, [], ["infinite", "row 1", "remove or correct"]),
     ("neginf.csv", "formula,target\nNaCl,1\nMgO,-inf\n" + TWELVE, [], ["infinite", "row 1: -inf"]),
     ("overflow.csv", "formula,target\nNaCl,1\nMgO,1e999\n" + TWELVE, [], ["infinite", "beyond float64's range"]),
-    ("constant.csv", "formula,target\n" + "".join(f"{f},3.5\n" for f in ["NaCl", "MgO", "SiO2"] * 5), [],
-     ["same value (3.5) in every row", "check --target-column"]),
-    ("unparseable.csv", "formula,target\n" + "".join(f"Qq{i}Zz,{i}\n" for i in range(12)), [],
-     ["no formula in column 'formula' can be parsed", "such as Fe2O3"]),
-    ("few.csv", "formula,target\nNaCl,1\nMgO,2\nSiO2,3\nKBr,4\n", ["--cv", "3"],
-     ["has 4 rows", "--cv 3 needs at least 6", "use fewer folds"]),
-    ("onepart.csv", "formula,target,part\n" + "".join(f"{f},{i},train\n" for i, f in enumerate(["NaCl", "MgO"] * 6)),
-     ["--split-column", "part"], ["holds only train rows", "needs train and test rows"]),
-    ("groups.csv", "formula,target\n" + "".join(f"{f},{i}\n" for i, f in enumerate(["NaCl", "Na2Cl2", "MgO", "Mg2O2",
-                                                                                     "SiO2", "Si2O4"] * 2)),
-     ["--cv", "4", "--group-by", "chemsys"], ["has 3 chemical systems", "leave a fold empty", "--cv 3 or fewer"]),
-    ("repeated.csv", "formula,target,target\nNaCl,1,2\nMgO,2,3\n", [], ["column name 'target' more than once",
-                                                                         "distinct name"]),
+    (
+        "constant.csv",
+        "formula,target\n" + "".join(f"{f},3.5\n" for f in ["NaCl", "MgO", "SiO2"] * 5),
+        [],
+        ["same value (3.5) in every row", "check --target-column"],
+    ),
+    (
+        "unparseable.csv",
+        "formula,target\n" + "".join(f"Qq{i}Zz,{i}\n" for i in range(12)),
+        [],
+        ["no formula in column 'formula' can be parsed", "such as Fe2O3"],
+    ),
+    (
+        "few.csv",
+        "formula,target\nNaCl,1\nMgO,2\nSiO2,3\nKBr,4\n",
+        ["--cv", "3"],
+        ["has 4 rows", "--cv 3 needs at least 6", "use fewer folds"],
+    ),
+    (
+        "onepart.csv",
+        "formula,target,part\n" + "".join(f"{f},{i},train\n" for i, f in enumerate(["NaCl", "MgO"] * 6)),
+        ["--split-column", "part"],
+        ["holds only train rows", "needs train and test rows"],
+    ),
+    (
+        "groups.csv",
+        "formula,target\n"
+        + "".join(f"{f},{i}\n" for i, f in enumerate(["NaCl", "Na2Cl2", "MgO", "Mg2O2", "SiO2", "Si2O4"] * 2)),
+        ["--cv", "4", "--group-by", "chemsys"],
+        ["has 3 chemical systems", "leave a fold empty", "--cv 3 or fewer"],
+    ),
+    (
+        "repeated.csv",
+        "formula,target,target\nNaCl,1,2\nMgO,2,3\n",
+        [],
+        ["column name 'target' more than once", "distinct name"],
+    ),
     ("repeated.parquet", _repeated_parquet, [], ["column name 'target' more than once"]),
     ("nested.parquet", _nested_parquet, [], ["column 'tags' holds nested values", "flatten it"]),
     ("any.csv", "formula,target\nNaCl,1\n", ["--group-by", "chemsys"], ["--group-by chemsys needs --cv K"]),
@@ -210,7 +236,9 @@ def test_bad_user_data_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, 
     cache = tmp_path / "cache"
     out = tmp_path / "splits.json"
     capsys.readouterr()
-    code = main_guard(tasks_main, ["splits", "--data-file", str(path), *flags, "--out", str(out), "--cache-dir", str(cache)])
+    code = main_guard(
+        tasks_main, ["splits", "--data-file", str(path), *flags, "--out", str(out), "--cache-dir", str(cache)]
+    )
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
@@ -246,7 +274,8 @@ def cv_run(tmp_path_factory):
     pd.DataFrame({"formula": steels.formulas, "yield": steels.targets}).to_csv(data, index=False)
     out = folder / "out"
     argv = ["--data-file", str(data), "--target-column", "yield", "--cv", "5", "--unit", "MPa", "--preset", "smoke",
-            "--models", "dummy", "--trials", "1", "--folds", "0,1,2,3,4", "--out", str(out), "--no-progress"]  # fmt: skip
+            "--models", "dummy", "--trials", "1", "--folds", "0,1,2,3,4", "--out", str(out),
+            "--no-progress"]  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return out, result.stdout
@@ -264,7 +293,9 @@ def test_cv_run_gives_a_parent_run_per_fold_with_dataset_input_and_report(cv_run
     out, stdout = cv_run
     client, experiment = _experiment(out, "steels@cv5")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    parents = client.search_runs([experiment.experiment_id], filter_string=f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'")
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.{schema.TAG_KIND} = '{schema.KIND_FINAL}'"
+    )
     assert sorted(int(p.data.tags[schema.TAG_FOLD]) for p in parents) == [0, 1, 2, 3, 4]
     for parent in parents:
         assert parent.data.tags[schema.TAG_TRAIN_TEST_DUPLICATES] == "0"  # steels has no repeated composition
@@ -292,8 +323,9 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
     (hint,) = [line for line in stdout.splitlines() if line.startswith("runs table: mlflow ui")]
     url = hint.split("then open ")[1].replace(":5000/", f":{port}/")
     assert url.endswith(f"#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui",
+                               "--backend-store-uri", f"sqlite:///{out / 'mlflow.db'}", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         for _ in range(120):

@@ -4,6 +4,7 @@ Used by tests/test_speed.py and .ci/run to prove that ``benchmarks.speed`` and `
 numpy, pandas and torch. ``import`` raises ModuleNotFoundError and ``importlib.util.find_spec`` returns None,
 which is how an absent package looks (torch probes optional packages with find_spec).
 """
+
 import importlib.util
 import sys
 
