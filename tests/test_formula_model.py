@@ -24,17 +24,7 @@ def store(tmp_path_factory) -> str:
     from benchmarks.run import main
 
     out = tmp_path_factory.mktemp("formula-model")
-    args = [
-        "--task",
-        "matbench_steels",
-        "--preset",
-        "smoke",
-        "--models",
-        "irnet,xgboost",
-        "--folds",
-        "0",
-        "--no-progress",
-    ]
+    args = "--task matbench_steels --preset smoke --models irnet,xgboost --folds 0 --no-progress".split()
     assert main([*args, "--out", str(out)]) == 0
     return f"sqlite:///{out / 'mlflow.db'}"
 
