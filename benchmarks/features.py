@@ -23,7 +23,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -645,6 +645,21 @@ class FormulaError(DataError, ValueError):
 
 
 INVALID_ACTIONS = ("raise", "nan")
+
+
+def parse_structures(values: Iterable[Any]) -> list[Any]:
+    """pymatgen Structures from CIF texts (a Structure passes as it is); ValueError naming the first that fails.
+    The one reader of structures given by a user: a data file's column, a logged model's input."""
+    from pymatgen.core.structure import Structure
+
+    out = []
+    for row, value in enumerate(values):
+        try:
+            out.append(value if isinstance(value, Structure) else Structure.from_str(str(value), fmt="cif"))
+        except Exception as exc:  # pymatgen raises many kinds on a bad CIF
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"row {row}: not a CIF structure pymatgen reads ({why})") from None
+    return out
 
 
 def featurize_rows(formulas: Sequence[str] | np.ndarray, featurizer: str = "magpie", *,

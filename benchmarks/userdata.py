@@ -16,6 +16,7 @@ import pandas as pd
 
 from benchmarks.compositions import CompositionKeys, composition_keys, duplicate_rows
 from benchmarks.errors import DataError, UsageError
+from benchmarks.features import parse_structures
 from benchmarks.loader import TaskData, content_sha256
 from benchmarks.registry import TaskSpec
 from benchmarks.splits import Fold, grouped_folds, kfold_folds
@@ -285,9 +286,7 @@ def _column_fold(labels_raw: pd.Series, column: str, path: Path) -> Fold:
 
 
 def _structures(frame: pd.DataFrame, column: str, path: Path) -> list[Structure]:
-    from pymatgen.core.structure import Structure
-
     try:
-        return [s if isinstance(s, Structure) else Structure.from_str(str(s), fmt="cif") for s in frame[column]]
-    except Exception as exc:
+        return parse_structures(frame[column])
+    except ValueError as exc:
         raise DataError(f"{path.name}: column {column!r} does not hold CIF structures ({exc})") from None

@@ -28,7 +28,7 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from benchmarks.contract import Model
-from benchmarks.features import FormulaError, featurize_rows, featurizer_version
+from benchmarks.features import FormulaError, featurize_rows, featurizer_version, parse_structures
 
 ARTIFACT_PATH = "model"  # runs:/<run id>/model
 FORMULA_COLUMN = "formula"
@@ -75,7 +75,10 @@ class FormulaModel(PythonModel):
             if STRUCTURE_COLUMN not in frame.columns:
                 raise FormulaError(f"featurizer {self.featurizer} needs crystal structures: add a "
                                    f"{STRUCTURE_COLUMN!r} column of CIF texts")  # fmt: skip
-            structures = _structures(frame[STRUCTURE_COLUMN])
+            try:
+                structures = parse_structures(frame[STRUCTURE_COLUMN])
+            except ValueError as exc:
+                raise FormulaError(f"column {STRUCTURE_COLUMN!r}: {exc}") from None
         on_invalid = str((params or {}).get("on_invalid", "raise"))
         X = featurize_rows(frame[FORMULA_COLUMN].to_numpy(dtype=object), self.featurizer, structures=structures,
                            on_invalid=on_invalid, row_labels=list(frame.index))  # fmt: skip
@@ -84,12 +87,6 @@ class FormulaModel(PythonModel):
         if rows.any():
             out[rows] = self.model.predict(X[rows])
         return out
-
-
-def _structures(column: Any) -> list[Any]:
-    from pymatgen.core.structure import Structure
-
-    return [s if isinstance(s, Structure) else Structure.from_str(str(s), fmt="cif") for s in column]
 
 
 def log_formula_model(client: Any, run_id: str, model: Model, *, featurizer: str, code_version: str,

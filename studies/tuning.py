@@ -6,8 +6,8 @@ so a second process with the same command and storage joins the study and togeth
 far (the expected length of the next one), would pass it; so a study whose first trial took most of the
 seconds stops there instead of overrunning by a whole further fit. The queued trial 0 may run to the per-fit
 cap (``fit_seconds``); any other trial only to the tuning seconds left, and one cut there ends as PRUNED (tag
-``cut_by_budget``). A budget that keeps trial 0 apart (``trial0_apart``) charges only the later trials to the
-tuning seconds: it was not evaluated to its own stopping rule, so it is never the selected trial.
+``cut_by_budget``): it was not evaluated to its own stopping rule, so it is never the selected trial. A budget
+that keeps trial 0 apart (``trial0_apart``) charges only the later trials to the tuning seconds.
 Trials that count: COMPLETE, PRUNED, and FAIL by a crash of the model (diverging loss, out of memory, ...).
 Trials that do not count: those interrupted (Ctrl-C, kill), which are re-queued with the same parameters when
 the study resumes, and "surplus" trials, which stop at once without fitting anything: one started by a racing

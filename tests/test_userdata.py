@@ -347,3 +347,16 @@ def test_mlflow_ui_opens_on_the_runs_table_with_the_dataset(cv_run, tmp_path):
     assert "Run Name" in text and "Dataset" in text and "dummy-fold0-seed0" in text, text[:2000]
     assert "steels@cv5 (" in text  # the Dataset column shows name (digest)
     assert "Traces 0" not in text  # not the GenAI overview
+
+
+def test_structures_are_read_from_cif_and_a_bad_one_names_its_row():
+    from pymatgen.core.lattice import Lattice
+    from pymatgen.core.structure import Structure
+
+    from benchmarks.features import parse_structures
+
+    nacl = Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    read = parse_structures([nacl.to(fmt="cif"), nacl])
+    assert [s.composition.reduced_formula for s in read] == ["NaCl", "NaCl"] and read[1] is nacl
+    with pytest.raises(ValueError, match=r"row 1: not a CIF structure"):
+        parse_structures([nacl, "not a crystal"])
