@@ -201,7 +201,7 @@ MODELS = (
         ),
         color="#2ca02c",
         packages={"sklearn": ("scikit-learn",)},
-        thread_param="n_jobs",
+        roles={"step_cap": "n_estimators", "split_criterion": "criterion", "threads": "n_jobs"},
         step_name="trees",
         fit_cost=FitCost(seconds_per_1k_rows=1.5, min_seconds=5.0),  # 100 squared-error trees, 10k x 145 rows: ~15 s
     ),

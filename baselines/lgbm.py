@@ -218,7 +218,7 @@ MODELS = (
         ),
         color="#8c564b",
         packages={"lightgbm": ("lightgbm",)},
-        thread_param="num_threads",
+        roles={"step_cap": "n_estimators", "patience": "early_stopping_rounds", "threads": "num_threads"},
         step_name="boosting round",
         fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),  # as XGBoost (50 trials: 56 s on 10k rows)
     ),

@@ -219,7 +219,7 @@ MODELS = (
         ),
         color="#ff7f0e",
         packages={"xgboost": ("xgboost", "xgboost-cpu")},
-        thread_param="n_jobs",
+        roles={"step_cap": "n_estimators", "patience": "early_stopping_rounds", "threads": "n_jobs"},
         step_name="boosting round",
         # hist trees with early stopping: 50 trials took 75 s on 10k rows (measured, issue #10)
         fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),

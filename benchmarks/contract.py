@@ -6,7 +6,7 @@ curve. Models never see test data: the study hands them :class:`benchmarks.split
 
 A new model is one new module in ``irnet/`` or ``baselines/``: a subclass of :class:`Model` and, beside it, a
 module-level ``MODELS`` tuple of :class:`ModelInfo` records (name, class, family, budget group, search space,
-thread parameter, recorded packages, plot colour). :mod:`studies.registry` discovers them; nothing else in
+the roles its parameters play, recorded packages, plot colour). :mod:`studies.registry` discovers them; nothing else in
 the code base names the model (docs/ARCHITECTURE.md, "How to add a model").
 
 A fit that fails because of its configuration (a diverging loss, a library refusing a parameter combination)
@@ -201,20 +201,39 @@ class FitCost:
         return seconds / self.bf16_speedup if bf16 else seconds
 
 
+# The roles a preset or the suite sets on a model, whatever the model calls the parameter: a model's
+# ``ModelInfo.roles`` maps each role it has onto one of its own parameters. Presets set roles for a whole
+# group (``studies.presets``), so a new model keeps its library's names and a preset never guesses them.
+ROLES: dict[str, str] = {
+    "step_cap": "the most steps one fit may take (epochs, boosting rounds, trees)",
+    "patience": "steps without a better validation score before a fit stops early",
+    "batch_size": "training rows per gradient step",
+    "lr_decay": "the factor on the learning rate after a plateau",
+    "mixed_precision": "bf16 autocast where the device runs it natively",
+    "threads": "CPU threads of one fit (the run's --threads)",
+    "depth": "the depth a figure groups the model's runs by",
+    "loss": "the training loss",
+    "standardize_inputs": "inputs standardised on the training rows",
+    "clip_inputs": "inputs clipped to the training range",
+    "standardize_target": "target standardised on the training rows",
+    "split_criterion": "what a tree's split minimises",
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Everything the suite needs to know about one model, declared once beside its class.
 
     ``family``: what the reports compare ("network"; "tree", whose best member is IRNet's crossover partner;
-    "reference", a scale reference). ``group``: the key of a preset's budget rule and space overrides
-    ("networks", "boosters", "forest", "reference"): models of one group share them. ``search``: the space
-    and pruner settings. ``thread_param``: the parameter the model reads its CPU thread count from (fixed to
-    ``--threads``); None when threads are set process-wide (torch). ``packages``: ``pkg.<tag>`` -> the
-    distributions whose installed version is recorded on every run. ``color``: the model's colour in every
-    figure. ``step_name``: what a step of its convergence curve counts. ``fit_cost``: what a fit is expected
-    to cost (budgets by rows). ``converging_regime``: for a CPU preset whose trial 0 must converge within the
-    budget (``Preset.trial0 = "converging"``), the parameters of such a configuration for a number of
-    training rows; None: trial 0 is the model's defaults.
+    "reference", a scale reference). ``group``: the key of a preset's budget rule and settings ("networks",
+    "boosters", "forest", "reference"): models of one group share them. ``search``: the space and pruner
+    settings. ``roles``: role (:data:`ROLES`) -> the model's own parameter that plays it; a preset that sets a
+    role the model lacks refuses the run before any work. ``packages``: ``pkg.<tag>`` -> the distributions
+    whose installed version is recorded on every run. ``color``: the model's colour in every figure.
+    ``step_name``: what a step of its convergence curve counts. ``fit_cost``: what a fit is expected to cost
+    (budgets by rows). ``converging_regime``: for a CPU preset whose trial 0 must converge within the budget
+    (``Preset.trial0 = "converging"``), the parameters of such a configuration for a number of training rows;
+    None: trial 0 is the model's defaults.
     """
 
     name: str
@@ -224,10 +243,14 @@ class ModelInfo:
     search: ModelSearch
     color: str
     packages: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    thread_param: str | None = None
+    roles: Mapping[str, str] = field(default_factory=dict)
     step_name: str = "step"
     fit_cost: FitCost = FitCost()
     converging_regime: Callable[[int], dict[str, Any]] | None = None
+
+    def param(self, role: str) -> str | None:
+        """The model's parameter that plays ``role``, or None when it has none."""
+        return self.roles.get(role)
 
     def check(self) -> None:
         """Raise ValueError naming what is wrong with this declaration (the registry calls it)."""
@@ -240,5 +263,8 @@ class ModelInfo:
             raise ValueError(f"model {self.name!r}: family {self.family!r} is not one of {FAMILIES}")
         defaults = self.model_class.default_params()
         check_space(self.search.space, defaults, model=self.name)
-        if self.thread_param is not None and self.thread_param not in defaults:
-            raise ValueError(f"model {self.name!r}: thread parameter {self.thread_param!r} is not a parameter")
+        for role, param in self.roles.items():
+            if role not in ROLES:
+                raise ValueError(f"model {self.name!r}: unknown role {role!r}; roles: {', '.join(ROLES)}")
+            if param not in defaults:
+                raise ValueError(f"model {self.name!r}: role {role!r} names {param!r}, which is not a parameter")

@@ -60,11 +60,12 @@ def full_data_fits(data: dict[str, Any], *, device: str, deadline: float, rows: 
     import numpy as np
 
     from benchmarks.searchspace import fixed_values
-    from irnet.models import IRNetModel, PlainNetModel, SRNetModel, converging_network_regime
+    from irnet.models import MODELS, IRNetModel, PlainNetModel, SRNetModel, converging_network_regime
     from studies.presets import PRESETS
 
     X, y = data["X_train"][:rows], data["y_train"][:rows]
-    params = {**converging_network_regime(len(X)), **fixed_values(PRESETS["quick"].overrides["networks"]),
+    irnet = next(info for info in MODELS if info.model_class is IRNetModel)  # the declaration, without the registry
+    params = {**converging_network_regime(len(X)), **fixed_values(PRESETS["quick"].settings_for(irnet)),
               "depth": FULL_DATA_DEPTH, **({"max_epochs": max_epochs} if max_epochs else {})}  # fmt: skip
     say(f"full data: {len(X):,} training, {len(data['X_val']):,} validation, {len(data['X_test']):,} test rows; "
         f"quick trial 0 {params}")  # fmt: skip

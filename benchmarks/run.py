@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Arguments alone (cheap, before touching any store or data).
     models = tuple(parse_model_list(args.models))
     preset = get_preset(args.preset)
+    for model in models:  # a role or a budget rule the preset lacks for a model: refused before any work
+        preset.check_model(model)
     folds_arg = _int_list(args.folds, "--folds")
     seeds = _int_list(args.seeds, "--seeds") or preset.seeds
     if args.max_train_rows is not None and args.max_train_rows < 0:
@@ -233,14 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     check_train_sizes(train_sizes, task)
 
     # 3. The stores: reachable before any work.
-    from studies.stores import check_tracking_uri, default_storage_url, default_tracking_uri, make_storage
+    from studies.coordination import open_storage
+    from studies.stores import check_tracking_uri, default_storage_url, default_tracking_uri
 
     make_out_dir(out_dir)
     storage_url = args.storage or default_storage_url(out_dir)
     tracking_uri = args.tracking_uri or default_tracking_uri(out_dir)
     with _exclusive(out_dir / ".stores.lock"):  # two processes starting together must not both create the DBs
         check_tracking_uri(tracking_uri)
-        make_storage(storage_url)
+        open_storage(storage_url)
 
     # 4. The existing runs' settings, and the data's composition overlap between training and test.
     from studies import schema

@@ -199,11 +199,12 @@ def accuracy_check(seeds: tuple[int, ...] = ACCURACY_SEEDS, device: str = "cpu")
     test MAE. Unlike the rest of this script it needs the full install (the `quick` preset's settings)."""
     from benchmarks.loader import load_task, task_fold
     from benchmarks.searchspace import fixed_values
-    from irnet.models import IRNetModel, converging_network_regime
+    from irnet.models import MODELS, IRNetModel, converging_network_regime
     from studies.presets import get_preset
 
     training, test = task_fold(load_task(SPEED_TASK), 0, max_train_rows=ACCURACY_ROWS, progress=False)
-    quick = fixed_values(get_preset("quick").overrides["networks"])
+    irnet = next(info for info in MODELS if info.model_class is IRNetModel)
+    quick = fixed_values(get_preset("quick").settings_for(irnet))
     regime = {**quick, **converging_network_regime(len(training.y_train)), "depth": 17}
     rows = []
     for seed in seeds:

@@ -205,10 +205,16 @@ NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP 
                            min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.2)  # fmt: skip
 
 
+# Every training setting a preset may set is a parameter of the networks (torch threads are process-wide).
+NETWORK_ROLES = {"step_cap": "max_epochs", "patience": "patience", "batch_size": "batch_size", "lr_decay": "lr_decay",
+                 "mixed_precision": "amp", "depth": "depth", "loss": "loss", "standardize_inputs": "standardize_inputs",
+                 "clip_inputs": "clip_inputs", "standardize_target": "standardize_target"}  # fmt: skip
+
+
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:
     return ModelInfo(name=cls.name, model_class=cls, family="network", group="networks", search=NETWORK_SEARCH,
-                     color=color, packages={"torch": ("torch",)}, step_name="epoch", fit_cost=NETWORK_FIT_COST,
-                     converging_regime=converging_network_regime)  # fmt: skip
+                     color=color, packages={"torch": ("torch",)}, roles=NETWORK_ROLES, step_name="epoch",
+                     fit_cost=NETWORK_FIT_COST, converging_regime=converging_network_regime)  # fmt: skip
 
 
 MODELS = (

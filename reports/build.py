@@ -29,7 +29,7 @@ from benchmarks.atomic import atomic_write_bytes
 from benchmarks.cli import ArgumentParser
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
-from reports import document, render, scaling, stats, tables
+from reports import declared, document, render, scaling, stats, tables
 from reports.collect import Collected, collect
 from reports.matbench_export import MatbenchExport, build_exports
 
@@ -59,6 +59,7 @@ def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str |
 
 def report_of(collected: Collected) -> Report:
     """Every output of the report on ``collected`` (read from a store or an export), in memory."""
+    declared.remember(collected.finals)  # figures draw each model as its runs declared it
     # Leaderboards, ranks, fold-level tests and Matbench files: each task at its largest training size.
     headline = stats.at_largest_size(collected.finals)
     summary = stats.summarize(headline)

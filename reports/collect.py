@@ -4,7 +4,7 @@ Everything the report shows comes from here: one row per finished parent run (``
 (``curves``), the Optuna trials (``trials``) and the test predictions (``predictions``). The names of tags,
 metrics and artifacts are those of :mod:`studies.schema`; nothing else is assumed about the writer.
 
-A parent run is read when it is done (:func:`studies.coordination.is_done`, the same definition
+A parent run is read when it is done (:func:`studies.schema.is_done`, the same definition
 ``benchmarks.run`` uses to skip finished work); :func:`read_finals` reads those runs only (the console
 leaderboard), :func:`collect` also their curves, trials and predictions (the report).
 
@@ -28,7 +28,7 @@ import pandas as pd
 from benchmarks.errors import UsageError
 from benchmarks.metrics import mae
 from studies import schema
-from studies.coordination import is_done
+from studies.schema import is_done
 from studies.stores import check_store_exists
 from studies.tracking import MLFLOW_PARENT_TAG
 
@@ -146,8 +146,10 @@ def _as_int(value: str | None, what: str, run_id: str) -> int:
         raise ReportInputError(f"run {run_id}: tag {what}={value!r} is not an integer") from None
 
 
-def _depth(params: dict[str, str]) -> int | None:
-    value = params.get("depth")
+def _depth(tags: dict[str, str], params: dict[str, str]) -> int | None:
+    """The depth a figure groups the run by: its recorded ``model_depth``, else (runs written before it existed)
+    the parameter ``depth``."""
+    value = tags.get(schema.TAG_MODEL_DEPTH, params.get("depth"))
     try:
         return int(float(value)) if value is not None else None
     except ValueError:
@@ -185,7 +187,10 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "max_train_rows": tags.get(schema.TAG_MAX_TRAIN_ROWS, ""),
         "val_seed": tags.get(schema.TAG_VAL_SEED, ""),
         "unit": params.get(schema.PARAM_TASK_UNIT, ""),
-        "depth": _depth(params),
+        "depth": _depth(tags, params),
+        # The model's declaration as the run recorded it; "" on runs written before (reports.declared).
+        "family": tags.get(schema.TAG_MODEL_FAMILY, ""),
+        "color": tags.get(schema.TAG_MODEL_COLOR, ""),
         "budget": " / ".join(params.get(p, "?") for p in BUDGET_PARAMS)
         if any(p in params for p in BUDGET_PARAMS)
         else "",

@@ -251,7 +251,7 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
             f"Runs at {len(sizes)} training sizes ({', '.join(f'{n:,}' for n in sizes)} rows), each scored on the "
             "same test set. The leaderboard above is the largest size. Power law per model: MAE = a·N^-b, least "
             "squares of log(mean MAE) on log(N) over its sizes. The best tree ensemble is the model of the tree "
-            "family (per the model registry) with the lowest measured mean MAE at the largest size."
+            "family (as its runs recorded it) with the lowest measured mean MAE at the largest size."
         ),
     ]
     if study.crossover is not None:
@@ -436,8 +436,9 @@ def task_blocks(
             Figure(
                 f"plots/{task}_convergence_depth{depth}.png",
                 png,
-                f"{task}: validation (solid) and training (dashed) MAE of the refits against epoch, IRNet, SRNet and "
-                f"plain at depth {depth}; mean over runs at each epoch reached by at least half of them.",
+                f"{task}: validation (solid) and training (dashed) MAE of the refits against epoch, "
+                f"{', '.join(plots.network_models(curves['model']))} at depth {depth}; mean over runs at each epoch "
+                "reached by at least half of them.",
             )
         )
     models = list(summary.loc[summary["task"] == task].sort_values("rank")["model"])

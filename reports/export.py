@@ -282,7 +282,7 @@ def _key(record: RunRecord) -> schema.RunKey:
 def _plan_import(client: Any, records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[str]]:
     """The records still to import, and ids of half-imported runs to delete first; refuses a key the store
     already holds a finished run of (the report would count it twice)."""
-    from studies.coordination import is_done
+    from studies.schema import is_done
     from studies.tracking import find_parent_runs
 
     todo, stale = [], []

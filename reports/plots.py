@@ -18,27 +18,21 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
-from benchmarks.errors import UsageError
 from benchmarks.metrics import mae
+from reports.declared import color, family
 from reports.scaling import PowerLaw
 from studies import schema
-from studies.registry import BENCHMARK_MODELS, model_info
+from studies.registry import BENCHMARK_MODELS
 
 DPI = 110
-UNKNOWN_COLOR = "#17becf"  # a model no longer registered (a store written by another version)
 
 
-def convergence_models() -> tuple[str, ...]:
-    """The paper's central comparison: the networks of the default model list (IRNet, SRNet, plain)."""
-    return tuple(m for m in BENCHMARK_MODELS if model_info(m).family == "network")
-
-
-def color(model: str) -> str:
-    """The model's declared colour, the same in every figure so a reader can follow it from plot to plot."""
-    try:
-        return model_info(model).color
-    except UsageError:
-        return UNKNOWN_COLOR
+def network_models(models: pd.Series) -> tuple[str, ...]:
+    """The networks among ``models`` (the paper's central comparison) in the default comparison's order (IRNet,
+    SRNet, plain), then any other by name."""
+    order = {name: i for i, name in enumerate(BENCHMARK_MODELS)}
+    found = {str(m) for m in models if family(str(m)) == "network"}
+    return tuple(sorted(found, key=lambda m: (order.get(m, len(order)), m)))
 
 
 def _png(fig: Figure) -> bytes:
@@ -69,8 +63,9 @@ def _mean_curve(runs: pd.DataFrame, column: str) -> pd.Series:
 
 
 def convergence(curves: pd.DataFrame, task: str) -> dict[int, bytes]:
-    """Per depth: validation (solid) and training (dashed) MAE against epoch of IRNet, SRNet and plain."""
-    networks = convergence_models()
+    """Per depth: validation (solid) and training (dashed) MAE against epoch of the networks (IRNet, SRNet, plain
+    in the default comparison)."""
+    networks = network_models(curves.loc[curves["task"] == task, "model"])
     rows = curves[(curves["task"] == task) & curves["model"].isin(networks) & curves["depth"].notna()]
     figures: dict[int, bytes] = {}
     for depth, at_depth in rows.groupby("depth"):

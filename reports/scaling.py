@@ -6,8 +6,8 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
 - A model's score at a size is the mean test MAE over its (fold, seed) runs at that size; the spread shown is
   their min-max and population std.
 - Power law per model: MAE = a * N^-b, fitted by least squares of log(mean MAE) on log(N) over the sizes.
-- The best tree ensemble is chosen by the measured points: among the models whose class is of the ``tree``
-  family (``Model.family`` in the model registry), the one with the lowest mean MAE at the largest size.
+- The best tree ensemble is chosen by the measured points: among the models of the ``tree`` family (as their
+  runs recorded it, :mod:`reports.declared`), the one with the lowest mean MAE at the largest size.
 - The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree).
   Its interval comes from a seeded bootstrap that refits both power laws and recomputes N* per resample (the
   percentile interval over resamples with a crossing). Where every (model, size) has test predictions on one
@@ -25,25 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmarks.errors import UsageError
+from reports.declared import family
 from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
 from reports.tables import refit_seconds_run
 from studies import schema
-from studies.registry import model_info
 
 TREE_FAMILY = "tree"
 N_BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
-
-
-def model_family(model: str) -> str:
-    """The ``family`` the model registry declares for ``model`` ("network", "tree", "reference"); "" for a
-    model no longer registered (a store written by another version)."""
-    try:
-        return model_info(model).family
-    except UsageError:
-        return ""
 
 
 def size_points(finals: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -206,7 +196,7 @@ def _n(value: float | None) -> str:
 
 def best_tree_model(points: pd.DataFrame, fits: dict[str, PowerLaw]) -> str | None:
     """The tree-family model (with a fit) whose measured mean MAE is lowest at its task's largest size."""
-    trees = [m for m in fits if model_family(m) == TREE_FAMILY]
+    trees = [m for m in fits if family(m) == TREE_FAMILY]
     if not trees:
         return None
     at = points[points["model"].isin(trees)]

@@ -9,8 +9,8 @@
   the first trial of its chain (``checkpoint_of``), whose checkpoint its fit resumes; the retry is claimed by
   one worker like any queued trial, so no checkpoint is resumed twice.
 - Parent runs: one per :class:`studies.schema.RunKey`, created or resumed under a lock, never duplicated;
-  :func:`is_done` is the one definition of a finished (model, fold, seed, size), used by ``benchmarks.run``
-  and by the report.
+  :func:`studies.schema.is_done` is the one definition of a finished (model, fold, seed, size), used here, by
+  ``benchmarks.run`` and by the report.
 - Refits: exactly one worker refits and scores the test part of a parent run (a claim under a lock, kept
   alive by a heartbeat tag); a run that waits for refits other workers took takes over those whose worker died.
 """
@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.errors import BenchError, UsageError
 from studies import schema
-from studies.stores import sqlite_path
+from studies.stores import make_storage, sqlite_path
 from studies.tracking import create_parent_run, find_parent_runs, set_tags
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,14 @@ def running_elsewhere(trial: FrozenTrial, others_alive: bool) -> bool:
     return is_alive(owner)
 
 
+def open_storage(url: str) -> Any:
+    """The Optuna storage at ``url`` as workers share it: each running trial beats every
+    :func:`heartbeat_seconds`; after :data:`HEARTBEAT_GRACE` missed beats (its worker died, on any machine) the
+    trial is failed and queued again with the same parameters (:func:`requeue_interrupted`)."""
+    return make_storage(url, heartbeat_interval_s=heartbeat_seconds(), grace_beats=HEARTBEAT_GRACE,
+                        on_stale=requeue_interrupted)  # fmt: skip
+
+
 def requeue_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue an interrupted trial again with the parameters it had drawn, once.
 
@@ -274,17 +282,8 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
 # ------------------------------------------------------------------------------------------- parent runs ---
 
 
-def is_done(run: Any) -> bool:
-    """The one definition of a finished parent run: its ``benchmark_status`` tag is ``done``.
-
-    :func:`studies.tracking.log_final` writes that tag last, in the same batch as the test metrics and after
-    the run is marked FINISHED, so a done run has everything; a run killed before that batch is not done and
-    a rerun redoes its refit."""
-    return run.data.tags.get(schema.TAG_STATUS) == schema.STATUS_DONE
-
-
 def _done_runs(client: Any, experiment_id: str, key: schema.RunKey) -> list[Any]:
-    return [r for r in find_parent_runs(client, experiment_id, key) if is_done(r)]
+    return [r for r in find_parent_runs(client, experiment_id, key) if schema.is_done(r)]
 
 
 def is_key_done(client: Any, experiment_id: str, key: schema.RunKey) -> bool:
@@ -322,7 +321,7 @@ def claim_parent_run(
     runs = find_parent_runs(client, experiment_id, key)
     for run in runs:
         check_parent_config(run, config_tags, key)
-    done = [r for r in runs if is_done(r)]
+    done = [r for r in runs if schema.is_done(r)]
     if done:
         return done[0].info.run_id, "done"
     if not runs:
@@ -398,7 +397,7 @@ def claim_final_step(client: Any, run_id: str) -> bool:
     interleave with another worker's claim, so exactly one worker scores the test part.
     """
     run = client.get_run(run_id)
-    if is_done(run):
+    if schema.is_done(run):
         return False
     tags = run.data.tags
     me = current_worker()
@@ -411,7 +410,7 @@ def claim_final_step(client: Any, run_id: str) -> bool:
 def final_step_state(client: Any, run_id: str) -> str:
     """ "done", "running" (a live worker has the refit) or "orphaned" (nobody is doing it)."""
     run = client.get_run(run_id)
-    if is_done(run):
+    if schema.is_done(run):
         return "done"
     return "running" if _final_owner_alive(run.data.tags) else "orphaned"
 

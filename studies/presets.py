@@ -1,6 +1,6 @@
 """Presets, declared as data: how much tuning a run does and on how much data.
 
-A preset fixes the training-row cap, step caps and patience overrides, the default folds and seeds, and the
+A preset fixes the training-row cap, step caps and patience settings, the default folds and seeds, and the
 study budget (trials, tuning seconds, per-fit time limit). The budget is either one fixed
 :class:`TrialBudget` for every model (``smoke``) or derived by :func:`derive_budget` from the number of
 training rows and the model's group (``ModelInfo.group``: networks, boosters, forest, reference) through the
@@ -10,8 +10,10 @@ multiple of the expected fit, so that every model can reach its own stopping rul
 the cap is only a safety net. Command-line flags (``--trials``, ``--timeout``, ``--fit-timeout``,
 ``--max-train-rows``, ``--folds``, ``--seeds``) override a preset's values for every model.
 
-Overrides are search-space specs (see :mod:`benchmarks.searchspace`) keyed by a model group or a model name;
-a model's own key wins over its group's.
+What a preset sets or narrows for a model group (step caps, patience, batch sizes, ...) is keyed by role
+(:data:`benchmarks.contract.ROLES`), never by a model's parameter names: each model's ``ModelInfo.roles`` says
+which of its parameters plays the role. A model that lacks a role its group's settings name, or a group a
+rule-based preset has no rule for, is refused with one line before any work (UsageError, exit 2).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.contract import REFERENCE_THREADS, FitCost
+from benchmarks.contract import REFERENCE_THREADS, FitCost, ModelInfo
 from benchmarks.errors import UsageError
 from benchmarks.searchspace import Spec, choice, fixed, fixed_values
 from studies.registry import model_info
@@ -121,15 +123,17 @@ class SuccessiveHalving:
             step *= self.reduction_factor
         return rungs
 
-    def check(self, group: str, fixed_caps: Mapping[str, object]) -> None:
-        """Raise ValueError when the resources are not positive or ``max_steps`` is not the group's step cap."""
+    def check(self, group: str, settings: Mapping[str, Spec]) -> None:
+        """Raise ValueError when the resources are not positive or ``max_steps`` is not the step cap the preset
+        fixes for the group (its ``step_cap`` setting)."""
         if not (1 <= self.min_steps < self.max_steps and self.reduction_factor >= 2 and self.bootstrap_count >= 0):
             raise ValueError(f"{group}: successive halving needs 1 <= min_steps < max_steps and a reduction "
                              f"factor >= 2 and bootstrap_count >= 0, got {self.min_steps}, {self.max_steps}, "
                              f"{self.reduction_factor}, {self.bootstrap_count}")  # fmt: skip
-        if self.max_steps not in fixed_caps.values():
+        cap = fixed_values(settings).get("step_cap")
+        if cap != self.max_steps:
             raise ValueError(f"{group}: successive halving's max_steps {self.max_steps} is not the step cap the "
-                             f"preset fixes for the group ({dict(fixed_caps)})")  # fmt: skip
+                             f"preset fixes for the group ({cap})")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,12 +142,15 @@ class Preset:
 
     name: str
     description: str
-    budget: TrialBudget  # the budget of every model when ``rules`` is empty
+    # The budget of every model, or None for a preset that budgets by ``rules`` (model group -> rule) and
+    # refuses a group it has no rule for.
+    budget: TrialBudget | None
     max_train_rows: int | None  # training rows per fold (validation subsampled in proportion); test never
-    rules: Mapping[str, GroupBudget] = field(default_factory=dict)  # model group -> rule
+    rules: Mapping[str, GroupBudget] = field(default_factory=dict)
     # Command line, every model: TrialBudget field -> value.
     budget_overrides: Mapping[str, Any] = field(default_factory=dict)
-    overrides: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
+    # Model group -> role -> spec: what the preset fixes or narrows for every model of the group.
+    settings: Mapping[str, Mapping[str, Spec]] = field(default_factory=dict)
     folds: tuple[int, ...] | None = None  # None: every fold of the task
     seeds: tuple[int, ...] = (0,)
     tpe_startup_trials: int = 10  # random trials before TPE models the space
@@ -155,21 +162,53 @@ class Preset:
     # Model group -> multi-fidelity pruning; groups without an entry get the median pruner.
     pruning: Mapping[str, SuccessiveHalving] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if (self.budget is None) == (not self.rules):
+            raise ValueError(f"preset {self.name}: give either one budget for every model or rules by group")
+        for group, pruning in self.pruning.items():
+            pruning.check(group, self.settings.get(group, {}))
+
     def pruning_for(self, model: str) -> SuccessiveHalving | None:
         """The multi-fidelity pruning of ``model``'s group, or None (median pruning)."""
         return self.pruning.get(model_info(model).group) if self.pruning else None
 
-    def overrides_for(self, model: str) -> dict[str, Spec]:
-        """The space overrides that apply to ``model`` (group first, then the model's own)."""
-        return {**self.overrides.get(model_info(model).group, {}), **self.overrides.get(model, {})}
+    def settings_for(self, model: str | ModelInfo) -> dict[str, Spec]:
+        """What this preset fixes or narrows for ``model``, keyed by the model's own parameter names; UsageError
+        naming the roles the model lacks."""
+        info = model if isinstance(model, ModelInfo) else model_info(model)
+        settings = self.settings.get(info.group, {})
+        missing = [role for role in settings if info.param(role) is None]
+        if missing:
+            raise UsageError(f"preset {self.name} sets {', '.join(missing)} for the {info.group} group, but model "
+                             f"{info.name} declares no parameter for it; map the role(s) in roles= of its "
+                             f"ModelInfo ({info.model_class.__module__})")  # fmt: skip
+        return {info.roles[role]: spec for role, spec in settings.items()}
+
+    def rule_for(self, model: str) -> GroupBudget | None:
+        """The budget rule of ``model``'s group; None under a preset with one budget for every model; UsageError
+        when a rule-based preset has none for the group (no silent fallback budget)."""
+        if self.budget is not None:
+            return None
+        info = model_info(model)
+        if info.group not in self.rules:
+            raise UsageError(f"preset {self.name} has no budget rule for the {info.group} group of model {info.name} "
+                             f"(rules: {', '.join(self.rules)}); add a GroupBudget for {info.group!r} to the preset's "
+                             "rules in studies/presets.py, or set the model's group to one of those")  # fmt: skip
+        return self.rules[info.group]
+
+    def check_model(self, model: str) -> None:
+        """UsageError (one line) when this preset cannot run ``model``: a role or a budget rule is missing."""
+        self.settings_for(model)
+        self.rule_for(model)
 
     def trains_in_bf16(self, model: str, device: str = "cpu") -> bool:
-        """Whether ``model``'s fits run in bf16 under this preset on ``device``: the preset fixes ``amp`` on and
-        the device runs bf16 natively (:func:`irnet.training.native_cpu_bf16`)."""
-        amp = fixed_values(self.overrides_for(model)).get(
-            "amp", model_info(model).model_class.default_params().get("amp")
-        )
-        if not amp:
+        """Whether ``model``'s fits run in bf16 under this preset on ``device``: the preset fixes its
+        ``mixed_precision`` role on and the device runs bf16 natively (:func:`irnet.training.native_cpu_bf16`)."""
+        info = model_info(model)
+        param = info.param("mixed_precision")
+        if param is None:
+            return False
+        if not fixed_values(self.settings_for(info)).get(param, info.model_class.default_params().get(param)):
             return False
         from irnet.training import native_cpu_bf16
 
@@ -180,15 +219,13 @@ class Preset:
     ) -> TrialBudget:
         """The study budget of ``model`` on ``n_train`` training rows with ``threads`` CPU threads: the family
         rule (or the fixed budget), then the command-line overrides."""
-        info = model_info(model)
-        rule = self.rules.get(info.group)
-        budget = (
-            self.budget
-            if rule is None
-            else derive_budget(
-                rule, info.fit_cost, n_train, device, threads=threads, bf16=self.trains_in_bf16(model, device)
-            )
-        )
+        rule = self.rule_for(model)
+        if rule is None:
+            assert self.budget is not None  # a preset has one budget or rules (__post_init__)
+            budget = self.budget
+        else:
+            cost, bf16 = model_info(model).fit_cost, self.trains_in_bf16(model, device)
+            budget = derive_budget(rule, cost, n_train, device, threads=threads, bf16=bf16)
         pruning = self.pruning_for(model)
         if pruning is not None:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
@@ -207,17 +244,12 @@ PRESETS: dict[str, Preset] = {
             description="CI check: a few minutes on 2 cores; tiny budgets, numbers not meaningful",
             budget=TrialBudget(n_trials=3, tuning_seconds=60.0, fit_seconds=20.0),
             max_train_rows=2_000,
-            overrides={
-                # Depth 17 and batch 64 keep a network fit to seconds; trial 0 is the defaults under these caps.
-                "networks": {
-                    "depth": choice(17),
-                    "batch_size": fixed(64),
-                    "max_epochs": fixed(5),
-                    "patience": fixed(3),
-                },
-                "boosters": {"n_estimators": fixed(200), "early_stopping_rounds": fixed(20)},
+            settings={
+                # Batch 64 and 5 epochs keep a network fit to seconds; trial 0 is the defaults under these caps.
+                "networks": {"batch_size": fixed(64), "step_cap": fixed(5), "patience": fixed(3)},
+                "boosters": {"step_cap": fixed(200), "patience": fixed(20)},
                 # absolute_error trees are orders of magnitude slower in scikit-learn; kept for `paper`.
-                "forest": {"n_estimators": fixed(50), "criterion": choice("squared_error")},
+                "forest": {"step_cap": fixed(50), "split_criterion": choice("squared_error")},
             },
             tpe_startup_trials=3,
             pruner_startup_trials=2,
@@ -228,7 +260,7 @@ PRESETS: dict[str, Preset] = {
                 "laptop CPU: ~15 min for all six models on formation_energy; 10,000 training rows, full test "
                 "set; budgets from the rows and the model family (one converged network fit at 10k rows)"
             ),
-            budget=TrialBudget(n_trials=50, tuning_seconds=90.0, fit_seconds=25.0),  # unused: every family has a rule
+            budget=None,
             max_train_rows=10_000,
             rules={
                 # Trial 0 runs to its stopping rule (under the cap, 4 expected fits) and is not charged to the
@@ -245,7 +277,7 @@ PRESETS: dict[str, Preset] = {
                 "forest": GroupBudget(n_trials=50, tuning_fits=5.0, min_tuning_seconds=60.0, fit_margin=4.0),
                 "reference": GroupBudget(n_trials=2, tuning_fits=None, fit_margin=None),
             },
-            overrides={
+            settings={
                 # CPU-sane regimes only: large batches; the paper's batch 32 needs minutes per epoch at 10k+.
                 # The rate is cut to 0.3x after 4 epochs without improvement, early stopping after 8: at 10k
                 # formation_energy rows the quick trial 0 reaches test MAE 0.145 instead of 0.157 at constant
@@ -254,15 +286,15 @@ PRESETS: dict[str, Preset] = {
                 # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
                 "networks": {
                     "batch_size": choice(128, 256, 512, 1024, 2048),
-                    "max_epochs": fixed(300),
+                    "step_cap": fixed(300),
                     "patience": fixed(8),
                     "lr_decay": fixed(0.3),
-                    "amp": fixed(True),
+                    "mixed_precision": fixed(True),
                 },
                 # rtdl's cap of 2,000 rounds with patience 50: a 1,000-round cap stopped the tuned boosters at
                 # 10k and 30k formation_energy rows before early stopping did (docs/results.md, 2026-11-26).
-                "boosters": {"n_estimators": fixed(2000), "early_stopping_rounds": fixed(50)},
-                "forest": {"n_estimators": fixed(100), "criterion": choice("squared_error")},
+                "boosters": {"step_cap": fixed(2000), "patience": fixed(50)},
+                "forest": {"step_cap": fixed(100), "split_criterion": choice("squared_error")},
             },
             tpe_startup_trials=5,
             pruner_startup_trials=3,
@@ -282,7 +314,7 @@ PRESETS: dict[str, Preset] = {
             ),
             budget=TrialBudget(n_trials=30, tuning_seconds=12 * 3600.0, fit_seconds=None),
             max_train_rows=None,
-            overrides={
+            settings={
                 "networks": {
                     "patience": fixed(200),
                     "loss": fixed("mae"),

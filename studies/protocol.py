@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.contract import Model, fit_model
-from benchmarks.errors import BenchError
+from benchmarks.errors import BenchError, UsageError
 from benchmarks.searchspace import Spec, check_space, fixed, merge_space
 from benchmarks.splits import TestData, TrainingData
 from studies import schema
@@ -41,6 +41,7 @@ from studies.coordination import (
     close_if_done,
     is_key_done,
     mark_parent_interrupted,
+    open_storage,
     storage_lock,
     wait_for_refits,
 )
@@ -51,7 +52,7 @@ from studies.progress import ProgressLog
 from studies.refit_reuse import fit_identity, load_trial_fit
 from studies.registry import model_info
 from studies.schema import RunKey
-from studies.stores import first_line, make_client, make_storage
+from studies.stores import first_line, make_client
 from studies.tracking import (
     FinalRecord,
     MlflowTrialRecorder,
@@ -93,10 +94,14 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
 def resolved_space(model: str, preset: Preset, threads: int) -> dict[str, Spec]:
     """The model's declared space, narrowed and capped by the preset, with its thread parameter fixed."""
     info = model_info(model)
-    space = merge_space(info.search.space, preset.overrides_for(model))
-    if info.thread_param is not None:
-        space[info.thread_param] = fixed(threads)
-    check_space(space, info.model_class.default_params(), model=model)
+    space = merge_space(info.search.space, preset.settings_for(info))
+    thread_param = info.param("threads")
+    if thread_param is not None:
+        space[thread_param] = fixed(threads)
+    try:
+        check_space(space, info.model_class.default_params(), model=model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return space
 
 
@@ -112,6 +117,7 @@ def check_plan(plan: RunPlan) -> None:
             for run in find_parent_runs(client, experiment.experiment_id, key):
                 check_parent_config(run, plan.config(cap), key)
     for model in plan.models:
+        plan.preset.check_model(model)
         resolved_space(model, plan.preset, plan.threads)
 
 
@@ -139,7 +145,7 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
     """Run every (model, fold, seed, size) of ``plan`` that is not done yet; wait for refits other workers took."""
     client = make_client(plan.tracking_uri)
     experiment_id = ensure_experiment(client, plan.task_name, plan.out_dir, plan.tracking_uri)
-    storage = make_storage(plan.storage_url)
+    storage = open_storage(plan.storage_url)
     env_tags = {
         schema.TAG_CODE_VERSION: code_version(),
         schema.TAG_COMPOSITION_ONLY: str(bool(plan.task.spec.composition_only)).lower(),

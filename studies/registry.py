@@ -1,9 +1,16 @@
 """The models the suite knows: discovered from the ``MODELS`` declarations of the model packages.
 
 Every module of :data:`MODEL_PACKAGES` that defines a module-level ``MODELS`` tuple of
-:class:`benchmarks.contract.ModelInfo` contributes its models; a new model is one new file there. Discovery
-fails loudly (RuntimeError naming the module) on a module that cannot be imported, a malformed declaration or a
-name declared twice. Names are the values of the MLflow ``model`` tag and of ``--models``.
+:class:`benchmarks.contract.ModelInfo` contributes its models; a new model is one new file there. Models outside
+this repository come in through the Python entry-point group :data:`ENTRY_POINT_GROUP` (the packaging
+ecosystem's plugin convention): a distribution that declares, in its ``pyproject.toml``,
+
+    [project.entry-points."irnet_bench.models"]
+    ridge = "my_package.ridge"
+
+contributes the ``MODELS`` of ``my_package.ridge`` once it is installed. Discovery fails loudly (RuntimeError
+naming the module) on a module that cannot be imported, a malformed declaration or a name declared twice.
+Names are the values of the MLflow ``model`` tag and of ``--models``.
 
 :func:`use_registry` swaps the registry for the duration of a ``with`` block (tests add a model from a file
 of their own that way).
@@ -14,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import importlib.metadata
 import pkgutil
 from collections.abc import Iterable, Iterator
 from types import ModuleType
@@ -26,6 +34,7 @@ from benchmarks.errors import UsageError
 BENCHMARK_MODELS: tuple[str, ...] = ("irnet", "srnet", "plain", "rf", "xgboost", "lightgbm")
 FOCUS_MODEL = BENCHMARK_MODELS[0]  # the model every report comparison is made against
 MODEL_PACKAGES: tuple[str, ...] = ("irnet", "baselines")
+ENTRY_POINT_GROUP = "irnet_bench.models"  # installed plugins: entry point -> a module that declares MODELS
 
 
 class Registry:
@@ -49,11 +58,15 @@ class Registry:
         self._infos = dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
     @classmethod
-    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = ()) -> Registry:
-        """The models declared by every module of ``packages``, plus those of the named ``modules``."""
+    def discover(cls, packages: Iterable[str] = MODEL_PACKAGES, modules: Iterable[str] = (),
+                 plugins: bool = True) -> Registry:  # fmt: skip
+        """The models declared by every module of ``packages``, by the named ``modules`` and, with ``plugins``,
+        by the modules installed distributions name in the entry-point group :data:`ENTRY_POINT_GROUP`."""
         names = [m.name for package in packages for m in pkgutil.iter_modules(_import(package).__path__, package + ".")]
+        if plugins:
+            names += [entry.value for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
         infos: list[ModelInfo] = []
-        for name in [*names, *modules]:
+        for name in dict.fromkeys([*names, *modules]):  # a module named twice declares its models once
             declared = getattr(_import(name), "MODELS", ())
             if not all(isinstance(info, ModelInfo) for info in declared):
                 raise RuntimeError(f"{name}: MODELS must be a tuple of benchmarks.contract.ModelInfo")

@@ -8,6 +8,7 @@ between writer and reader; change them in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.metrics import METRICS
 
@@ -33,6 +34,17 @@ TAG_TRAIN_TEST_DUPLICATES = "train_test_duplicates"  # test rows whose compositi
 KIND_FINAL = "final"
 KIND_TRIAL = "trial"
 STATUS_DONE = "done"
+
+
+def is_done(run: Any) -> bool:
+    """The one definition of a finished parent run (an MLflow run): its ``benchmark_status`` tag is ``done``.
+
+    :func:`studies.tracking.log_final` writes that tag last, in the same batch as the test metrics and after
+    the run is marked FINISHED, so a done run has everything; a run killed before that batch is not done and
+    a rerun redoes its refit. It lives here, beside the tag, so the writer (``studies.coordination``) and the
+    reader (``reports.collect``) share it without the reader importing Optuna."""
+    return bool(run.data.tags.get(TAG_STATUS) == STATUS_DONE)
+
 
 # Metrics on the parent run (scored once, on the fold's test part, by the refitted best configuration).
 TEST_PREFIX = "test_"
@@ -84,6 +96,12 @@ TAG_REFIT_PRECISION = "refit_precision"  # a network's training kernel, e.g. "bf
 TAG_MODEL_URI = "model_uri"  # runs:/<run id>/model, the fitted model as an MLflow model that takes formulas
 TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
 TAG_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the refit continued from its checkpoint after this epoch
+# What the model declared (its ModelInfo) when the run was written, so that a report draws and groups the run
+# without the model's code; absent on runs written before 2026-12-05 (reports fall back to the registry).
+TAG_MODEL_FAMILY = "model_family"  # network, tree, reference
+TAG_MODEL_GROUP = "model_group"  # the key of a preset's budget rule and settings
+TAG_MODEL_COLOR = "model_color"  # its colour in every figure
+TAG_MODEL_DEPTH = "model_depth"  # the value of its depth role, where it has one (figures group by it)
 # On a parent run imported from an export (reports.export --import): its id in the store the export was made
 # from. MLflow gives every new run its own id, so readers report this one (the published id) instead.
 TAG_SOURCE_RUN_ID = "source_run_id"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -113,18 +114,16 @@ def check_store_exists(tracking_uri: str) -> None:
         )
 
 
-def make_storage(url: str) -> Any:
-    """An Optuna RDB storage for ``url`` with trial heartbeats; a clear UsageError (exit 2) when it cannot be
-    reached.
+def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_beats: int = 3,
+                 on_stale: Callable[..., None] | None = None) -> Any:  # fmt: skip
+    """An Optuna RDB storage for ``url``; a clear UsageError (exit 2) when it cannot be reached.
 
-    Heartbeats are how workers on other machines find a trial whose worker died (SIGKILL, power loss): after
-    a few missed beats the trial is failed and queued again with the same parameters
-    (:func:`studies.coordination.requeue_interrupted`).
+    With ``heartbeat_interval_s``, each running trial records every so many seconds that its worker is alive;
+    after ``grace_beats`` missed beats Optuna fails it and calls ``on_stale`` (how workers on other machines
+    find a trial whose worker died). :func:`studies.coordination.open_storage` passes the suite's settings.
     """
     import optuna
     from optuna.storages import RDBStorage
-
-    from studies.coordination import HEARTBEAT_GRACE, heartbeat_seconds, requeue_interrupted
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -133,7 +132,7 @@ def make_storage(url: str) -> Any:
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
         engine_kwargs["pool_pre_ping"] = True  # a server restart between trials is not an error
-    beat = heartbeat_seconds()
+    beat = heartbeat_interval_s
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
@@ -141,8 +140,8 @@ def make_storage(url: str) -> Any:
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=beat,
-                grace_period=beat * HEARTBEAT_GRACE,
-                heartbeat_stale_trial_callback=requeue_interrupted,
+                grace_period=None if beat is None else beat * grace_beats,
+                heartbeat_stale_trial_callback=on_stale if beat is not None else None,
             )
     except Exception as exc:  # SQLAlchemy raises many types (OperationalError, ArgumentError, ImportError...)
         raise UsageError(

@@ -159,6 +159,18 @@ def package_tags() -> dict[str, str]:
     return tags
 
 
+def declaration_tags(model: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """What ``model`` declares about itself that a report needs (family, group, colour, and the depth its
+    ``depth`` role took in ``params``), recorded on its parent run so the report needs no model code."""
+    info = model_info(model)
+    tags = {schema.TAG_MODEL_FAMILY: info.family, schema.TAG_MODEL_GROUP: info.group}
+    tags[schema.TAG_MODEL_COLOR] = info.color
+    depth_param = info.param("depth")
+    if depth_param is not None and params.get(depth_param) is not None:
+        tags[schema.TAG_MODEL_DEPTH] = str(params[depth_param])
+    return tags
+
+
 def machine_tags() -> dict[str, str]:
     """What the run's numbers were measured on: CPU model and logical CPUs (speeds and budgets depend on them;
     bf16 kernels differ between CPUs, so a network's fit can differ in its last digits from one machine to
@@ -349,7 +361,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
     """Artifacts, parameters and curves on the parent run; mark it FINISHED; then, in one last batch, the test
     metrics and the done tag. A run therefore carries test metrics only if it is done, and a done run is
     complete and FINISHED: a process killed anywhere before that batch leaves a run that is not done
-    (:func:`studies.coordination.is_done`), which a rerun resumes."""
+    (:func:`studies.schema.is_done`), which a rerun resumes."""
     from mlflow.entities import Metric, RunTag
 
     from studies.formula_model import log_formula_model
@@ -422,6 +434,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         tags.append(RunTag(schema.TAG_REFIT_PRECISION, str(record.report.extra["precision"])))
     if "resumed_from_epoch" in record.report.extra:
         tags.append(RunTag(schema.TAG_RESUMED_FROM_EPOCH, str(record.report.extra["resumed_from_epoch"])))
+    tags += [RunTag(name, value) for name, value in declaration_tags(key.model, record.params).items()]
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
     mark_done(client, run_id, metrics)

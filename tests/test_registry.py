@@ -1,6 +1,7 @@
-"""The model registry: discovery of the ``MODELS`` declarations, loud failures, and the promise that a new model
-is one new file (a ridge regression written to a temporary folder runs through tuning, refit, tracking and the
-report without any other change)."""
+"""The model registry: discovery of the ``MODELS`` declarations (in this repository and from installed plugins),
+loud failures, and the promise that a new model is one new file (a ridge regression written to a temporary folder
+runs through tuning, refit, tracking and the report under ``smoke`` and ``quick`` without any other change), and
+the one-line refusals when a preset cannot run a model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from benchmarks.contract import ModelInfo
 from benchmarks.searchspace import ModelSearch, log_uniform
 from studies import schema
-from studies.registry import BENCHMARK_MODELS, Registry, model_names, registry, use_registry
+from studies.registry import BENCHMARK_MODELS, ENTRY_POINT_GROUP, Registry, model_names, registry, use_registry
 
 RIDGE_FILE = '''
 """Ridge regression in closed form: a model added in one file, nothing else changed."""
@@ -60,7 +61,7 @@ class RidgeModel(Model):
 
 
 MODELS = (
-    ModelInfo(name="ridge", model_class=RidgeModel, family="reference", group="linear",
+    ModelInfo(name="ridge", model_class=RidgeModel, family="reference", group="GROUP",
               search=ModelSearch({"alpha": log_uniform(1e-3, 1e3)}), color="#000000",
               packages={"numpy-for-ridge": ("numpy",)}, step_name="solve",
               fit_cost=FitCost(seconds_per_1k_rows=0.01, min_seconds=0.1)),
@@ -93,16 +94,25 @@ def test_a_duplicate_or_broken_declaration_fails_loudly():
         Registry.discover(modules=["no_such_module_here"])
 
 
-def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_report(tmp_path, monkeypatch, capsys):
+def write_ridge(folder, module, group):
+    """The ridge model's file in ``folder``, declared in budget group ``group``, importable as ``module``."""
+    (folder / f"{module}.py").write_text(textwrap.dedent(RIDGE_FILE).replace("GROUP", group))
+    sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize(("preset", "n_trials"), [("smoke", 3), ("quick", 2)])
+def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_report(
+    preset, n_trials, tmp_path, monkeypatch, capsys
+):
     from benchmarks.run import main
     from reports.build import main as build_report
     from studies.stores import make_client
 
-    (tmp_path / "ridge_model.py").write_text(textwrap.dedent(RIDGE_FILE))
+    write_ridge(tmp_path, "ridge_model", "reference")  # quick budgets the reference group by rule: 2 trials
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out"
     with use_registry(Registry.discover(modules=["ridge_model"])):
-        code = main(["--task", "matbench_steels", "--preset", "smoke", "--models", "ridge,dummy", "--folds", "0",
+        code = main(["--task", "matbench_steels", "--preset", preset, "--models", "ridge,dummy", "--folds", "0",
                      "--out", str(out), "--no-progress"])  # fmt: skip
         stdout = capsys.readouterr().out
         assert code == 0
@@ -115,7 +125,7 @@ def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_repo
         trials = [r for r in runs if r.data.tags[schema.TAG_KIND] == schema.KIND_TRIAL]
         assert len(parent) == 1 and parent[0].data.tags[schema.TAG_STATUS] == schema.STATUS_DONE
         assert parent[0].data.tags["pkg.numpy-for-ridge"]  # its declared package is recorded
-        assert len(trials) == 3 and all("alpha" in t.data.params for t in trials)  # tuned over its space
+        assert len(trials) == n_trials and all("alpha" in t.data.params for t in trials)  # tuned over its space
 
         assert (
             build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
@@ -125,3 +135,47 @@ def test_a_model_in_one_new_file_runs_through_tuning_refit_tracking_and_the_repo
     assert len(ridge) == 1 and ridge["value"].iloc[0] == pytest.approx(parent[0].data.metrics[schema.TEST_MAE])
     assert "ridge" not in model_names()  # the temporary registry is gone
     sys.modules.pop("ridge_model", None)
+
+
+@pytest.mark.parametrize(
+    ("group", "preset", "message"),
+    [
+        ("linear", "quick", "preset quick has no budget rule for the linear group of model ridge"),
+        (
+            "networks",
+            "smoke",
+            "preset smoke sets batch_size, step_cap, patience for the networks group, but model "
+            "ridge declares no parameter for it",
+        ),
+    ],
+)
+def test_a_preset_that_cannot_run_a_model_refuses_it_in_one_line_before_any_work(
+    group, preset, message, tmp_path, monkeypatch, capsys
+):
+    from benchmarks.cli import main_guard
+    from benchmarks.run import main
+
+    write_ridge(tmp_path, "ridge_refused", group)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with use_registry(Registry.discover(modules=["ridge_refused"])):
+        args = ["--task", "matbench_steels", "--preset", preset, "--models", "ridge", "--folds", "0",
+                "--out", str(tmp_path / "out"), "--no-progress"]  # fmt: skip
+        code = main_guard(main, args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()  # before any work: no store was made
+    sys.modules.pop("ridge_refused", None)
+
+
+def test_an_installed_plugin_is_discovered_through_its_entry_point(tmp_path, monkeypatch):
+    # An installed distribution, as pip leaves it: its metadata folder names the module in the entry-point group.
+    write_ridge(tmp_path, "ridge_plugin", "reference")
+    dist_info = tmp_path / "ridge_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: ridge-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nridge = ridge_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = Registry.discover()
+    assert "ridge" in found.names and found.info("ridge").model_class.__module__ == "ridge_plugin"
+    assert "ridge" not in Registry.discover(plugins=False).names
+    sys.modules.pop("ridge_plugin", None)

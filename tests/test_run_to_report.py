@@ -10,7 +10,7 @@ import pytest
 from benchmarks.run import main
 from reports.build import main as build_report
 from reports.collect import collect, read_finals
-from studies import coordination, schema, tracking
+from studies import schema, tracking
 from studies.stores import make_client
 
 ARGS = ["--task", "matbench_steels", "--preset", "smoke", "--models", "dummy,rf", "--folds", "0,1", "--no-progress"]
@@ -53,7 +53,7 @@ def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_read
         main([*ARGS, "--out", str(out)])
     capsys.readouterr()
     killed = next(r for r in _parents(uri, "dummy") if r.info.run_id == calls[2])
-    assert killed.info.status == "FINISHED" and not coordination.is_done(killed)  # the gap between the two writes
+    assert killed.info.status == "FINISHED" and not schema.is_done(killed)  # the gap between the two writes
 
     # Both readers leave it out: the console's (read_finals) and the report's (collect).
     finals, skipped = read_finals(uri, ["matbench_steels"], "smoke")
@@ -69,7 +69,7 @@ def test_a_run_killed_before_its_done_mark_is_completed_by_a_rerun_and_both_read
     assert main([*ARGS, "--out", str(out)]) == 0
     console = _console_board(capsys.readouterr().out)
     dummy_runs = _parents(uri, "dummy")
-    assert len(dummy_runs) == 2 and all(coordination.is_done(r) and r.info.status == "FINISHED" for r in dummy_runs)
+    assert len(dummy_runs) == 2 and all(schema.is_done(r) and r.info.status == "FINISHED" for r in dummy_runs)
     assert calls[2] in {r.info.run_id for r in dummy_runs}
 
     # The report, built from this store, holds every run and the same numbers the console printed.

@@ -22,15 +22,16 @@ import pytest
 
 from benchmarks.cli import main_guard
 from benchmarks.run import main, parse_train_sizes, task_groups
+from benchmarks.searchspace import fixed
 from irnet.models import converging_network_regime
 from reports.tables import format_leaderboard, leaderboard
 from studies import schema
+from studies.coordination import open_storage
 from studies.plan import RunPlan
 from studies.presets import PRESETS, expected_fit_seconds, get_preset
 from studies.protocol import refit_and_score
 from studies.refit_reuse import fit_identity, load_trial_fit
 from studies.schema import RunKey
-from studies.stores import make_storage
 from studies.tuning import open_study, tune
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,10 +95,12 @@ def test_network_budget_follows_bf16_and_the_thread_count(monkeypatch):
 def test_quick_successive_halving_resources_match_the_network_step_cap():
     quick = PRESETS["quick"]
     pruning = quick.pruning["networks"]
-    pruning.check("networks", {"max_epochs": 300})
+    pruning.check("networks", quick.settings["networks"])  # the preset's own step cap: accepted
     assert pruning.rungs() == [3, 9, 27, 81, 243]
     with pytest.raises(ValueError, match="not the step cap"):
-        pruning.check("networks", {"max_epochs": 100})
+        pruning.check("networks", {"step_cap": fixed(100)})
+    with pytest.raises(ValueError, match="not the step cap"):  # a preset that pairs them wrongly cannot be made
+        quick.with_changes(settings={**quick.settings, "networks": {"step_cap": fixed(100)}})
     assert quick.pruning_for("xgboost") is None and quick.budget_for("xgboost", 10_000).expected_trial_steps is None
 
 
@@ -258,7 +261,7 @@ def _tuned_xgboost(tmp_path, training, n_trials=2):
 
     preset = get_preset("smoke")
     search = model_info("xgboost").search
-    study = open_study(make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"),
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"),
                        RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
                        search=search, preset=preset, config={"data": "steels"})  # fmt: skip
     result = tune(study, model_cls=get_model_class("xgboost"), search=search,

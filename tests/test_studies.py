@@ -27,13 +27,20 @@ from benchmarks.contract import CurvePoint, FitReport, Model
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.searchspace import ModelSearch
 from studies import coordination, outcomes, tuning
-from studies.coordination import ATTR_DEFAULTS, ATTR_FAILURE, ATTR_INTERRUPTED, ATTR_RETRY_OF, ATTR_SURPLUS, ATTR_WORKER
+from studies.coordination import (
+    ATTR_DEFAULTS,
+    ATTR_FAILURE,
+    ATTR_INTERRUPTED,
+    ATTR_RETRY_OF,
+    ATTR_SURPLUS,
+    ATTR_WORKER,
+    open_storage,
+)
 from studies.presets import PRESETS, SuccessiveHalving, TrialBudget, get_preset
 from studies.protocol import resolved_space
 from studies.registry import BENCHMARK_MODELS, get_model_class, model_info, model_names, parse_model_list
 from studies.schema import RunKey
 from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
-from studies.stores import make_storage
 from studies.tuning import ATTR_MODEL_PARAMS, counts_toward_budget, finished_trials, open_study, tune
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -136,7 +143,7 @@ class ListRecorder:
 
 
 def _study(tmp_path: Path, search: ModelSearch, *, name: str = "t", seed: int = 0, preset: str = "smoke"):
-    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     key = RunKey("matbench_steels", name, 0, seed, preset)
     return open_study(storage, key, search=search, preset=get_preset(preset), config={"data": "steels"})
 
@@ -236,12 +243,16 @@ def test_space_naming_an_unknown_parameter_is_refused():
 
 def test_presets_budget_is_one_for_all_models_and_smoke_is_small():
     smoke, quick, paper = PRESETS["smoke"], PRESETS["quick"], PRESETS["paper"]
-    assert smoke.budget.n_trials <= 3 and smoke.max_train_rows is not None
-    assert quick.max_train_rows is not None and quick.budget.tuning_seconds is not None
+    assert smoke.budget is not None and smoke.budget.n_trials <= 3 and smoke.max_train_rows is not None
+    assert quick.max_train_rows is not None and quick.budget is None and quick.rules  # budgets by rule only
     assert paper.max_train_rows is None
-    assert smoke.overrides_for("irnet")["depth"] == spaces.choice(17)
-    assert smoke.overrides_for("xgboost")["n_estimators"]["value"] <= 200
-    assert smoke.overrides_for("rf")["n_estimators"]["value"] <= 100
+    # A preset sets roles; each model's declaration names the parameter that plays it.
+    assert smoke.settings_for("irnet")["max_epochs"] == spaces.fixed(5)
+    booster_caps = {"n_estimators": spaces.fixed(200), "early_stopping_rounds": spaces.fixed(20)}
+    assert smoke.settings_for("xgboost") == booster_caps
+    assert smoke.settings_for("lightgbm") == smoke.settings_for("xgboost")
+    assert smoke.settings_for("rf")["n_estimators"]["value"] <= 100 and "criterion" in smoke.settings_for("rf")
+    assert quick.settings_for("irnet")["amp"] == spaces.fixed(True)
     with pytest.raises(UsageError, match="smoke, quick, paper"):
         get_preset("fast")
     with pytest.raises(UsageError):
@@ -334,7 +345,7 @@ class LateBloomer(CurveModel):
 def test_successive_halving_runs_trial_0_to_the_end_and_bootstraps_each_rung(tmp_path, steels_training):
     search = ModelSearch({"offset": spaces.uniform(0.0, 3.0)})
     pruning = SuccessiveHalving(min_steps=2, max_steps=20, reduction_factor=3, bootstrap_count=2)  # rungs 2, 6, 18
-    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), direction="minimize",
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=0),
                                 pruner=tuning.make_pruner(pruning, get_preset("quick"), search))  # fmt: skip
     _tune(study, LateBloomer, search, steels_training, TrialBudget(30, None, None))
@@ -496,7 +507,7 @@ def test_a_worker_with_no_complete_trial_waits_for_the_trial_another_worker_runs
 
 def test_study_config_mismatch_is_refused(tmp_path):
     _study(tmp_path, SLEEPY_SEARCH, name="cfg")
-    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    storage = open_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
     with pytest.raises(UsageError, match="other settings"):
         open_study(storage, RunKey("matbench_steels", "cfg", 0, 0, "smoke"), search=SLEEPY_SEARCH,
                    preset=get_preset("smoke"), config={"data": "other"})  # fmt: skip
@@ -504,7 +515,7 @@ def test_study_config_mismatch_is_refused(tmp_path):
 
 def test_unreachable_storage_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="cannot open Optuna storage"):
-        make_storage(f"sqlite:///{tmp_path / 'missing-folder' / 'optuna.db'}")
+        open_storage(f"sqlite:///{tmp_path / 'missing-folder' / 'optuna.db'}")
 
 
 WORKER_SCRIPT = textwrap.dedent(
@@ -515,12 +526,12 @@ WORKER_SCRIPT = textwrap.dedent(
     from benchmarks.loader import load_task, task_fold
     from studies.presets import TrialBudget, get_preset
     from studies.schema import RunKey
-    from studies.stores import make_storage
+    from studies.coordination import open_storage
     from studies.tuning import open_study, tune
     from test_studies import SLEEPY_SEARCH, SleepyModel
 
     training, _ = task_fold(load_task("matbench_steels"), 0, progress=False)
-    storage = make_storage({url!r})
+    storage = open_storage({url!r})
     study = open_study(storage, RunKey("matbench_steels", "sleepy", 0, 0, "smoke"), search=SLEEPY_SEARCH,
                        preset=get_preset("smoke"), config={{"data": "steels"}})
     # Start barrier: both workers are ready before either runs a trial, so that they really overlap.

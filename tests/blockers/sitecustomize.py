@@ -1,4 +1,5 @@
-"""Put this folder first on PYTHONPATH to make the packages a bare GPU node lacks unimportable.
+"""Put this folder first on PYTHONPATH to make the packages a bare GPU node lacks (or those named in
+$IRNET_BENCH_BLOCKED) unimportable.
 
 Used by tests/test_speed.py and .ci/run to prove that ``benchmarks.speed`` and ``benchmarks.gpu_check`` need only
 numpy, pandas and torch. ``import`` raises ModuleNotFoundError and ``importlib.util.find_spec`` returns None,
@@ -6,9 +7,13 @@ which is how an absent package looks (torch probes optional packages with find_s
 """
 
 import importlib.util
+import os
 import sys
 
-BLOCKED = ("optuna", "mlflow", "matminer", "pymatgen", "sklearn", "xgboost", "lightgbm")
+# $IRNET_BENCH_BLOCKED (comma-separated) names other packages to block (tests/test_architecture.py).
+BLOCKED = tuple(os.environ.get("IRNET_BENCH_BLOCKED", "").split(",")) if os.environ.get("IRNET_BENCH_BLOCKED") else (
+    "optuna", "mlflow", "matminer", "pymatgen", "sklearn", "xgboost", "lightgbm"
+)  # fmt: skip
 
 
 def _blocked(name: str) -> bool:
