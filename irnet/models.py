@@ -1,47 +1,58 @@
-"""The four networks as :class:`benchmarks.contract.Model` subclasses: irnet, srnet, plain, elemnet.
+"""The four published networks as :class:`benchmarks.contract.Model` subclasses: irnet, srnet, plain, elemnet.
 
-All share one implementation (:class:`NetworkModel`); a subclass only names its architecture. Parameters
-(``default_params``) are the paper's training setup plus ``depth``, the step cap and the standardisation and
-mixed-precision switches documented in :mod:`irnet.training`. ``MODELS`` declares the four to the registry,
-with the search space they share and the regime that converges on a CPU.
+:class:`TorchNetworkModel` is any torch network trained by :func:`irnet.training.train_network` (a subclass says
+how to build it: TabM, ``irnet/tabm_model.py``, is one); :class:`NetworkModel` builds the published ones, and a
+subclass only names its architecture. Parameters (``default_params``) are the paper's training setup plus
+``depth``, the step cap and the standardisation and mixed-precision switches documented in
+:mod:`irnet.training`. ``MODELS`` declares the four to the registry, with the search space they share and the
+regime that converges on a CPU.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback, resolve_device
 from benchmarks.searchspace import ModelSearch, Spec, choice, log_uniform, optional
-from irnet.networks import ARCHITECTURES, Network, build_model
+from irnet.networks import ARCHITECTURES, build_model
 from irnet.training import Scaler, TrainConfig, predict, train_network
 
 
-class NetworkModel(Model):
-    """A network from :func:`irnet.networks.build_model` trained by :func:`irnet.training.train_network`."""
+class TorchNetworkModel(Model):
+    """A torch network, built by the subclass (:meth:`build`), trained by :func:`irnet.training.train_network`
+    (its parameters are the training settings of :class:`irnet.training.TrainConfig` plus the subclass's own)."""
 
-    arch: ClassVar[str]
+    arch: ClassVar[str]  # recorded in the saved state, checked on load
     resumable: ClassVar[bool] = True
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
         super().__init__(params, seed=seed, device=device)
         # Fail on bad settings at construction, not after featurising.
         TrainConfig.from_params(self.params)
-        if self.params["depth"] not in ARCHITECTURES:
-            raise ValueError(f"{self.name}: unknown depth {self.params['depth']!r}; valid: {sorted(ARCHITECTURES)}")
-        self._net: Network | None = None
+        self.check_architecture()
+        self._net: nn.Module | None = None
         self._x_scaler: Scaler | None = None
         self._y_scaler: Scaler | None = None
         self._n_features: int | None = None
 
+    def check_architecture(self) -> None:
+        """Raise ValueError on architecture parameters :meth:`build` cannot build (none here)."""
+
+    @abc.abstractmethod
+    def build(self, n_features: int) -> nn.Module:
+        """A fresh network for ``n_features`` inputs from this model's parameters; its forward returns one
+        prediction per row, ``(batch,)``, or in training mode one per ensemble member, ``(batch, k)``."""
+
     @classmethod
     def default_params(cls) -> dict[str, Any]:
         return {
-            "depth": 17,
             "lr": 1e-4,
             "batch_size": 32,
             "optimizer": "adam",
@@ -76,7 +87,7 @@ class NetworkModel(Model):
         device = self._torch_device()
         n_features = int(np.asarray(X_train).shape[1])
         torch.manual_seed(self.seed)  # weight initialisation
-        net = build_model(self.arch, int(self.params["depth"]), n_features)
+        net = self.build(n_features)
         result = train_network(
             net,
             X_train,
@@ -94,7 +105,7 @@ class NetworkModel(Model):
         self._x_scaler, self._y_scaler = result.x_scaler, result.y_scaler
         return result.report
 
-    def _fitted(self) -> tuple[Network, Scaler, Scaler, int]:
+    def _fitted(self) -> tuple[nn.Module, Scaler, Scaler, int]:
         if self._net is None or self._x_scaler is None or self._y_scaler is None or self._n_features is None:
             raise RuntimeError(f"{self.name}: call fit() or load() before predict()")
         return self._net, self._x_scaler, self._y_scaler, self._n_features
@@ -109,11 +120,10 @@ class NetworkModel(Model):
         return predict(net, X, x_scaler, y_scaler, device=device)
 
     def state(self) -> dict[str, Any]:
-        """Weights as CPU tensors, the two scalers and the input width."""
+        """Weights as CPU tensors, the two scalers and the input width (the architecture is in the params)."""
         net, x_scaler, y_scaler, n_features = self._fitted()
         return {
             "arch": self.arch,
-            "depth": int(self.params["depth"]),
             "n_features": n_features,
             "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
             "x_scaler": x_scaler.to_state(),
@@ -124,7 +134,7 @@ class NetworkModel(Model):
         """Rebuild the network from :meth:`state` on this model's device, in eval mode."""
         if state["arch"] != self.arch:
             raise ValueError(f"{self.name}: saved state is for architecture {state['arch']!r}")
-        net = build_model(self.arch, int(state["depth"]), int(state["n_features"]))
+        net = self.build(int(state["n_features"]))
         net.load_state_dict(state["state_dict"])
         net.to(self._torch_device()).eval()
         self._net, self._n_features = net, int(state["n_features"])
@@ -132,9 +142,27 @@ class NetworkModel(Model):
         self._y_scaler = Scaler.from_state(state["y_scaler"])
 
     @property
-    def network(self) -> Network:
+    def network(self) -> nn.Module:
         """The fitted torch module (for inspection and tests)."""
         return self._fitted()[0]
+
+
+class NetworkModel(TorchNetworkModel):
+    """A published network (:func:`irnet.networks.build_model`): ``arch`` at one of the paper's depths."""
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"depth": 17, **super().default_params()}
+
+    def check_architecture(self) -> None:
+        if self.params["depth"] not in ARCHITECTURES:
+            raise ValueError(f"{self.name}: unknown depth {self.params['depth']!r}; valid: {sorted(ARCHITECTURES)}")
+
+    def build(self, n_features: int) -> nn.Module:
+        return build_model(self.arch, int(self.params["depth"]), n_features)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "depth": int(self.params["depth"])}  # read by loaders of older versions
 
 
 class IRNetModel(NetworkModel):

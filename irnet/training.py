@@ -430,7 +430,11 @@ def _train_epoch(
         with _autocast(device, precision.bf16):
             pred = forward(xb)
         pred = pred.float()
-        loss = loss_fn(pred, yb)
+        if pred.ndim == 2:  # an ensemble (TabM): each member's prediction learns the target, the mean is the fit
+            loss = loss_fn(pred, yb.unsqueeze(1).expand_as(pred))
+            pred = pred.mean(dim=1)
+        else:
+            loss = loss_fn(pred, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

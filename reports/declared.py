@@ -44,7 +44,7 @@ def declared(model: str) -> Declared:
 
     try:
         info = model_info(model)
-    except Exception:
+    except Exception:  # unregistered, or its library is not installed on this machine
         return Declared("", UNKNOWN_COLOR)
     return Declared(info.family, info.color)
 

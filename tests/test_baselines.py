@@ -8,25 +8,38 @@ import itertools
 import numpy as np
 import pytest
 
+from baselines.catboost_model import CatBoostModel
 from baselines.dummy import DummyModel
 from baselines.forest import RandomForestModel, curve_steps
 from baselines.lgbm import LightGBMModel
 from baselines.xgb import XGBoostModel, cuda_available
 from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
+from studies.registry import model_info
+
+
+def caps(name: str, steps: int, patience: int | str | None = "default") -> dict:
+    """The model's own parameters for a step cap and (unless "default") a patience, through its declared roles."""
+    info = model_info(name)
+    out = {info.param("step_cap"): steps}
+    if patience != "default":
+        out[info.param("patience")] = patience
+    return out
+
 
 # Small, fast settings. The boosters' learning rates are high enough to early-stop within the cap on steels.
 FAST = {
     "rf": {"n_estimators": 40},
     "xgboost": {"n_estimators": 300, "early_stopping_rounds": 20},
     "lightgbm": {"n_estimators": 300, "early_stopping_rounds": 20, "learning_rate": 0.3},
+    "catboost": {"iterations": 300, "early_stopping_rounds": 20, "learning_rate": 0.3},
     "dummy": {},
 }
-TREES = ("rf", "xgboost", "lightgbm")
-BOOSTERS = ("xgboost", "lightgbm")
+TREES = ("rf", "xgboost", "lightgbm", "catboost")
+BOOSTERS = ("xgboost", "lightgbm", "catboost")
 
 
-BASELINES = {cls.name: cls for cls in (RandomForestModel, XGBoostModel, LightGBMModel, DummyModel)}
+BASELINES = {cls.name: cls for cls in (RandomForestModel, XGBoostModel, LightGBMModel, CatBoostModel, DummyModel)}
 
 
 def _mae(y: np.ndarray, p: np.ndarray) -> float:
@@ -110,7 +123,8 @@ def test_forest_chunked_growth_equals_one_fit(steels_training, fitted) -> None:
 def test_boosters_early_stop_and_keep_best_round(name: str, steels_training, fitted) -> None:
     model, report = fitted[name]
     d = steels_training
-    cap, patience = FAST[name]["n_estimators"], FAST[name]["early_stopping_rounds"]
+    info = model_info(name)
+    cap, patience = FAST[name][info.param("step_cap")], FAST[name][info.param("patience")]
     assert report.stopped == "early_stopping"
     assert report.best_step < cap
     assert len(report.curve) == report.best_step + patience
@@ -125,13 +139,13 @@ def test_boosters_early_stop_and_keep_best_round(name: str, steels_training, fit
 @pytest.mark.parametrize("name", BOOSTERS)
 def test_boosters_round_cap_and_no_early_stopping(name: str, steels_training) -> None:
     d = steels_training
-    capped = BASELINES[name]({"n_estimators": 7, "learning_rate": 0.01}, seed=0)
+    capped = BASELINES[name]({**caps(name, 7), "learning_rate": 0.01}, seed=0)
     report = capped.fit(*_args(d))
     assert report.stopped == "max_steps" and len(report.curve) == 7
     assert report.best_step == int(np.argmin([p.val_mae for p in report.curve])) + 1
 
     # Without early stopping every round is kept, so predictions match the last curve point.
-    free = BASELINES[name]({"n_estimators": 30, "early_stopping_rounds": None, "learning_rate": 0.3}, seed=0)
+    free = BASELINES[name]({**caps(name, 30, None), "learning_rate": 0.3}, seed=0)
     report = free.fit(*_args(d))
     assert report.best_step == 30 and len(report.curve) == 30 and report.stopped == "max_steps"
     assert _mae(d.y_val, free.predict(d.X_val)) == pytest.approx(report.curve[-1].val_mae, rel=1e-6)
@@ -167,7 +181,7 @@ def test_on_step_exception_propagates(name: str, steels_training) -> None:
 
 @pytest.mark.parametrize("name", TREES)
 def test_time_limit_stops_after_first_step(name: str, steels_training) -> None:
-    model = BASELINES[name]({"n_estimators": 200}, seed=0)
+    model = BASELINES[name](caps(name, 200), seed=0)
     report = model.fit(*_args(steels_training), time_limit_s=0.0)
     assert report.stopped == "time_limit"
     assert len(report.curve) == 1 and report.best_step == 1
@@ -192,6 +206,7 @@ SEEDED = {
     "rf": {"n_estimators": 20},
     "xgboost": {"n_estimators": 40, "early_stopping_rounds": None, "subsample": 0.7},
     "lightgbm": {"n_estimators": 40, "early_stopping_rounds": None, "subsample": 0.7, "subsample_freq": 1},
+    "catboost": {"iterations": 40, "early_stopping_rounds": None, "bagging_temperature": 1.0},  # Bayesian bootstrap
 }
 
 
@@ -247,6 +262,8 @@ def test_defaults_use_the_names_the_search_spaces_use() -> None:
         ("xgboost", {"gamma": 1e6}),
         ("lightgbm", {"min_child_samples": 200}),
         ("rf", {"min_samples_leaf": 100}),
+        ("catboost", {"depth": 2}),
+        ("catboost", {"l2_leaf_reg": 1000.0}),
     ],
 )
 def test_hyperparameters_reach_the_library(name: str, params: dict, steels_training, fitted) -> None:

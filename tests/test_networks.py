@@ -18,7 +18,8 @@ from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
 from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
 from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
-from irnet.training import Scaler, TrainConfig, native_cpu_bf16, train_network
+from irnet.tabm_model import TabMModel, TabMNetwork
+from irnet.training import Scaler, TrainConfig, make_optimizer, native_cpu_bf16, train_network
 
 NETWORK_MODELS = {info.name: info.model_class for info in MODELS}
 
@@ -192,13 +193,19 @@ def test_seeded_fit_repeats_exactly(small) -> None:
     assert not np.array_equal(runs[0][1], runs[2][1])  # the seed matters
 
 
-def test_elemnet_dropout_is_seeded(small) -> None:
+def test_elemnet_dropout_runs_in_training_only_and_is_seeded(small) -> None:
     X, y, Xv, yv = small
     curves = []
     for _ in range(2):
-        report = ElemNetModel({"max_epochs": 2, "lr": 1e-3}, seed=3).fit(X, y, Xv, yv)
+        model = ElemNetModel({"max_epochs": 2, "lr": 1e-3}, seed=3)
+        report = model.fit(X, y, Xv, yv)
         curves.append([(c.step, c.train_mae, c.val_mae) for c in report.curve])
-    assert curves[0] == curves[1]
+    assert curves[0] == curves[1]  # the same seed draws the same dropout masks
+    net, x = model.network, torch.as_tensor(Xv[:8], dtype=torch.float32)
+    net.train()
+    assert not torch.equal(net(x), net(x))  # dropout draws a new mask each pass: it runs
+    net.eval()
+    assert torch.equal(net(x), net(x))
 
 
 def test_early_stopping_restores_best_epoch(small) -> None:
@@ -385,11 +392,28 @@ def test_bad_settings_fail_at_construction() -> None:
         IRNetModel({"dropout": 0.1})
 
 
-def test_adamw_and_mse_options_train(small) -> None:
+def test_the_optimizer_option_picks_adamw_with_its_weight_decay() -> None:
+    net = build_model("irnet", 17, 8)
+    for name, cls in (("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)):
+        optimizer = make_optimizer(
+            net.parameters(), TrainConfig(optimizer=name, weight_decay=1e-3), torch.device("cpu")
+        )
+        assert type(optimizer) is cls and optimizer.param_groups[0]["weight_decay"] == 1e-3
+
+
+def test_the_loss_and_optimizer_options_change_the_fit(small) -> None:
     X, y, Xv, yv = small
-    params = {"max_epochs": 2, "optimizer": "adamw", "weight_decay": 1e-4, "loss": "mse"}
-    report = SRNetModel(params, seed=0).fit(X, y, Xv, yv)
-    assert len(report.curve) == 2 and math.isfinite(report.best_val_mae)
+    base = {"max_epochs": 2, "lr": 1e-3, "optimizer": "adam", "weight_decay": 1e-2, "loss": "mae"}
+
+    def curve(**change):
+        report = SRNetModel({**base, **change}, seed=0).fit(X, y, Xv, yv)
+        assert math.isfinite(report.best_val_mae)
+        return [(c.train_mae, c.val_mae) for c in report.curve]
+
+    reference = curve()
+    assert curve() == reference  # the fit repeats, so a difference below is the option's
+    assert curve(loss="mse") != reference  # the loss reaches the training step
+    assert curve(optimizer="adamw") != reference  # decoupled weight decay: another update than Adam's L2
 
 
 # ---------------------------------------------------------------- Model contract
@@ -572,3 +596,44 @@ def test_amp_on_a_cpu_with_native_bf16_trains_in_bf16_and_predicts_in_float32(sm
     assert [c.val_mae for c in report.curve] != [c.val_mae for c in fp32.curve]  # it did train in bf16
     # Validation and prediction are float32: the restored best epoch scores exactly its recorded MAE.
     assert float(np.mean(np.abs(bf16.predict(Xv) - yv))) == pytest.approx(report.best_val_mae, rel=1e-12)
+
+
+# ---------------------------------------------------------------- ensembles (TabM)
+
+
+class _TwoMembers(nn.Module):
+    """Two predictions per row in training mode that share everything but a bias, their mean in eval mode."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.shared = nn.Linear(n_features, 1)
+        self.bias = nn.Parameter(torch.tensor([5.0, -5.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        members = self.shared(x) + self.bias  # (batch, 2)
+        return members if self.training else members.mean(dim=1)
+
+
+def test_each_ensemble_member_learns_the_target_not_only_their_mean(small) -> None:
+    # Trained on the mean alone, both biases would get the same gradient and stay 10 apart for ever.
+    X, y, Xv, yv = small
+    net = _TwoMembers(X.shape[1])
+    train_network(net, X, y, Xv, yv, TrainConfig(lr=0.05, batch_size=16, max_epochs=20, loss="mse"), seed=0)
+    gap = float(net.bias[0] - net.bias[1])
+    assert abs(gap) < 5.0  # 3.8 after these 20 epochs; 10.0 exactly if only the mean were trained
+
+
+def test_tabm_predicts_the_mean_of_its_members_and_round_trips(small, tmp_path) -> None:
+    X, y, Xv, yv = small
+    params = {"max_epochs": 2, "k": 4, "n_blocks": 2, "d_block": 32, "dropout": 0.0, "batch_size": 16}
+    model = TabMModel(params, seed=1)
+    report = model.fit(X, y, Xv, yv)
+    assert len(report.curve) == 2 and math.isfinite(report.best_val_mae)
+    net, x = model.network, torch.randn(5, X.shape[1])
+    assert isinstance(net, TabMNetwork)
+    net.train()
+    members = net(x)
+    net.eval()
+    assert members.shape == (5, 4) and torch.allclose(net(x), members.mean(dim=1), atol=1e-6)
+    loaded = Model.load(model.save(tmp_path / "tabm.pkl"))
+    assert np.array_equal(loaded.predict(Xv), model.predict(Xv)) and np.std(model.predict(Xv)) > 0

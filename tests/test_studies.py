@@ -241,7 +241,7 @@ def test_space_naming_an_unknown_parameter_is_refused():
 # ------------------------------------------------------------------------------------ presets, registry ---
 
 
-def test_presets_budget_is_one_for_all_models_and_smoke_is_small():
+def test_smoke_has_one_small_budget_quick_budgets_by_rule_only_and_presets_set_roles():
     smoke, quick, paper = PRESETS["smoke"], PRESETS["quick"], PRESETS["paper"]
     assert smoke.budget is not None and smoke.budget.n_trials <= 3 and smoke.max_train_rows is not None
     assert quick.max_train_rows is not None and quick.budget is None and quick.rules  # budgets by rule only
