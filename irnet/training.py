@@ -378,6 +378,84 @@ def checkpoint_identity(model: nn.Module, config: TrainConfig, seed: int, arrays
     return digest.hexdigest()
 
 
+@dataclass
+class _LoopState:
+    """Everything a fit changes as it goes: the modules' states, the shuffling generator and the counters. A
+    checkpoint is this, whole; restoring it continues the fit as if it had never stopped."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    generator: torch.Generator
+    device: torch.device
+    progress: _Progress = field(default_factory=lambda: _Progress())
+
+    def to_dict(self, seconds: float) -> dict[str, Any]:
+        progress = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "best_state": progress.best_state,
+            "best_val": progress.best_val,
+            "best_epoch": progress.best_epoch,
+            "curve": [[p.step, p.train_mae, p.val_mae, p.seconds] for p in progress.curve],
+            "lr_decay_epochs": list(progress.lr_decay_epochs),
+            "rollback_epochs": list(progress.rollback_epochs),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "seconds": seconds,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> float:
+        """Continue from ``saved`` (:meth:`to_dict`); the seconds spent before it."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved["scheduler"] is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        self.progress = _Progress(
+            curve=[CurvePoint(int(s), float(t), float(v), float(sec)) for s, t, v, sec in saved["curve"]],
+            best_val=float(saved["best_val"]),
+            best_epoch=int(saved["best_epoch"]),
+            best_state={k: v.to(self.device) for k, v in saved["best_state"].items()},
+            lr_decay_epochs=[int(e) for e in saved["lr_decay_epochs"]],
+            rollback_epochs=[int(e) for e in saved["rollback_epochs"]],
+        )
+        self.progress.resumed_from_epoch = self.progress.epoch
+        self.generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved["cuda_rng"], self.device)
+        return float(saved["seconds"])
+
+
+@dataclass
+class _Checkpoints:
+    """Where a fit keeps its state (``path``; None: nowhere), saved after an epoch once ``every_s`` seconds have
+    passed since the last save, and resumed from when it belongs to this fit (``identity``)."""
+
+    path: Path | None
+    identity: str
+    every_s: float
+    last_save: float = field(default_factory=time.perf_counter)
+
+    def resume(self, state: _LoopState) -> float:
+        """Restore ``state`` from this fit's checkpoint, if there is one; the seconds spent before it (0: none)."""
+        saved = _load_checkpoint(self.path, self.identity) if self.path is not None else None
+        if saved is None:
+            return 0.0
+        spent = state.restore(saved)
+        log.info("resuming the fit from its checkpoint %s after epoch %d (%.0f s spent before)", self.path,
+                 state.progress.epoch, spent)  # fmt: skip
+        return spent
+
+    def after_epoch(self, state: _LoopState, seconds: float) -> None:
+        if self.path is not None and time.perf_counter() - self.last_save >= self.every_s:
+            _save_checkpoint(self.path, self.identity, state.to_dict(seconds))
+            self.last_save = time.perf_counter()
+
+
 def _save_checkpoint(path: Path, identity: str, state: dict[str, Any]) -> None:
     """Write the whole training state atomically (a kill mid-write leaves the previous checkpoint)."""
     with atomic_write(path, "wb") as handle:
@@ -446,6 +524,54 @@ def _train_epoch(
         if deadline is not None and time.perf_counter() >= deadline:
             break
     return float(loss_sum) / max(seen, 1), float(abs_sum) / max(seen, 1), seen
+
+
+@dataclass(frozen=True)
+class _EpochData:
+    """What every epoch reads: the scaled training tensors, the validation rows and the scalers."""
+
+    Xt: torch.Tensor
+    yt: torch.Tensor
+    Xv: torch.Tensor
+    y_val: np.ndarray
+    x_scaler: Scaler
+    y_scaler: Scaler
+    drop_single: bool  # a batch-norm network drops a last batch of one row
+
+
+def _run_epoch(state: _LoopState, forward: Callable[[torch.Tensor], torch.Tensor], config: TrainConfig,
+               data: _EpochData, precision: Precision, start_time: float, deadline: float | None) -> bool:  # fmt: skip
+    """Train one epoch, validate, and record it in ``state.progress``; whether the deadline cut it short.
+    Raises FloatingPointError when the loss or the validation predictions are not finite."""
+    epoch = state.progress.epoch + 1
+    state.model.train()
+    n, batch_size = data.Xt.shape[0], int(config.batch_size)
+    batches = _batches(n, batch_size, state.generator, state.device, data.drop_single)
+    loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
+    mean_loss, train_mae, seen = _train_epoch(forward, state.optimizer, loss_fn, data.Xt, data.yt, batches,
+                                              precision, deadline)  # fmt: skip
+    rows_per_epoch = n - (1 if data.drop_single and n % batch_size == 1 else 0)
+    if not math.isfinite(mean_loss):
+        raise FloatingPointError(f"training diverged: loss is {mean_loss} at epoch {epoch}")
+    val_pred = data.y_scaler.inverse(predict_scaled(state.model, data.Xv))
+    if not np.isfinite(val_pred).all():
+        raise FloatingPointError(f"training diverged: validation predictions are not finite at epoch {epoch}")
+    point = CurvePoint(epoch, train_mae * float(data.y_scaler.scale), mae(data.y_val, val_pred),
+                       time.perf_counter() - start_time)  # fmt: skip
+    state.progress.record(point, state.model)
+    return seen < rows_per_epoch
+
+
+def _adjust_after_epoch(state: _LoopState, point: CurvePoint, mean_predictor_mae: float) -> None:
+    """A blown-up epoch sends the fit back to its best weights (:func:`_roll_back`); otherwise the plateau
+    schedule may lower the rate."""
+    if _blew_up(state.progress.curve, mean_predictor_mae):
+        _roll_back(state.model, state.optimizer, state.progress)
+    elif state.scheduler is not None:
+        lr_before = state.optimizer.param_groups[0]["lr"]
+        state.scheduler.step(point.val_mae)
+        if state.optimizer.param_groups[0]["lr"] < lr_before:
+            state.progress.lr_decay_epochs.append(point.step)
 
 
 def _blew_up(curve: list[CurvePoint], mean_predictor_mae: float) -> bool:
@@ -536,7 +662,6 @@ def train_network(
         else Scaler.identity(X_train.shape[1])
     )
     y_scaler = Scaler.fit(y_train) if config.standardize_target else Scaler.identity()
-    y_scale = float(y_scaler.scale)
     mean_predictor_mae = mae(y_train, np.full_like(y_train, y_train.mean()))
 
     # The whole (scaled) data set lives on the device; batches are index gathers there.
@@ -545,7 +670,6 @@ def train_network(
     Xv = torch.as_tensor(x_scaler.transform(X_val), dtype=torch.float32, device=device)
 
     torch.manual_seed(seed)  # dropout masks
-    generator = torch.Generator().manual_seed(seed)  # shuffling
     model.to(device)
     optimizer = make_optimizer(model.parameters(), config, device, implementation=optimizer_implementation)
     scheduler = (
@@ -555,94 +679,32 @@ def train_network(
         if config.lr_decay < 1
         else None
     )
-    progress = _Progress()
-
-    checkpoint = Path(checkpoint_path) if checkpoint_path is not None else None
-    identity = checkpoint_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint else ""
-
-    def training_state() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "best_state": progress.best_state,
-            "best_val": progress.best_val,
-            "best_epoch": progress.best_epoch,
-            "curve": [[p.step, p.train_mae, p.val_mae, p.seconds] for p in progress.curve],
-            "lr_decay_epochs": list(progress.lr_decay_epochs),
-            "rollback_epochs": list(progress.rollback_epochs),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            "seconds": time.perf_counter() - start_time,
-        }
-
-    saved = _load_checkpoint(checkpoint, identity) if checkpoint else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None and saved["scheduler"] is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        progress = _Progress(
-            curve=[CurvePoint(int(s), float(t), float(v), float(sec)) for s, t, v, sec in saved["curve"]],
-            best_val=float(saved["best_val"]),
-            best_epoch=int(saved["best_epoch"]),
-            best_state={k: v.to(device) for k, v in saved["best_state"].items()},
-            lr_decay_epochs=[int(e) for e in saved["lr_decay_epochs"]],
-            rollback_epochs=[int(e) for e in saved["rollback_epochs"]],
-        )
-        progress.resumed_from_epoch = progress.epoch
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        if saved["cuda_rng"] is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(saved["cuda_rng"], device)
-        start_time -= float(saved["seconds"])  # the time limit and the curve count the earlier seconds
-        log.info("resuming the fit from its checkpoint %s after epoch %d (%.0f s spent before)", checkpoint,
-                 progress.epoch, float(saved["seconds"]))  # fmt: skip
-        if on_step is not None:
-            for point in progress.curve:
-                on_step(point.step, point.val_mae)
-    last_save = time.perf_counter()
-    every_s = CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s
+    state = _LoopState(model, optimizer, scheduler, torch.Generator().manual_seed(seed), device)  # shuffling
+    identity = checkpoint_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint_path else ""
+    checkpoints = _Checkpoints(None if checkpoint_path is None else Path(checkpoint_path), identity,
+                               CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s)  # fmt: skip
+    start_time -= checkpoints.resume(state)  # the time limit and the curve count the earlier seconds
+    if on_step is not None:
+        for point in state.progress.curve:
+            on_step(point.step, point.val_mae)
 
     # The compiled module shares the parameters with ``model``; evaluation and state_dict use ``model``.
     forward = torch.compile(model) if config.compile else model
-    loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
-    n = Xt.shape[0]
-    batch_size = int(config.batch_size)
-    rows_per_epoch = n - (1 if drop_single and n % batch_size == 1 else 0)
+    epoch_data = _EpochData(Xt, yt, Xv, y_val, x_scaler, y_scaler, drop_single)
     deadline = None if time_limit_s is None else start_time + time_limit_s
     stopped: str | None = None
     partial = False
-
-    while progress.epoch < int(config.max_epochs) and stopped is None:
-        epoch = progress.epoch + 1
-        model.train()
-        batches = _batches(n, batch_size, generator, device, drop_single)
-        mean_loss, train_mae, seen = _train_epoch(forward, optimizer, loss_fn, Xt, yt, batches, precision, deadline)
-        partial = seen < rows_per_epoch
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(f"training diverged: loss is {mean_loss} at epoch {epoch}")
-        val_pred = y_scaler.inverse(predict_scaled(model, Xv))
-        if not np.isfinite(val_pred).all():
-            raise FloatingPointError(f"training diverged: validation predictions are not finite at epoch {epoch}")
-        val_mae = mae(y_val, val_pred)
-        progress.record(CurvePoint(epoch, train_mae * y_scale, val_mae, time.perf_counter() - start_time), model)
-
+    while state.progress.epoch < int(config.max_epochs) and stopped is None:
+        partial = _run_epoch(state, forward, config, epoch_data, precision, start_time, deadline)
+        point = state.progress.curve[-1]
         if on_step is not None:
-            on_step(epoch, val_mae)
-        if _blew_up(progress.curve, mean_predictor_mae):
-            _roll_back(model, optimizer, progress)
-        elif scheduler is not None:
-            lr_before = optimizer.param_groups[0]["lr"]
-            scheduler.step(val_mae)
-            if optimizer.param_groups[0]["lr"] < lr_before:
-                progress.lr_decay_epochs.append(epoch)
-        stopped = _stop_reason(progress, config, partial, deadline)
-        if checkpoint is not None and stopped is None and time.perf_counter() - last_save >= every_s:
-            _save_checkpoint(checkpoint, identity, training_state())
-            last_save = time.perf_counter()
+            on_step(point.step, point.val_mae)
+        _adjust_after_epoch(state, point, mean_predictor_mae)
+        stopped = _stop_reason(state.progress, config, partial, deadline)
+        if stopped is None:
+            checkpoints.after_epoch(state, time.perf_counter() - start_time)
 
+    progress = state.progress
     assert progress.best_state is not None  # at least one epoch ran and val_mae is finite
     model.load_state_dict(progress.best_state)
     model.eval()
@@ -656,7 +718,7 @@ def train_network(
         "partial_last_epoch": partial,
         "lr_decay_epochs": progress.lr_decay_epochs,
         "rollback_epochs": progress.rollback_epochs,
-        "final_lr": float(optimizer.param_groups[0]["lr"]),
+        "final_lr": float(state.optimizer.param_groups[0]["lr"]),
         "standardize_inputs": bool(config.standardize_inputs),
         "clip_inputs": bool(config.clip_inputs),
         "standardize_target": bool(config.standardize_target),

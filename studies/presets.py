@@ -49,6 +49,20 @@ class TrialBudget:
     # ``tuning_seconds``, which then buy the search after it, however long trial 0 took.
     trial0_apart: bool = False
 
+    def fit_limit(self, charged_seconds: float | None) -> tuple[float | None, bool]:
+        """The one rule for how long a fit may run under this budget, and whether the limit is the tuning
+        seconds left (a fit cut there was cut by the budget, not by the per-fit safety cap).
+
+        ``charged_seconds`` None: a fit that must reach its own stopping rule (a study's trial 0, the refit)
+        gets the per-fit cap. Otherwise (any other trial, also one a second worker starts while trial 0 runs)
+        the tuning seconds left after ``charged_seconds`` (at least 1 s) where fewer than the cap, so a slow
+        configuration cannot overrun the budget by a whole fit."""
+        cap = self.fit_seconds
+        if self.tuning_seconds is None or charged_seconds is None:
+            return cap, False
+        left = max(1.0, self.tuning_seconds - charged_seconds)
+        return (left, True) if cap is None or left < cap else (cap, False)
+
     def __post_init__(self) -> None:
         if self.n_trials < 1:
             raise UsageError(f"--trials must be at least 1, got {self.n_trials}")

@@ -65,7 +65,7 @@ from studies.tracking import (
     mark_parent_failed,
     package_tags,
 )
-from studies.tuning import TRIAL_FAILURES, open_study, tune
+from studies.tuning import TRIAL_FAILURES, TuningJob, open_study, tune
 
 log = logging.getLogger(__name__)
 
@@ -292,23 +292,12 @@ def run_job(
             client, experiment_id, run_id, {**key.tags(), schema.TAG_STUDY_NAME: key.study_name}
         )
         trial0, extra_trials = first_trials(plan, key, budget)
-        tuning = tune(
-            study,
-            model_cls=info.model_class,
-            search=info.search,
-            space=resolved_space(key.model, plan.preset, plan.threads),
-            training=training,
-            budget=budget,
-            seed=key.seed,
-            device=plan.device,
-            recorder=recorder,
-            progress=plan.progress,
-            description=f"tune {key.model} fold {key.fold} seed {key.seed} n={key.train_size}",
-            trial0=trial0,
-            extra_trials=extra_trials,
-            model_dir=model_dir,
-            checkpoint_dir=checkpoint_dir(plan, key),
-        )
+        job = TuningJob(model_cls=info.model_class, search=info.search,
+                        space=resolved_space(key.model, plan.preset, plan.threads), training=training, budget=budget,
+                        seed=key.seed, device=plan.device, trial0=trial0, extra_trials=extra_trials,
+                        model_dir=model_dir, checkpoint_dir=checkpoint_dir(plan, key))  # fmt: skip
+        tuning = tune(study, job, recorder=recorder, progress=plan.progress,
+                      description=f"tune {key.model} fold {key.fold} seed {key.seed} n={key.train_size}")  # fmt: skip
         # 3-4. Refit and score the test part once: exactly one worker takes it.
         with storage_lock(plan.storage_url, f"final:{key.study_name}"):
             claimed = claim_final_step(client, run_id)
@@ -316,12 +305,12 @@ def run_job(
             return JobOutcome(key, "elsewhere", "refit and test scoring taken by another worker")
         with FinalHeartbeat(client, run_id):
             # A log, not a terminal: timed lines while the refit runs.
-            heartbeat = None if plan.progress else ProgressLog(f"{key.task} {key.run_name} refit")
-            with heartbeat or contextlib.nullcontext():
-                if heartbeat is not None:
-                    heartbeat.say("refitting the best configuration, then scoring on the test part")
+            log_lines = None if plan.progress else ProgressLog(f"{key.task} {key.run_name} refit")
+            with log_lines or contextlib.nullcontext():
+                if log_lines is not None:
+                    log_lines.say("refitting the best configuration, then scoring on the test part")
                 record = refit_and_score(info.model_class, tuning, training, test, plan, key, budget,
-                                         heartbeat=heartbeat)  # fmt: skip
+                                         log_lines=log_lines)  # fmt: skip
             log_final(client, run_id, key, record)
         for folder in (model_dir, checkpoint_dir(plan, key)):  # the parent run holds the model now
             shutil.rmtree(folder, ignore_errors=True)
@@ -366,11 +355,11 @@ def refit_and_score(
     plan: RunPlan,
     key: RunKey,
     budget: TrialBudget | None = None,
-    heartbeat: ProgressLog | None = None,
+    log_lines: ProgressLog | None = None,
 ) -> FinalRecord:
     """Refit the best configuration with the run's seed (early stopping on validation), or keep the best
     trial's model where the refit would repeat it exactly; then predict the test part once and score it.
-    With a ``heartbeat``, the refit's steps are logged at its interval."""
+    With ``log_lines``, the refit's steps are logged at its interval."""
     budget = budget or plan.budget(key)
     refit_started = time.time()
     reused = reusable_trial_fit(tuning, training, plan, key)
@@ -384,11 +373,11 @@ def refit_and_score(
         # claim runs it); one of another configuration is ignored by its identity check.
         on_step = (
             None
-            if heartbeat is None
-            else (lambda step, val_mae: heartbeat.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
+            if log_lines is None
+            else (lambda step, val_mae: log_lines.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
         )
         report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
-                           on_step=on_step, time_limit_s=budget.fit_seconds,
+                           on_step=on_step, time_limit_s=budget.fit_limit(None)[0],
                            checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip
         train_seconds = time.perf_counter() - start
     if not math.isfinite(report.best_val_mae):

@@ -29,6 +29,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -233,76 +234,85 @@ def budget_reached(trials: list[FrozenTrial], budget: TrialBudget) -> bool:
 # ---------------------------------------------------------------------------------------------- trials ---
 
 
+@dataclass(frozen=True)
+class TuningJob:
+    """What one study tunes: the model and its space (after the preset's settings, fixed entries included), the
+    training rows, the budget, the seed and device, trial 0 (the model's defaults updated with ``trial0``) and the
+    full configurations queued after it, and where the best fitted trial and the trials' checkpoints are kept."""
+
+    model_cls: type[Model]
+    search: ModelSearch
+    space: Space
+    training: TrainingData
+    budget: TrialBudget
+    seed: int
+    device: str
+    trial0: Mapping[str, Any] | None = None
+    extra_trials: Sequence[Mapping[str, Any]] = ()
+    model_dir: Path | None = None
+    checkpoint_dir: Path | None = None
+
+
 def tune(
     study: optuna.Study,
+    job: TuningJob,
     *,
-    model_cls: type[Model],
-    search: ModelSearch,
-    space: Space,
-    training: TrainingData,
-    budget: TrialBudget,
-    seed: int,
-    device: str,
     recorder: TrialRecorder | None = None,
     progress: bool = True,
     description: str = "",
-    trial0: Mapping[str, Any] | None = None,
-    extra_trials: Sequence[Mapping[str, Any]] = (),
-    model_dir: Path | None = None,
-    checkpoint_dir: Path | None = None,
 ) -> TuningResult:
     """Run trials until the study's budget is reached (counting every process's trials) and return the best.
 
-    ``space`` is the search after preset overrides (fixed entries included). Each trial builds
-    ``model_cls(params, seed=seed, device=device)``, fits it on the training rows with early stopping and
-    pruning on the validation rows, and returns its best validation MAE. Trial 0 is the model's defaults
-    updated with ``trial0``; ``extra_trials`` (full parameter dicts the space can represent) follow it.
-    With ``model_dir``, the best trial so far of this process keeps its fitted model there, so that a refit
-    that would repeat it exactly can reuse it (:func:`load_trial_fit`). With ``checkpoint_dir``, a model that
-    can resume keeps each trial's training state there, so that a trial interrupted by a dead worker and
-    queued again continues where it stopped (the file is named by the first trial of the retry chain, which
-    only the worker that claimed the retry runs); the file is deleted once the trial is recorded.
+    Each trial builds ``job.model_cls(params, seed=job.seed, device=job.device)``, fits it on the training rows
+    with early stopping and pruning on the validation rows, and returns its best validation MAE. Trial 0 is the
+    model's defaults updated with ``job.trial0``; ``job.extra_trials`` (full parameter dicts the space can
+    represent) follow it. With ``job.model_dir``, the best trial so far of this process keeps its fitted model
+    there, so that a refit that would repeat it exactly can reuse it (:func:`load_trial_fit`). With
+    ``job.checkpoint_dir``, a model that can resume keeps each trial's training state there, so that a trial
+    interrupted by a dead worker and queued again continues where it stopped (the file is named by the first
+    trial of the retry chain, which only the worker that claimed the retry runs); the file is deleted once the
+    trial is recorded.
     """
-    defaults = model_cls.default_params()
-    check_space(space, defaults, model=model_cls.name)
+    budget = job.budget
+    defaults = job.model_cls.default_params()
+    check_space(job.space, defaults, model=job.model_cls.name)
     register_worker(study)
     numbers = recover_interrupted(study)
     if numbers and recorder is not None:
         recorder.interrupted(numbers)
-    enqueue_defaults(study, space, {**defaults, **(trial0 or {})}, extra_trials)
+    enqueue_defaults(study, job.space, {**defaults, **(job.trial0 or {})}, job.extra_trials)
 
     # Without a progress bar (stderr not a terminal), timed log lines instead.
-    heartbeat = None if progress else ProgressLog(description or study.study_name)
-    objective = _Objective(study, model_cls, search, space, training, budget, seed, device, recorder, model_dir,
-                           heartbeat=heartbeat, checkpoint_dir=checkpoint_dir)  # fmt: skip
+    log_lines = None if progress else ProgressLog(description or study.study_name)
+    objective = _Objective(study, job, recorder, log_lines)
     counted = finished_trials(study)
     if not budget_reached(counted, budget):
         bar = progress_bar(budget, len(counted), description, progress)
-        if heartbeat is not None:
-            heartbeat.say(f"started: {budget.n_trials} trials budget, {len(counted)} done earlier")
+        if log_lines is not None:
+            log_lines.say(f"started: {budget.n_trials} trials budget, {len(counted)} done earlier")
         try:
-            with heartbeat or contextlib.nullcontext():
+            with log_lines or contextlib.nullcontext():
                 study.optimize(
                     objective,
                     n_trials=None,  # the budget callback stops the study: N is a total across processes
                     catch=(*TRIAL_FAILURES, SurplusTrial),
-                    callbacks=[_BudgetCallback(budget, bar, heartbeat)],
+                    callbacks=[_BudgetCallback(budget, bar, log_lines)],
                     gc_after_trial=True,
                 )
         finally:
             if bar is not None:
                 bar.close()
-    _wait_for_a_complete_trial(study, heartbeat)
+    _wait_for_a_complete_trial(study, log_lines)
     result = _result(study)
-    if heartbeat is not None:
-        heartbeat.say(f"done: {result.n_trials} trials, best validation MAE {result.best_value:.4g}")
+    if log_lines is not None:
+        log_lines.say(f"done: {result.n_trials} trials, best validation MAE {result.best_value:.4g}")
     return result
 
 
 TRIAL_POLL_S = 5.0
 
 
-def _wait_for_a_complete_trial(study: optuna.Study, heartbeat: ProgressLog | None) -> None:
+def _wait_for_a_complete_trial(study: optuna.Study, log_lines: ProgressLog | None) -> None:
     """Wait while the study has no complete trial yet but trials of live workers still run: a process whose
     own trials were pruned (or cut at the budget) leaves the selection to the trial 0 that another worker runs,
     instead of failing the study."""
@@ -311,8 +321,8 @@ def _wait_for_a_complete_trial(study: optuna.Study, heartbeat: ProgressLog | Non
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not any(running_elsewhere(t, others_alive) for t in running):
             return
-        if heartbeat is not None:
-            heartbeat.maybe(lambda: "no trial complete yet; waiting for the trials other workers run")
+        if log_lines is not None:
+            log_lines.maybe(lambda: "no trial complete yet; waiting for the trials other workers run")
         time.sleep(TRIAL_POLL_S)
 
 
@@ -320,25 +330,9 @@ class _Objective:
     """One trial: sample, fit on training rows, report validation MAE per step, record, return the best."""
 
     def __init__(
-        self,
-        study: optuna.Study,
-        model_cls: type[Model],
-        search: ModelSearch,
-        space: Space,
-        training: TrainingData,
-        budget: TrialBudget,
-        seed: int,
-        device: str,
-        recorder: TrialRecorder | None,
-        model_dir: Path | None = None,
-        *,
-        heartbeat: ProgressLog | None = None,
-        checkpoint_dir: Path | None = None,
+        self, study: optuna.Study, job: TuningJob, recorder: TrialRecorder | None, log_lines: ProgressLog | None
     ) -> None:
-        self.study, self.model_cls, self.search, self.space = study, model_cls, search, space
-        self.training, self.budget, self.seed, self.device, self.recorder = training, budget, seed, device, recorder
-        self.model_dir, self.checkpoint_dir = model_dir, checkpoint_dir
-        self.heartbeat = heartbeat
+        self.study, self.job, self.recorder, self.log_lines = study, job, recorder, log_lines
         self._saved: list[Path] = []  # this process's saved trial fits (only the best is kept)
 
     def _surplus_reason(self, trial: optuna.Trial) -> str | None:
@@ -356,26 +350,21 @@ class _Objective:
         counted = [t for t in earlier if counts_toward_budget(t)]
         others_alive = other_workers_alive(self.study)
         running = [t for t in earlier if running_elsewhere(t, others_alive)]
-        if len(counted) + len(running) >= self.budget.n_trials:
+        if len(counted) + len(running) >= self.job.budget.n_trials:
             return "budget"
         if (
-            self.budget.tuning_seconds is not None
-            and charged_seconds(counted, self.budget) >= self.budget.tuning_seconds
+            self.job.budget.tuning_seconds is not None
+            and charged_seconds(counted, self.job.budget) >= self.job.budget.tuning_seconds
         ):
             return "budget"
         return None
 
     def _time_limit(self, is_defaults: bool) -> tuple[float | None, bool]:
-        """This trial's fit time limit, and whether it is the tuning seconds left rather than the per-fit cap.
-
-        The queued trial 0 gets the whole per-fit cap (every model reaches its stopping rule at least once);
-        any other trial, also one that a second process starts while trial 0 runs, only the tuning seconds
-        left, so a slow configuration cannot overrun the budget by a whole fit."""
-        cap = self.budget.fit_seconds
-        if self.budget.tuning_seconds is None or is_defaults:
-            return cap, False
-        left = max(1.0, self.budget.tuning_seconds - charged_seconds(finished_trials(self.study), self.budget))
-        return (left, True) if cap is None or left < cap else (cap, False)
+        """This trial's fit time limit and whether it is the tuning seconds left (:meth:`TrialBudget.fit_limit`):
+        the queued trial 0 reaches its own stopping rule under the per-fit cap; any other trial gets the tuning
+        seconds left where fewer."""
+        budget = self.job.budget
+        return budget.fit_limit(None if is_defaults else charged_seconds(finished_trials(self.study), budget))
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(ATTR_WORKER, current_worker())
@@ -389,7 +378,7 @@ class _Objective:
         started = time.time()
         retry_of = trial.user_attrs.get(ATTR_RETRY_OF)
         is_defaults = bool(trial.user_attrs.get(ATTR_DEFAULTS))
-        params = suggest(trial, self.space)
+        params = suggest(trial, self.job.space)
         model_params: dict[str, Any] = jsonable(params)  # replaced by the merged dict once the model is built
         seen: list[CurvePoint] = []
 
@@ -400,15 +389,15 @@ class _Objective:
         time_limit, cut_by_budget = self._time_limit(is_defaults)
         checkpoint = self._checkpoint_path(trial)
         try:
-            model = self.model_cls(params, seed=self.seed, device=self.device)
+            model = self.job.model_cls(params, seed=self.job.seed, device=self.job.device)
             model_params = jsonable(model.params)
             trial.set_user_attr(ATTR_MODEL_PARAMS, model_params)
             report = fit_model(
                 model,
-                self.training.X_train,
-                self.training.y_train,
-                self.training.X_val,
-                self.training.y_val,
+                self.job.training.X_train,
+                self.job.training.y_train,
+                self.job.training.X_val,
+                self.job.training.y_val,
                 on_step=self._step_callback(trial, seen, started, is_defaults),
                 time_limit_s=time_limit,
                 checkpoint_path=checkpoint,
@@ -445,25 +434,25 @@ class _Objective:
     def _checkpoint_path(self, trial: optuna.Trial) -> Path | None:
         """Where this trial's fit keeps its state: named by the first trial of its retry chain, so a retry
         (which :func:`studies.coordination.requeue_interrupted` queues with that number) finds it."""
-        if self.checkpoint_dir is None or not self.model_cls.resumable:
+        if self.job.checkpoint_dir is None or not self.job.model_cls.resumable:
             return None
         first = trial.user_attrs.get(ATTR_CHECKPOINT_OF)
         if first is None:
             first = trial.number
             trial.set_user_attr(ATTR_CHECKPOINT_OF, first)
-        return self.checkpoint_dir / f"trial-{int(first)}.pt"
+        return self.job.checkpoint_dir / f"trial-{int(first)}.pt"
 
     def _keep_if_best(self, trial: optuna.Trial, model: Model, report: FitReport, params: dict[str, Any]) -> None:
         """Save the fitted model of a trial that beats every completed trial so far (for refit reuse), and
         drop this process's earlier saves."""
-        if self.model_dir is None:
+        if self.job.model_dir is None:
             return
         values = [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                   if t.number != trial.number and t.value is not None]  # fmt: skip
         if values and not report.best_val_mae < min(values):
             return
-        identity = fit_identity(params, self.seed, self.training)
-        fit_path = save_trial_fit(self.model_dir, trial.number, model, report, identity)
+        identity = fit_identity(params, self.job.seed, self.job.training)
+        fit_path = save_trial_fit(self.job.model_dir, trial.number, model, report, identity)
         trial.set_user_attr(ATTR_FIT_IDENTITY, identity)
         trial.set_user_attr(ATTR_MODEL_FILE, str(fit_path))
         for old in self._saved:
@@ -477,14 +466,14 @@ class _Objective:
         """Report every ``report_every``-th step to the pruner. Trial 0 (the defaults or the converging regime)
         is never pruned, so every model reaches its own stopping rule once; it still asks the pruner, which
         records its rung values for the trials that follow."""
-        every = max(1, self.search.report_every)
+        every = max(1, self.job.search.report_every)
 
         def on_step(step: int, val_mae: float) -> None:
             seen.append(
                 CurvePoint(step=step, train_mae=math.nan, val_mae=float(val_mae), seconds=time.time() - started)
             )
-            if self.heartbeat is not None:
-                self.heartbeat.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
+            if self.log_lines is not None:
+                self.log_lines.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
             if step % every == 0 and math.isfinite(val_mae):
                 trial.report(float(val_mae), step)
                 if trial.should_prune() and not is_defaults:
@@ -506,16 +495,16 @@ def _drop(checkpoint: Path | None) -> None:
 class _BudgetCallback:
     """Stops this process's loop once the study (all processes together) has used its budget."""
 
-    def __init__(self, budget: TrialBudget, bar: Any, heartbeat: ProgressLog | None = None) -> None:
-        self.budget, self.bar, self.heartbeat = budget, bar, heartbeat
+    def __init__(self, budget: TrialBudget, bar: Any, log_lines: ProgressLog | None = None) -> None:
+        self.budget, self.bar, self.log_lines = budget, bar, log_lines
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         counted = finished_trials(study)
-        if self.heartbeat is not None:
+        if self.log_lines is not None:
             values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
             best = f", best validation MAE {min(values):.4g}" if values else ""
-            self.heartbeat.maybe(lambda: f"{len(counted)}/{self.budget.n_trials} trials{best}",
-                                 force=len(counted) % self.heartbeat.every_trials == 0)  # fmt: skip
+            self.log_lines.maybe(lambda: f"{len(counted)}/{self.budget.n_trials} trials{best}",
+                                 force=len(counted) % self.log_lines.every_trials == 0)  # fmt: skip
         if self.bar is not None:
             self.bar.n = min(len(counted), self.budget.n_trials)
             complete_values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]

@@ -32,7 +32,7 @@ from studies.presets import PRESETS, expected_fit_seconds, get_preset
 from studies.protocol import refit_and_score
 from studies.refit_reuse import fit_identity, load_trial_fit
 from studies.schema import RunKey
-from studies.tuning import open_study, tune
+from studies.tuning import TuningJob, open_study, tune
 
 REPO = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -264,9 +264,17 @@ def _tuned_xgboost(tmp_path, training, n_trials=2):
     study = open_study(open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"),
                        RunKey("matbench_steels", "xgboost", 0, 0, "smoke"),
                        search=search, preset=preset, config={"data": "steels"})  # fmt: skip
-    result = tune(study, model_cls=get_model_class("xgboost"), search=search,
-                  space=resolved_space("xgboost", preset, 1), training=training, budget=preset.budget, seed=0,
-                  device="cpu", progress=False, model_dir=tmp_path / "models")  # fmt: skip
+    job = TuningJob(
+        model_cls=get_model_class("xgboost"),
+        search=search,
+        space=resolved_space("xgboost", preset, 1),
+        training=training,
+        budget=preset.budget,
+        seed=0,
+        device="cpu",
+        model_dir=tmp_path / "models",
+    )
+    result = tune(study, job, progress=False)
     return result
 
 

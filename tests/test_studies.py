@@ -41,7 +41,7 @@ from studies.protocol import resolved_space
 from studies.registry import BENCHMARK_MODELS, get_model_class, model_info, model_names, parse_model_list
 from studies.schema import RunKey
 from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
-from studies.tuning import ATTR_MODEL_PARAMS, counts_toward_budget, finished_trials, open_study, tune
+from studies.tuning import ATTR_MODEL_PARAMS, TuningJob, counts_toward_budget, finished_trials, open_study, tune
 
 TESTS_DIR = Path(__file__).resolve().parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -148,9 +148,13 @@ def _study(tmp_path: Path, search: ModelSearch, *, name: str = "t", seed: int = 
     return open_study(storage, key, search=search, preset=get_preset(preset), config={"data": "steels"})
 
 
+def _job(model_cls, search, training, budget, **rest):
+    return TuningJob(model_cls=model_cls, search=search, space=rest.pop("space", search.space), training=training,
+                     budget=budget, seed=0, device="cpu", **rest)  # fmt: skip
+
+
 def _tune(study, model_cls, search, training, budget, recorder=None):
-    return tune(study, model_cls=model_cls, search=search, space=search.space, training=training, budget=budget,
-                seed=0, device="cpu", recorder=recorder, progress=False)  # fmt: skip
+    return tune(study, _job(model_cls, search, training, budget), recorder=recorder, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ spaces ---
@@ -314,8 +318,8 @@ def test_every_trial_crashing_is_a_clear_error(tmp_path, steels_training):
     search = ModelSearch({"x": spaces.uniform(0.6, 1.0)})
     study = _study(tmp_path, search, name="crashing-all")
     with pytest.raises(BenchError, match="none of its 3 trials completed; first failure: FloatingPointError"):
-        tune(study, model_cls=CrashingModel, search=search, space={"x": spaces.fixed(0.9)}, training=steels_training,
-             budget=TrialBudget(3, None, None), seed=0, device="cpu", progress=False)  # fmt: skip
+        job = _job(CrashingModel, search, steels_training, TrialBudget(3, None, None), space={"x": spaces.fixed(0.9)})
+        tune(study, job, progress=False)
 
 
 def test_unpromising_trials_are_pruned_from_intermediate_scores(tmp_path, steels_training):
@@ -360,6 +364,16 @@ def test_successive_halving_runs_trial_0_to_the_end_and_bootstraps_each_rung(tmp
     assert study.best_trial.number != 0  # a trial that went on past the rungs beat trial 0
 
 
+def test_one_rule_gives_every_fit_its_time_limit():
+    budget = TrialBudget(10, tuning_seconds=100.0, fit_seconds=40.0)
+    assert budget.fit_limit(None) == (40.0, False)  # trial 0 and the refit: the per-fit cap
+    assert budget.fit_limit(10.0) == (40.0, False)  # 90 s of tuning left: still the cap
+    assert budget.fit_limit(80.0) == (20.0, True)  # the tuning seconds left, fewer than the cap: cut by budget
+    assert budget.fit_limit(150.0) == (1.0, True)  # overspent by running trials: at least a second
+    assert TrialBudget(10, None, 40.0).fit_limit(500.0) == (40.0, False)  # no tuning seconds: the cap
+    assert TrialBudget(10, 100.0, None).fit_limit(30.0) == (70.0, True)  # no cap: the seconds left
+
+
 def test_tuning_seconds_budget_stops_the_study(tmp_path, steels_training):
     study = _study(tmp_path, SLEEPY_SEARCH, name="timed")
     result = _tune(study, SleepyModel, SLEEPY_SEARCH, steels_training, TrialBudget(100, 1.0, None))
@@ -396,9 +410,9 @@ def test_a_later_trial_gets_only_the_tuning_seconds_left_and_cannot_be_selected_
     recorder = ListRecorder()
     # Trial 0: the defaults (x 0.5, 0.3 s). Trial 1: a better x that would need 30 s, more than the 1.5 s budget.
     started = time.perf_counter()
-    result = tune(study, model_cls=CappedSleepyModel, search=search, space=search.space, training=steels_training,
-                  budget=TrialBudget(10, 1.5, 60.0), seed=0, device="cpu", recorder=recorder, progress=False,
-                  extra_trials=[{"x": 0.3, "seconds": 30.0}])  # fmt: skip
+    job = _job(CappedSleepyModel, search, steels_training, TrialBudget(10, 1.5, 60.0),
+               extra_trials=[{"x": 0.3, "seconds": 30.0}])  # fmt: skip
+    result = tune(study, job, recorder=recorder, progress=False)
     assert time.perf_counter() - started < 10  # not 30 s: trial 1 was cut at the ~1.2 s left
     first, second = study.get_trials()[:2]
     assert first.state == TrialState.COMPLETE and second.state == TrialState.PRUNED
@@ -527,7 +541,7 @@ WORKER_SCRIPT = textwrap.dedent(
     from studies.presets import TrialBudget, get_preset
     from studies.schema import RunKey
     from studies.coordination import open_storage
-    from studies.tuning import open_study, tune
+    from studies.tuning import TuningJob, open_study, tune
     from test_studies import SLEEPY_SEARCH, SleepyModel
 
     training, _ = task_fold(load_task("matbench_steels"), 0, progress=False)
@@ -539,8 +553,8 @@ WORKER_SCRIPT = textwrap.dedent(
     (barrier / str(os.getpid())).touch()
     while len(list(barrier.iterdir())) < 2:
         time.sleep(0.05)
-    tune(study, model_cls=SleepyModel, search=SLEEPY_SEARCH, space=SLEEPY_SEARCH.space, training=training,
-         budget=TrialBudget({n}, None, None), seed=0, device="cpu", progress=False)
+    tune(study, TuningJob(model_cls=SleepyModel, search=SLEEPY_SEARCH, space=SLEEPY_SEARCH.space, training=training,
+                          budget=TrialBudget({n}, None, None), seed=0, device="cpu"), progress=False)
     """
 )
 
