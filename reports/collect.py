@@ -147,9 +147,11 @@ def _as_int(value: str | None, what: str, run_id: str) -> int:
 
 
 def _depth(tags: dict[str, str], params: dict[str, str]) -> int | None:
-    """The depth a figure groups the run by: its recorded ``model_depth``, else (runs written before it existed)
-    the parameter ``depth``."""
-    value = tags.get(schema.TAG_MODEL_DEPTH, params.get("depth"))
+    """The depth a figure groups the run by: its recorded ``model_depth`` (none for a model without a depth role,
+    such as CatBoost, whose ``depth`` is a tree's); on runs written before runs recorded their declaration, the
+    parameter ``depth`` (then only the published networks had one)."""
+    recorded = schema.TAG_MODEL_FAMILY in tags
+    value = tags.get(schema.TAG_MODEL_DEPTH) if recorded else params.get("depth")
     try:
         return int(float(value)) if value is not None else None
     except ValueError:

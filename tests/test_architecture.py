@@ -72,3 +72,13 @@ def test_a_report_builds_with_torch_and_the_tree_libraries_unimportable(smoke_st
     board = pd.read_csv(out / "leaderboard.csv")
     assert {"rf", "dummy"} <= set(board["model"])
     assert "No module named 'torch'" not in done.stderr
+
+
+def test_a_run_is_grouped_by_the_depth_its_model_declared_not_by_a_parameter_of_that_name():
+    from reports.collect import _depth
+    from studies import schema
+
+    network = {schema.TAG_MODEL_FAMILY: "network", schema.TAG_MODEL_DEPTH: "24"}
+    assert _depth(network, {"depth": "24"}) == 24
+    assert _depth({schema.TAG_MODEL_FAMILY: "tree"}, {"depth": "7"}) is None  # CatBoost's depth is a tree's
+    assert _depth({}, {"depth": "17"}) == 17  # a run written before runs recorded their declaration
