@@ -29,7 +29,7 @@ class TorchNetworkModel(Model):
     """A torch network, built by the subclass (:meth:`build`), trained by :func:`irnet.training.train_network`
     (its parameters are the training settings of :class:`irnet.training.TrainConfig` plus the subclass's own)."""
 
-    arch: ClassVar[str]  # recorded in the saved state, checked on load
+    arch: ClassVar[str]  # recorded in the saved state (checked on load) and on the run (tag model_arch)
     resumable: ClassVar[bool] = True
 
     def __init__(self, params: dict[str, Any] | None = None, *, seed: int = 0, device: str = "cpu") -> None:
@@ -186,6 +186,58 @@ class PlainNetModel(NetworkModel):
     arch: ClassVar[str] = "plain"
 
 
+class AtDepthModel(NetworkModel):
+    """A published network with its depth fixed, not tuned: the paper's depth claim (a plain network gets worse
+    as it gets deeper, IRNet does not; Jha et al., KDD 2019) needs each depth as a study and a run of its own."""
+
+    fixed_depth: ClassVar[int]
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {**super().default_params(), "depth": cls.fixed_depth}
+
+    def check_architecture(self) -> None:
+        super().check_architecture()
+        if int(self.params["depth"]) != self.fixed_depth:
+            raise ValueError(f"{self.name}: the depth is fixed at {self.fixed_depth}, got {self.params['depth']}")
+
+
+class IRNet17Model(AtDepthModel):
+    name: ClassVar[str] = "irnet-17"
+    arch: ClassVar[str] = "irnet"
+    fixed_depth: ClassVar[int] = 17
+
+
+class IRNet24Model(AtDepthModel):
+    name: ClassVar[str] = "irnet-24"
+    arch: ClassVar[str] = "irnet"
+    fixed_depth: ClassVar[int] = 24
+
+
+class IRNet48Model(AtDepthModel):
+    name: ClassVar[str] = "irnet-48"
+    arch: ClassVar[str] = "irnet"
+    fixed_depth: ClassVar[int] = 48
+
+
+class Plain17Model(AtDepthModel):
+    name: ClassVar[str] = "plain-17"
+    arch: ClassVar[str] = "plain"
+    fixed_depth: ClassVar[int] = 17
+
+
+class Plain24Model(AtDepthModel):
+    name: ClassVar[str] = "plain-24"
+    arch: ClassVar[str] = "plain"
+    fixed_depth: ClassVar[int] = 24
+
+
+class Plain48Model(AtDepthModel):
+    name: ClassVar[str] = "plain-48"
+    arch: ClassVar[str] = "plain"
+    fixed_depth: ClassVar[int] = 48
+
+
 class ElemNetModel(NetworkModel):
     """ElemNet's layout (ReLU, no batch norm, dropout after its first four stacks)."""
 
@@ -205,6 +257,9 @@ NETWORK_SPACE: dict[str, Spec] = {
     "weight_decay": optional(log_uniform(1e-6, 1e-3), off=0.0),
 }
 NETWORK_SEARCH = ModelSearch(NETWORK_SPACE, report_every=1, warmup_steps=5, source="rtdl MLP ranges + paper depths")
+# The fixed-depth variants: the same space without the depth.
+AT_DEPTH_SEARCH = ModelSearch({name: spec for name, spec in NETWORK_SPACE.items() if name != "depth"}, report_every=1,
+                              warmup_steps=5, source="rtdl MLP ranges; depth fixed")  # fmt: skip
 
 # The published training regime (Jha et al., KDD 2019; NU-CUCIS/IRNet) is the models' defaults: Adam, lr 1e-4,
 # batch 32, no weight decay.
@@ -240,7 +295,8 @@ NETWORK_ROLES = {"step_cap": "max_epochs", "patience": "patience", "batch_size":
 
 
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:
-    return ModelInfo(name=cls.name, model_class=cls, family="network", group="networks", search=NETWORK_SEARCH,
+    search = AT_DEPTH_SEARCH if issubclass(cls, AtDepthModel) else NETWORK_SEARCH
+    return ModelInfo(name=cls.name, model_class=cls, family="network", group="networks", search=search,
                      color=color, packages={"torch": ("torch",)}, roles=NETWORK_ROLES, step_name="epoch",
                      fit_cost=NETWORK_FIT_COST, converging_regime=converging_network_regime)  # fmt: skip
 
@@ -250,4 +306,11 @@ MODELS = (
     _network(SRNetModel, "#1f77b4"),
     _network(PlainNetModel, "#7f7f7f"),
     _network(ElemNetModel, "#9467bd"),
+    # The depth study (`--models irnet-17,irnet-24,irnet-48,plain-17,plain-24,plain-48`): lighter to darker.
+    _network(IRNet17Model, "#f7a1a1"),
+    _network(IRNet24Model, "#e34a4a"),
+    _network(IRNet48Model, "#8b0000"),
+    _network(Plain17Model, "#cccccc"),
+    _network(Plain24Model, "#9e9e9e"),
+    _network(Plain48Model, "#3f3f3f"),
 )

@@ -158,6 +158,14 @@ def _depth(tags: dict[str, str], params: dict[str, str]) -> int | None:
         return None
 
 
+def _arch(tags: dict[str, str], params: dict[str, str]) -> str:
+    """A network's architecture as the run recorded it; on runs written before, the model's name where it had
+    a ``depth`` (then only the published networks, each named after its architecture); "" otherwise."""
+    if schema.TAG_MODEL_FAMILY in tags:
+        return tags.get(schema.TAG_MODEL_ARCH, "")
+    return tags.get(schema.TAG_MODEL, "") if "depth" in params else ""
+
+
 def _final_row(record: RunRecord) -> dict[str, Any]:
     """One parent run as a flat row; raises on a run that claims to be done but lacks what that implies."""
     tags, metrics, params = record.tags, record.metrics, dict(record.params)
@@ -190,6 +198,7 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "val_seed": tags.get(schema.TAG_VAL_SEED, ""),
         "unit": params.get(schema.PARAM_TASK_UNIT, ""),
         "depth": _depth(tags, params),
+        "arch": _arch(tags, params),
         # The model's declaration as the run recorded it; "" on runs written before (reports.declared).
         "family": tags.get(schema.TAG_MODEL_FAMILY, ""),
         "color": tags.get(schema.TAG_MODEL_COLOR, ""),

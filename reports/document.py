@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from importlib import resources
@@ -21,6 +22,7 @@ from reports.stats import (
     PairedComparison,
     RowComparison,
     at_largest_size,
+    depth_table,
     running_best,
     wilcoxon_floor,
 )
@@ -317,6 +319,53 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     return blocks
 
 
+def depth_verdict(part: pd.DataFrame) -> str:
+    """How one architecture's test MAE moves from its shallowest to its deepest network, in words."""
+    maes = list(part.sort_values("depth")["mae_mean"])
+    steps = [b - a for a, b in itertools.pairwise(maes)]
+    if all(step > 0 for step in steps):
+        return "worse at every greater depth"
+    if all(step < 0 for step in steps):
+        return "better at every greater depth"
+    return "not monotone in depth"
+
+
+def depth_blocks(task: str, table: pd.DataFrame, unit: str) -> list[Block]:
+    """The paper's depth claim (a plain network gets worse as it gets deeper, IRNet does not) on this task:
+    test MAE against depth per architecture, where the runs hold two depths or more of one."""
+    if table.empty:
+        return []
+    d = decimals(table["mae_mean"])
+    verdicts = []
+    for arch, part in table.groupby("arch"):
+        part = part.sort_values("depth")
+        first, last = part.iloc[0], part.iloc[-1]
+        change = (last["mae_mean"] - first["mae_mean"]) / first["mae_mean"] * 100
+        verdicts.append(
+            f"{arch}: {first['mae_mean']:.{d}f} at depth {first['depth']}, {last['mae_mean']:.{d}f} at "
+            f"{last['depth']} ({change:+.1f}%), {depth_verdict(part)}"
+        )
+    rows = []
+    for r in table.itertuples():
+        std = "—" if pd.isna(r.mae_std) else f"{r.mae_std:.{d}f}"
+        rows.append([str(r.arch), str(r.depth), str(r.runs), f"{r.mae_mean:.{d}f}", std, str(r.models)])
+    mae_column = f"test MAE ({unit})" if unit else "test MAE"
+    caption = f"{task}: test MAE against depth per architecture; mean over runs, bars one standard deviation."
+    return [
+        Heading(f"{task}: test MAE against depth", 3, f"{task}-depth"),
+        Para(
+            "The IRNet paper's claim (Jha et al., KDD 2019): with a shortcut around every layer a deeper network does "
+            "better, where a plain network of the same depth gets worse. Runs at this task's largest training size, "
+            "grouped by architecture and the depth each run recorded (the fixed-depth models irnet-17/24/48 and "
+            "plain-17/24/48, and any tuned network that selected that depth). " + "; ".join(verdicts) + "."
+        ),
+        Table(
+            ["architecture", "depth", "runs", mae_column, "std", "models"], rows, align_right=frozenset({1, 2, 3, 4})
+        ),
+        Figure(f"plots/{task}_depth.png", plots.depth(table, task), caption),
+    ]
+
+
 def task_blocks(
     task: str,
     collected: Collected,
@@ -424,6 +473,7 @@ def task_blocks(
     )
     if study is not None:
         blocks += scaling_blocks(task, study, unit)
+    blocks += depth_blocks(task, depth_table(collected.finals, task), unit)
 
     figures: list[Figure] = []
     # The figures below show the leaderboard's runs (the largest size of a scaling study) only.

@@ -173,6 +173,23 @@ def times(summary: pd.DataFrame, task: str) -> bytes:
     return _png(fig)
 
 
+def depth(table: pd.DataFrame, task: str) -> bytes:
+    """Test MAE against depth, one line per architecture (mean over runs; bars: the std over them)."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for arch, part in table.groupby("arch"):
+        c = color(str(arch))
+        ax.errorbar(part["depth"], part["mae_mean"], yerr=part["mae_std"].fillna(0.0), fmt="o-", color=c, lw=1.6,
+                    ms=5, capsize=3, label=str(arch))  # fmt: skip
+    ax.set_xticks(sorted(table["depth"].unique()))
+    ax.set_xlabel("depth (layers on the main path, head included)")
+    ax.set_ylabel("test MAE")
+    ax.set_title(f"{task}: test MAE against depth")
+    ax.grid(alpha=0.3)
+    _legend_below(ax, ncol=4)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _log_log(ax: Axes) -> None:
     """Log axes labelled with plain numbers (0.2, 3,000) rather than 2e-01 or 3e+03."""
 

@@ -92,6 +92,27 @@ def summarize(finals: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["task", "rank", "model"]).reset_index(drop=True)
 
 
+def depth_table(finals: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Test MAE against depth per network architecture at the task's largest training size: one row per
+    (``arch``, ``depth``) with ``runs``, ``mae_mean``, ``mae_std``, ``models`` (which runs they are, e.g.
+    "irnet-24"); only architectures with runs at two depths or more. Empty when there are none."""
+    rows = at_largest_size(finals[finals["task"] == task])
+    rows = rows[(rows.get("arch", pd.Series("", index=rows.index)) != "") & rows["depth"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=["arch", "depth", "runs", "mae_mean", "mae_std", "models"])
+    deep = rows.groupby("arch")["depth"].nunique()
+    rows = rows[rows["arch"].isin(deep[deep >= 2].index)]
+    out = rows.groupby(["arch", "depth"]).agg(
+        runs=("run_id", "size"),
+        mae_mean=(schema.TEST_MAE, "mean"),
+        mae_std=(schema.TEST_MAE, lambda s: s.std(ddof=0) if len(s) > 1 else math.nan),
+        models=("model", lambda s: ", ".join(sorted(set(s)))),
+    )
+    out = out.reset_index()
+    out["depth"] = out["depth"].astype(int)
+    return out.sort_values(["arch", "depth"]).reset_index(drop=True)
+
+
 def mean_ranks(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean rank of each model over the tasks it ran on (ranks are within each task's own models)."""
     out = summary.groupby("model").agg(

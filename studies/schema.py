@@ -102,6 +102,7 @@ TAG_MODEL_FAMILY = "model_family"  # network, tree, reference
 TAG_MODEL_GROUP = "model_group"  # the key of a preset's budget rule and settings
 TAG_MODEL_COLOR = "model_color"  # its colour in every figure
 TAG_MODEL_DEPTH = "model_depth"  # the value of its depth role, where it has one (figures group by it)
+TAG_MODEL_ARCH = "model_arch"  # a network's architecture (irnet, plain, ...): the depth figure's lines
 # On a parent run imported from an export (reports.export --import): its id in the store the export was made
 # from. MLflow gives every new run its own id, so readers report this one (the published id) instead.
 TAG_SOURCE_RUN_ID = "source_run_id"

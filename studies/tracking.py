@@ -168,6 +168,9 @@ def declaration_tags(model: str, params: Mapping[str, Any]) -> dict[str, str]:
     depth_param = info.param("depth")
     if depth_param is not None and params.get(depth_param) is not None:
         tags[schema.TAG_MODEL_DEPTH] = str(params[depth_param])
+    arch = getattr(info.model_class, "arch", None)  # the networks' (irnet.models.TorchNetworkModel.arch)
+    if arch:
+        tags[schema.TAG_MODEL_ARCH] = str(arch)
     return tags
 
 

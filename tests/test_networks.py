@@ -422,7 +422,8 @@ def test_the_loss_and_optimizer_options_change_the_fit(small) -> None:
 def test_default_params_are_the_papers() -> None:
     for cls in NETWORK_MODELS.values():
         params = cls.default_params()
-        assert (params["depth"], params["lr"], params["batch_size"], params["optimizer"]) == (17, 1e-4, 32, "adam")
+        depth = getattr(cls, "fixed_depth", 17)  # the depth study's variants keep their own depth
+        assert (params["depth"], params["lr"], params["batch_size"], params["optimizer"]) == (depth, 1e-4, 32, "adam")
         assert (params["loss"], params["patience"], params["weight_decay"], params["amp"]) == ("mae", 200, 0.0, False)
 
 
@@ -637,3 +638,19 @@ def test_tabm_predicts_the_mean_of_its_members_and_round_trips(small, tmp_path) 
     assert members.shape == (5, 4) and torch.allclose(net(x), members.mean(dim=1), atol=1e-6)
     loaded = Model.load(model.save(tmp_path / "tabm.pkl"))
     assert np.array_equal(loaded.predict(Xv), model.predict(Xv)) and np.std(model.predict(Xv)) > 0
+
+
+def test_a_fixed_depth_variant_keeps_its_depth_and_tunes_everything_else() -> None:
+    from irnet.models import IRNet48Model, Plain24Model
+    from studies.registry import model_info
+    from studies.tracking import declaration_tags
+
+    assert IRNet48Model.default_params()["depth"] == 48 and IRNet48Model.arch == "irnet"
+    with pytest.raises(ValueError, match="fixed at 24"):
+        Plain24Model({"depth": 17})
+    info = model_info("plain-24")
+    assert "depth" not in info.search.space and set(info.search.space) < set(model_info("plain").search.space)
+    assert declaration_tags("plain-24", Plain24Model.default_params()) == {
+        "model_family": "network", "model_group": "networks", "model_color": info.color,
+        "model_depth": "24", "model_arch": "plain",
+    }  # fmt: skip

@@ -306,3 +306,52 @@ def test_one_run_per_size_with_predictions_gets_a_row_bootstrap_interval(scaling
     assert c.ci_low is not None and c.ci_low < c.ci_high
     assert c.crossing == pytest.approx(CROSSING, rel=1e-8)
     assert "resamples of test rows and seeds" in c.statement()
+
+
+# ------------------------------------------------------------------------------------------ depth study ---
+
+
+def _depth_finals() -> pd.DataFrame:
+    """formation_energy runs at 30,000 rows: IRNet flat with depth, plain worse at every depth; SRNet at one depth
+    only (no line), and a smaller size that must not count."""
+    rows = []
+    for arch, maes in (("irnet", {17: 0.100, 24: 0.099, 48: 0.101}), ("plain", {17: 0.101, 24: 0.110, 48: 0.140})):
+        for depth, mae in maes.items():
+            for seed, noise in ((0, -0.001), (1, 0.001)):
+                rows.append({"task": "formation_energy", "train_size": 30_000, "arch": arch, "depth": depth,
+                             "model": f"{arch}-{depth}", "seed": seed, "run_id": f"{arch}{depth}s{seed}",
+                             schema.TEST_MAE: mae + noise})  # fmt: skip
+    rows.append({"task": "formation_energy", "train_size": 30_000, "arch": "srnet", "depth": 17, "model": "srnet",
+                 "seed": 0, "run_id": "sr", schema.TEST_MAE: 0.095})  # fmt: skip
+    rows.append({"task": "formation_energy", "train_size": 3_000, "arch": "plain", "depth": 24, "model": "plain",
+                 "seed": 0, "run_id": "small", schema.TEST_MAE: 0.5})  # fmt: skip
+    rows.append({"task": "formation_energy", "train_size": 30_000, "arch": "", "depth": None, "model": "xgboost",
+                 "seed": 0, "run_id": "xgb", schema.TEST_MAE: 0.097})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_depth_table_holds_each_architecture_run_at_several_depths_at_the_largest_size():
+    from reports.stats import depth_table
+
+    table = depth_table(_depth_finals(), "formation_energy")
+    assert list(zip(table["arch"], table["depth"], strict=True)) == [
+        ("irnet", 17), ("irnet", 24), ("irnet", 48), ("plain", 17), ("plain", 24), ("plain", 48)
+    ]  # fmt: skip
+    plain48 = table[(table["arch"] == "plain") & (table["depth"] == 48)].iloc[0]
+    assert plain48["runs"] == 2 and plain48["mae_mean"] == pytest.approx(0.140) and plain48["models"] == "plain-48"
+    assert depth_table(_depth_finals(), "matbench_steels").empty
+
+
+def test_the_report_says_whether_plain_degrades_with_depth_and_irnet_does_not():
+    from reports.document import depth_blocks
+    from reports.render import Figure, Para, Table
+    from reports.stats import depth_table
+
+    blocks = depth_blocks("formation_energy", depth_table(_depth_finals(), "formation_energy"), "eV/atom")
+    text = next(b.text for b in blocks if isinstance(b, Para))
+    assert "plain: 0.10100 at depth 17, 0.14000 at 48 (+38.6%), worse at every greater depth" in text
+    assert "irnet: 0.10000 at depth 17, 0.10100 at 48 (+1.0%), not monotone in depth" in text
+    assert any(isinstance(b, Table) for b in blocks)
+    figure = next(b for b in blocks if isinstance(b, Figure))
+    assert figure.filename == "plots/formation_energy_depth.png" and figure.png.startswith(b"\x89PNG")
+    assert depth_blocks("formation_energy", depth_table(_depth_finals().iloc[-1:], "formation_energy"), "") == []
