@@ -202,40 +202,19 @@ class AtDepthModel(NetworkModel):
             raise ValueError(f"{self.name}: the depth is fixed at {self.fixed_depth}, got {self.params['depth']}")
 
 
-class IRNet17Model(AtDepthModel):
-    name: ClassVar[str] = "irnet-17"
-    arch: ClassVar[str] = "irnet"
-    fixed_depth: ClassVar[int] = 17
+def _at_depth(class_name: str, arch: str, depth: int) -> type[AtDepthModel]:
+    """The model ``<arch>-<depth>``, a class named ``class_name`` in this module (saved models name it)."""
+    attrs = {"name": f"{arch}-{depth}", "arch": arch, "fixed_depth": depth, "__module__": __name__,
+             "__qualname__": class_name, "__doc__": f"{arch} at depth {depth}, the depth not tuned."}  # fmt: skip
+    return type(class_name, (AtDepthModel,), attrs)
 
 
-class IRNet24Model(AtDepthModel):
-    name: ClassVar[str] = "irnet-24"
-    arch: ClassVar[str] = "irnet"
-    fixed_depth: ClassVar[int] = 24
-
-
-class IRNet48Model(AtDepthModel):
-    name: ClassVar[str] = "irnet-48"
-    arch: ClassVar[str] = "irnet"
-    fixed_depth: ClassVar[int] = 48
-
-
-class Plain17Model(AtDepthModel):
-    name: ClassVar[str] = "plain-17"
-    arch: ClassVar[str] = "plain"
-    fixed_depth: ClassVar[int] = 17
-
-
-class Plain24Model(AtDepthModel):
-    name: ClassVar[str] = "plain-24"
-    arch: ClassVar[str] = "plain"
-    fixed_depth: ClassVar[int] = 24
-
-
-class Plain48Model(AtDepthModel):
-    name: ClassVar[str] = "plain-48"
-    arch: ClassVar[str] = "plain"
-    fixed_depth: ClassVar[int] = 48
+IRNet17Model = _at_depth("IRNet17Model", "irnet", 17)
+IRNet24Model = _at_depth("IRNet24Model", "irnet", 24)
+IRNet48Model = _at_depth("IRNet48Model", "irnet", 48)
+Plain17Model = _at_depth("Plain17Model", "plain", 17)
+Plain24Model = _at_depth("Plain24Model", "plain", 24)
+Plain48Model = _at_depth("Plain48Model", "plain", 48)
 
 
 class ElemNetModel(NetworkModel):
