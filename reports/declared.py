@@ -49,8 +49,13 @@ def declared(model: str) -> Declared:
     return Declared(info.family, info.color)
 
 
+def recorded(model: str) -> bool:
+    """Whether the runs of the report being built recorded ``model``'s declaration."""
+    return model in _recorded
+
+
 def family(model: str) -> str:
-    """ "network", "tree" or "reference"; "" for a model declared nowhere."""
+    """The model's family: "network", "tree" or "reference"; "" for a model declared nowhere."""
     return declared(model).family
 
 

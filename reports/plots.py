@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from benchmarks.metrics import mae
-from reports.declared import color, family
+from reports.declared import color, family, recorded
 from reports.scaling import PowerLaw
 from studies import schema
 from studies.registry import BENCHMARK_MODELS
@@ -177,7 +177,9 @@ def depth(table: pd.DataFrame, task: str) -> bytes:
     """Test MAE against depth, one line per architecture (mean over runs; bars: the std over them)."""
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for arch, part in table.groupby("arch"):
-        c = color(str(arch))
+        # The architecture's own model's colour where its runs are here, else that of one of its runs' models.
+        names = [str(arch), *str(part["models"].iloc[-1]).split(", ")]
+        c = next((color(name) for name in names if recorded(name)), color(str(arch)))
         ax.errorbar(part["depth"], part["mae_mean"], yerr=part["mae_std"].fillna(0.0), fmt="o-", color=c, lw=1.6,
                     ms=5, capsize=3, label=str(arch))  # fmt: skip
     ax.set_xticks(sorted(table["depth"].unique()))
