@@ -439,7 +439,13 @@ def test_save_load_round_trip(name: str, small, tmp_path) -> None:
     after = loaded.predict(Xv)
     assert after.dtype == np.float64 and after.shape == (len(yv),)
     assert np.array_equal(before, after)
-    assert np.std(after) > 0  # not a degenerate constant
+    fitted, reloaded = model._net.state_dict(), loaded._net.state_dict()
+    assert fitted.keys() == reloaded.keys()
+    assert all(torch.equal(fitted[key].cpu(), reloaded[key].cpu()) for key in fitted)
+    if name != "plain-48":
+        # 48 layers without shortcuts can collapse to a constant within two epochs (the degradation the depth
+        # study measures), so there the weights above carry the round trip.
+        assert np.std(after) > 0  # not a degenerate constant
 
 
 def test_predict_before_fit_and_wrong_width(small) -> None:
