@@ -178,5 +178,11 @@ MODELS = (
         # matbench_steels rows, 17 s on 3,000 and 25 s on 10,000 formation_energy rows (5.5-12 ms per round,
         # mostly fixed cost: 145 features at 254 borders each); XGBoost takes ~1.5 s on the 10,000.
         fit_cost=FitCost(seconds_per_1k_rows=2.5, min_seconds=15.0),
+        summary="CatBoost (Prokhorenkova et al., NeurIPS 2018): gradient-boosted oblivious trees with ordered "
+        "boosting, early stopping on the validation MAE",
+        bibtex="@inproceedings{Prokhorenkova2018CatBoost, author = {Prokhorenkova, Liudmila and Gusev, Gleb and "
+        "Vorobev, Aleksandr and Dorogush, Anna Veronika and Gulin, Andrey}, title = {{CatBoost}: unbiased "
+        "boosting with categorical features}, booktitle = {Advances in Neural Information Processing Systems 31}, "
+        "pages = {6638--6648}, year = {2018}}",
     ),
 )

@@ -91,5 +91,6 @@ MODELS = (
         search=ModelSearch({"strategy": choice("mean", "median")}, source="scale reference"),
         color="#bcbd22",
         fit_cost=FitCost(seconds_per_1k_rows=0.01, min_seconds=0.1),
+        summary="a constant: the training targets' mean or median (a scale reference, not a model)",
     ),
 )

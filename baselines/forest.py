@@ -204,5 +204,9 @@ MODELS = (
         roles={"step_cap": "n_estimators", "split_criterion": "criterion", "threads": "n_jobs"},
         step_name="trees",
         fit_cost=FitCost(seconds_per_1k_rows=1.5, min_seconds=5.0),  # 100 squared-error trees, 10k x 145 rows: ~15 s
+        summary="random forest (Breiman 2001; scikit-learn's RandomForestRegressor), 100 trees, tuned over "
+        "Grinsztajn et al. (2022)'s ranges",
+        bibtex="@article{Breiman2001, author = {Breiman, Leo}, title = {Random Forests}, journal = {Machine "
+        "Learning}, volume = {45}, number = {1}, pages = {5--32}, year = {2001}, doi = {10.1023/A:1010933404324}}",
     ),
 )

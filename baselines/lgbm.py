@@ -221,5 +221,11 @@ MODELS = (
         roles={"step_cap": "n_estimators", "patience": "early_stopping_rounds", "threads": "num_threads"},
         step_name="boosting round",
         fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),  # as XGBoost (50 trials: 56 s on 10k rows)
+        summary="LightGBM (Ke et al., NeurIPS 2017): gradient-boosted leaf-wise trees with early stopping on the "
+        "validation MAE",
+        bibtex="@inproceedings{Ke2017LightGBM, author = {Ke, Guolin and Meng, Qi and Finley, Thomas and Wang, "
+        "Taifeng and Chen, Wei and Ma, Weidong and Ye, Qiwei and Liu, Tie-Yan}, title = {{LightGBM}: A Highly "
+        "Efficient Gradient Boosting Decision Tree}, booktitle = {Advances in Neural Information Processing "
+        "Systems 30}, pages = {3146--3154}, year = {2017}}",
     ),
 )

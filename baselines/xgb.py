@@ -223,5 +223,11 @@ MODELS = (
         step_name="boosting round",
         # hist trees with early stopping: 50 trials took 75 s on 10k rows (measured, issue #10)
         fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),
+        summary="XGBoost (Chen and Guestrin, KDD 2016): gradient-boosted histogram trees with early stopping on "
+        "the validation MAE",
+        bibtex="@inproceedings{Chen2016XGBoost, author = {Chen, Tianqi and Guestrin, Carlos}, title = {{XGBoost}: "
+        "A Scalable Tree Boosting System}, booktitle = {Proceedings of the 22nd ACM SIGKDD International "
+        "Conference on Knowledge Discovery and Data Mining}, pages = {785--794}, year = {2016}, "
+        "doi = {10.1145/2939672.2939785}}",
     ),
 )

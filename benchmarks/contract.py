@@ -233,7 +233,8 @@ class ModelInfo:
     ``step_name``: what a step of its convergence curve counts. ``fit_cost``: what a fit is expected to cost
     (budgets by rows). ``converging_regime``: for a CPU preset whose trial 0 must converge within the budget
     (``Preset.trial0 = "converging"``), the parameters of such a configuration for a number of training rows;
-    None: trial 0 is the model's defaults.
+    None: trial 0 is the model's defaults. ``summary``: one sentence on what the model is, and ``bibtex``: the
+    publication(s) that define it, recorded on every run and quoted by a Matbench submission's ``info.json``.
     """
 
     name: str
@@ -247,6 +248,8 @@ class ModelInfo:
     step_name: str = "step"
     fit_cost: FitCost = FitCost()
     converging_regime: Callable[[int], dict[str, Any]] | None = None
+    summary: str = ""
+    bibtex: str = ""
 
     def param(self, role: str) -> str | None:
         """The model's parameter that plays ``role``, or None when it has none."""

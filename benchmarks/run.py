@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -177,11 +178,19 @@ def task_groups() -> dict[str, tuple[str, ...]]:
     }
 
 
+COMMAND_ENV = "IRNET_BENCH_COMMAND"  # the launcher's command line, recorded by the workers it starts
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as a user would type it again: ``python -m benchmarks.run`` and the arguments, shell-quoted."""
+    return shlex.join(["python", "-m", "benchmarks.run", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     groups = task_groups()
     if args.task in groups:
-        return _run_group(argv if argv is not None else sys.argv[1:], groups[args.task])
+        return _run_group(_argv(argv), groups[args.task])
     _quiet_libraries()
 
     # 1. Arguments alone (cheap, before touching any store or data).
@@ -267,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         fold_tags={fold: {schema.TAG_TRAIN_TEST_DUPLICATES: str(n)} for fold, n in overlap.items()},
         train_sizes=train_sizes,
+        command=os.environ.get(COMMAND_ENV, "") if args.worker_of_launcher else command_line(_argv(argv)),
     )
     check_plan(plan)
     for fold, count in overlap.items():  # logged once the plan is accepted: a refused run prints one line
@@ -281,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. The work: here, or in local worker processes that share the studies through the storage.
     if args.workers > 1:
-        _run_workers(argv if argv is not None else sys.argv[1:], args.workers, threads, device)
+        _run_workers(_argv(argv), args.workers, threads, device)
         outcome = jobs_outcome(plan)
     else:
         outcome = run_benchmark(plan)
@@ -347,6 +357,10 @@ def _run_group(argv: list[str], tasks: tuple[str, ...]) -> int:
     return worst
 
 
+def _argv(argv: list[str] | None) -> list[str]:
+    return list(argv) if argv is not None else sys.argv[1:]
+
+
 def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> None:
     """Start ``n_workers`` processes running this same command as single workers and wait for them all.
 
@@ -362,7 +376,7 @@ def _run_workers(argv: list[str], n_workers: int, threads: int, device: str) -> 
     n_gpus = _visible_gpus() if device.startswith("cuda") else 0
     procs = []
     for index in range(n_workers):
-        env = dict(os.environ, IRNET_BENCH_WORKER=str(index))
+        env = dict(os.environ, IRNET_BENCH_WORKER=str(index), **{COMMAND_ENV: command_line(argv)})
         if n_gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(index % n_gpus)
         procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.run", *child_argv], env=env))

@@ -273,11 +273,42 @@ NETWORK_ROLES = {"step_cap": "max_epochs", "patience": "patience", "batch_size":
                  "clip_inputs": "clip_inputs", "standardize_target": "standardize_target"}  # fmt: skip
 
 
+# The publications that define the networks (ModelInfo.bibtex): IRNet, SRNet and the plain network are the
+# IRNet paper's three architectures; ElemNet is its authors' earlier network on element fractions.
+IRNET_BIBTEX = (
+    "@inproceedings{Jha2019IRNet, author = {Jha, Dipendu and Ward, Logan and Yang, Zijiang and Wolverton, "
+    "Christopher and Foster, Ian and Liao, Wei-keng and Choudhary, Alok and Agrawal, Ankit}, title = {{IRNet}: A "
+    "General Purpose Deep Residual Regression Framework for Materials Discovery}, booktitle = {Proceedings of the "
+    "25th ACM SIGKDD International Conference on Knowledge Discovery and Data Mining}, pages = {2385--2393}, "
+    "year = {2019}, doi = {10.1145/3292500.3330703}}"
+)
+ELEMNET_BIBTEX = (
+    "@article{Jha2018ElemNet, author = {Jha, Dipendu and Ward, Logan and Paul, Arindam and Liao, Wei-keng and "
+    "Choudhary, Alok and Wolverton, Chris and Agrawal, Ankit}, title = {{ElemNet}: Deep Learning the Chemistry of "
+    "Materials From Only Elemental Composition}, journal = {Scientific Reports}, volume = {8}, pages = {17593}, "
+    "year = {2018}, doi = {10.1038/s41598-018-35934-y}}"
+)
+SUMMARIES = {
+    "irnet": "IRNet (Jha et al., KDD 2019): a deep fully connected network with a residual shortcut around every "
+    "layer (batch norm, ReLU)",
+    "srnet": "SRNet (Jha et al., KDD 2019): IRNet's layers with one residual shortcut around each stack of "
+    "equal-width layers",
+    "plain": "the plain deep network of the IRNet paper (Jha et al., KDD 2019): IRNet's layers without shortcuts",
+    "elemnet": "ElemNet's layout (Jha et al., Sci. Rep. 2018): a 17-layer fully connected network with ReLU and "
+    "dropout, no batch norm",
+}
+
+
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:
     search = AT_DEPTH_SEARCH if issubclass(cls, AtDepthModel) else NETWORK_SEARCH
+    summary = SUMMARIES[cls.arch]
+    if issubclass(cls, AtDepthModel):
+        summary += f", at depth {cls.fixed_depth} (not tuned)"
     return ModelInfo(name=cls.name, model_class=cls, family="network", group="networks", search=search,
                      color=color, packages={"torch": ("torch",)}, roles=NETWORK_ROLES, step_name="epoch",
-                     fit_cost=NETWORK_FIT_COST, converging_regime=converging_network_regime)  # fmt: skip
+                     fit_cost=NETWORK_FIT_COST, converging_regime=converging_network_regime,
+                     summary=summary + "; trained with Adam(W), early stopping on the validation MAE",
+                     bibtex=ELEMNET_BIBTEX if cls.arch == "elemnet" else IRNET_BIBTEX)  # fmt: skip
 
 
 MODELS = (

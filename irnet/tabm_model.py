@@ -99,5 +99,10 @@ MODELS = (
         # networks' ~80 epochs: ~95 s per 1,000 rows in float32.
         fit_cost=FitCost(seconds_per_1k_rows=95.0, min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=1.2),
         converging_regime=converging_network_regime,
+        summary="TabM (Gorishniy et al., ICLR 2025): an MLP whose k members share most weights (BatchEnsemble), "
+        "their mean predicted; trained with the suite's optimiser, schedule and early stopping",
+        bibtex="@inproceedings{Gorishniy2025TabM, author = {Gorishniy, Yury and Kotelnikov, Akim and Babenko, "
+        "Artem}, title = {{TabM}: Advancing Tabular Deep Learning with Parameter-Efficient Ensembling}, "
+        "booktitle = {International Conference on Learning Representations (ICLR)}, year = {2025}}",
     ),
 )

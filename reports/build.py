@@ -10,7 +10,8 @@ Writes into DIR: leaderboard.md (figures linked from plots/), leaderboard.html (
 embedded), leaderboard.csv (long table: task, model, fold, seed, preset, metric, value, train/inference/tuning seconds,
 device, run_id, train_size, refit_stopped), plots/*.png (with a scaling and a compute figure per task whose runs sit
 at two or more training sizes) and
-matbench/<model>_seed<k>.json(.gz). Every file is written atomically. Everything is computed before the first
+a Matbench submission folder per model and seed, matbench/matbench_v0.1_irnet-bench-<model>-seed<k>/
+(results.json.gz, info.json). Every file is written atomically. Everything is computed before the first
 file is written, so empty or inconsistent input leaves DIR untouched: one line on stderr and exit status 2.
 """
 
@@ -79,8 +80,7 @@ def report_of(collected: Collected) -> Report:
             files[block.filename] = block.png
     for export in exports:
         if export.tasks:
-            files[f"matbench/{export.name}.json"] = export.json_bytes()
-            files[f"matbench/{export.name}.json.gz"] = export.gzip_bytes()
+            files.update({f"matbench/{path}": data for path, data in export.files().items()})
     buf = io.StringIO()
     tables.long_table(collected.finals).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
     files["leaderboard.csv"] = buf.getvalue().encode("utf-8")

@@ -216,6 +216,12 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "refit_reused": tags.get(schema.TAG_REFIT_REUSED, "false").lower() == "true",
         # The fitted model as an MLflow model that takes formulas; "" on runs logged before it existed.
         "model_uri": tags.get(schema.TAG_MODEL_URI, ""),
+        # The benchmarks.run command line that made the run; "" on runs logged before it was recorded.
+        "command": tags.get(schema.TAG_COMMAND, ""),
+        "summary": tags.get(schema.TAG_MODEL_SUMMARY, ""),
+        "bibtex": tags.get(schema.TAG_MODEL_BIBTEX, ""),
+        # The suite's and the model's distributions as pip pins, "; "-separated; "" on runs logged before.
+        "requirements": tags.get(schema.TAG_REQUIREMENTS, ""),
     }
     for name in schema.TEST_METRICS:
         row[name] = float(metrics[name])

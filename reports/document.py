@@ -23,6 +23,7 @@ from reports.stats import (
     RowComparison,
     at_largest_size,
     depth_table,
+    rank_test,
     running_best,
     wilcoxon_floor,
 )
@@ -40,6 +41,9 @@ PUBLISHED_MODELS = {
     "cogn": "coGN",
     "automatminer_express": "Automatminer Express",
 }
+# Published entries that read the formula alone on every task (CrabNet: the composition; Dummy: nothing), so on a
+# structure task they are the published composition-only figures ours compare with; the rest read the structure.
+COMPOSITION_ONLY_ENTRIES = frozenset({"crabnet", "dummy"})
 DASH = "—"
 # Published OQMD/AFLOW figures: CrabNet paper Table 2 (same split as ours) and the IRNet paper (its own split).
 PUBLISHED_OQMD_FILE = "published_oqmd.csv"
@@ -109,6 +113,24 @@ def mean_rank_blocks(ranks: pd.DataFrame, n_tasks: int) -> list[Block]:
     ]
 
 
+def rank_test_blocks(summary: pd.DataFrame) -> list[Block]:
+    """The Friedman test and the critical-difference diagram over the report's tasks (none with fewer than 2)."""
+    test = rank_test(summary)
+    if test is None:
+        return []
+    told_apart = "the models' mean ranks differ" if test.p_value < test.alpha else "no difference among the models"
+    left_out = f" Left out (not run on every task): {', '.join(test.left_out)}." if test.left_out else ""
+    text = (
+        f"Friedman test over the {len(test.tasks)} tasks, {len(test.mean_ranks)} models ranked within each task "
+        f"(ties share the mean rank): chi-square {test.statistic:.2f}, p = {test.p_value:.3g}: {told_apart} at "
+        f"level {test.alpha:g}. Nemenyi critical difference {test.critical_difference:.2f}: models joined by a bar "
+        f"are not told apart (Demšar, JMLR 7, 2006). With few tasks the test is weak: a model must differ by "
+        f"{test.critical_difference:.2f} ranks to be told apart.{left_out}"
+    )
+    caption = "Critical-difference diagram: mean rank over the tasks (1 = best); a bar joins models not told apart."
+    return [Para(text, note=True), Figure("plots/critical_difference.png", plots.critical_difference(test), caption)]
+
+
 def _cut(text: str, cut_short: bool) -> str:
     return f"{text} {CUT_SHORT_MARK}" if cut_short else text
 
@@ -147,11 +169,16 @@ def leaderboard_table(
     muted: set[int] = set()
     if task in published.index:
         ref = published.loc[task]
-        entries = [(f"{ref['best_model']}, best on leaderboard", ref["best_value"])]
-        entries += [(name, ref[col]) for col, name in PUBLISHED_MODELS.items() if ref[col]]
-        for name, value in sorted(entries, key=lambda e: float(e[1])):
+        task_input = f"{ref['input']} input"
+        entries = [(f"{ref['best_model']}, best on leaderboard", ref["best_value"], task_input)]
+        entries += [
+            (name, ref[col], "composition only" if col in COMPOSITION_ONLY_ENTRIES else task_input)
+            for col, name in PUBLISHED_MODELS.items()
+            if ref[col]
+        ]
+        for name, value, reads in sorted(entries, key=lambda e: float(e[1])):
             muted.add(len(rows))
-            label = f"{name} ({PUBLISHED_TAG}; {ref['input']} input)"
+            label = f"{name} ({PUBLISHED_TAG}; {reads})"
             rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH, DASH])
     if published_oqmd is not None:
         for r in (
@@ -523,13 +550,14 @@ def export_blocks(exports: list[MatbenchExport]) -> list[Block]:
     rows = []
     for e in exports:
         for task in e.tasks:
-            rows.append([f"matbench/{e.name}.json(.gz)", e.model, str(e.seed), task, f"{e.mean_mae[task]:.6g}", ""])
+            rows.append([f"matbench/{e.folder}/", e.model, str(e.seed), task, f"{e.mean_mae[task]:.6g}", ""])
         for task, why in sorted(e.skipped.items()):
             rows.append([DASH, e.model, str(e.seed), task, DASH, f"not exported: {why}"])
     blocks.append(
         Para(
-            "One file per model and seed in matbench 0.6's results format (MatbenchBenchmark.from_file loads the "
-            ".json; the .json.gz is the same bytes gzipped, for a submission). Matbench requires all 5 official folds.",
+            "One Matbench submission folder per model and seed (the contribution guide's results.json.gz and "
+            "info.json; gunzip -k results.json.gz gives the file matbench 0.6's MatbenchBenchmark.from_file "
+            "loads). Matbench requires all 5 official folds.",
             note=True,
         )
     )
@@ -616,6 +644,7 @@ def assemble(
     if collected.skipped:
         blocks.append(Para(f"{len(collected.skipped)} unfinished parent run(s) left out; see Provenance.", note=True))
     blocks += mean_rank_blocks(ranks, finals["task"].nunique())
+    blocks += rank_test_blocks(summary)
     for task in collected.tasks:
         blocks += task_blocks(
             task,

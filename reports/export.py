@@ -26,7 +26,8 @@ file                      columns (one row per ...)
                           (``code_version, data_sha256, featurizer, device, composition_only, max_train_rows,
                           val_seed``), ``unit, depth, budget``, ``params`` (the tuned configuration, a JSON object of
                           strings), ``start_time, end_time`` (ms since 1970), ``refit_stopped, refit_reused,
-                          model_uri``, ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds,
+                          model_uri, command, summary, bibtex, requirements`` (empty on runs recorded before
+                          2026-12-05's tags), ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds,
                           inference_seconds, tuning_seconds, n_trials, best_val_mae, n_train, n_test``. The table
                           to read for analysis.
 ``tags.parquet``          ``run_id, key, value``: every tag of the run (package versions ``pkg.*``, ``study_name``,

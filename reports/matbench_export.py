@@ -7,9 +7,13 @@ each task holds ``{"@module", "@class", "benchmark_name", "dataset_name", "resul
 max_error}}``. ``from_file`` recomputes ``hash`` (sha256 of the key-sorted JSON without it) and checks every
 fold's ids against the official ``matbench_v0.1_validation.json``; it does not need the dataset itself.
 
-matbench 0.6 reads and writes plain JSON (``open(..., "r")``, even for a ``.json.gz`` name); the Matbench
-repository keeps submissions as gzipped ``results.json.gz``. We write both: ``<name>.json`` loads with
-``MatbenchBenchmark.from_file``; ``<name>.json.gz`` is the same bytes gzipped, for a submission.
+Each file is one submission folder, ``matbench_v0.1_irnet-bench-<model>-seed<seed>/``, as the Matbench
+contribution guide (matbench docs, "Submit to leaderboard") asks for: ``results.json.gz`` and ``info.json``
+(authors, algorithm, algorithm_long, bibtex_refs, notes, requirements), here with the commands that made the
+runs, the code version and which structure tasks were run from their formulas alone (composition-only, as the
+leaderboard labels such entries). matbench 0.6 reads and writes plain JSON (``open(..., "r")``, even for a
+``.json.gz`` name) while the Matbench repository keeps submissions gzipped: ``gunzip -k results.json.gz`` gives
+the file ``MatbenchBenchmark.from_file`` loads.
 
 This module does not import matbench (it cannot be installed with its dependencies on Python 3.11); the
 tests load our files with the real package.
@@ -85,6 +89,12 @@ class MatbenchExport:
     tasks: list[str]
     mean_mae: dict[str, float]  # task -> mean over the 5 folds of the recorded MAE (what matbench reports)
     skipped: dict[str, str] = field(default_factory=dict)  # task -> why it is not in the file
+    info: dict[str, Any] = field(default_factory=dict)  # the submission's info.json
+
+    @property
+    def folder(self) -> str:
+        """The submission folder's name (``<benchmark name>_<algorithm name>``, the contribution guide's)."""
+        return f"{BENCHMARK_NAME}_irnet-bench-{self.model}-seed{self.seed}"
 
     def json_bytes(self) -> bytes:
         # Plain json.dumps, as MSONable2File.to_file writes it.
@@ -92,6 +102,76 @@ class MatbenchExport:
 
     def gzip_bytes(self) -> bytes:
         return gzip.compress(self.json_bytes(), mtime=0)  # mtime=0: identical input gives identical bytes
+
+    def files(self) -> dict[str, bytes]:
+        """The submission folder's files, by path relative to the report's ``matbench/`` folder."""
+        info = json.dumps(self.info, indent=2, ensure_ascii=False) + "\n"
+        return {f"{self.folder}/results.json.gz": self.gzip_bytes(), f"{self.folder}/info.json": info.encode()}
+
+
+# Matbench's own paper and the attributes every model here reads, cited by each submission beside the model's.
+MATBENCH_BIBTEX = (
+    "@article{Dunn2020, author = {Dunn, Alexander and Wang, Qi and Ganose, Alex and Dopp, Daniel and Jain, "
+    "Anubhav}, title = {Benchmarking materials property prediction methods: the Matbench test set and "
+    "Automatminer reference algorithm}, journal = {npj Computational Materials}, volume = {6}, pages = {138}, "
+    "year = {2020}, doi = {10.1038/s41524-020-00406-3}}"
+)
+FEATURIZER_BIBTEX = {
+    "magpie": "@article{Ward2016, author = {Ward, Logan and Agrawal, Ankit and Choudhary, Alok and Wolverton, "
+    "Christopher}, title = {A general-purpose machine learning framework for predicting properties of inorganic "
+    "materials}, journal = {npj Computational Materials}, volume = {2}, pages = {16028}, year = {2016}, "
+    "doi = {10.1038/npjcompumats.2016.28}}",
+}
+FEATURIZER_TEXT = {
+    "magpie": "the 145 Magpie attributes of the formula (Ward et al., npj Comput. Mater. 2016)",
+    "elemnet": "the formula's element fractions",
+}
+
+
+def _distinct(values: pd.Series) -> list[str]:
+    return sorted({str(v) for v in values if str(v)})
+
+
+def submission_info(
+    model: str, runs: pd.DataFrame, composition_only: dict[str, bool], mean_mae: dict[str, float]
+) -> dict[str, Any]:
+    """``info.json`` of one model's submission, from what its runs recorded (summary, bibtex, featuriser,
+    package versions, commands, code version); the keys the Matbench contribution guide requires first."""
+    summary = next(iter(_distinct(runs["summary"])), "") if "summary" in runs else ""
+    featurizers = _distinct(runs["featurizer"])
+    inputs = "; ".join(FEATURIZER_TEXT.get(f, f"the {f} features of the formula") for f in featurizers)
+    structure_tasks = sorted(t for t, only in composition_only.items() if only)
+    from_formulas = (
+        f"; the structure tasks ({', '.join(structure_tasks)}) are run from their formulas alone, without the "
+        "structure (composition-only)"
+        if structure_tasks
+        else ""
+    )
+    algorithm_long = (
+        f"{summary or model}. Input: composition only, {inputs or 'the formula'}{from_formulas}"
+        ". Tuned by Optuna on a validation part carved from each fold's training part, refit, and scored once on "
+        f"the fold's official test part (irnet-bench, preset {', '.join(_distinct(runs['preset']))}, seed "
+        f"{', '.join(_distinct(runs['seed']))})."
+    )
+    refs = [*_distinct(runs["bibtex"]), *(FEATURIZER_BIBTEX[f] for f in featurizers if f in FEATURIZER_BIBTEX)]
+    pins = sorted({pin for recorded in runs["requirements"] for pin in str(recorded).split("; ") if pin})
+    requirements = [*pins, f"matbench=={MATBENCH_VERSION}"]
+    return {
+        "authors": "irnet-bench contributors",
+        "algorithm": f"{model} (irnet-bench, composition-only)",
+        "algorithm_long": algorithm_long,
+        "bibtex_refs": "\n".join([*refs, MATBENCH_BIBTEX]),
+        "notes": f"Made with irnet-bench at code version {', '.join(_distinct(runs['code_version']))} (a git "
+        "commit of the suite); the exact commands are under irnet_bench.commands (run again, they skip the "
+        "finished runs and resume the rest).",
+        "requirements": {"python": requirements},
+        "irnet_bench": {
+            "code_version": _distinct(runs["code_version"]),
+            "commands": _distinct(runs["command"]) if "command" in runs else [],
+            "composition_only_tasks": structure_tasks,
+            "mean_mae": {task: mean_mae[task] for task in sorted(mean_mae)},
+        },
+    }
 
 
 def _task_results(
@@ -167,9 +247,10 @@ def build_exports(finals: pd.DataFrame, predictions: pd.DataFrame) -> list[Matbe
             "datestamp": latest.strftime(DATESTAMP_FMT),
         }
         document["hash"] = hash_dictionary(document)
+        info = submission_info(str(model), runs[runs["task"].isin(tasks_doc)], composition_only, mean_mae)
         exports.append(
             MatbenchExport(
-                str(model), int(seed), f"{model}_seed{int(seed)}", document, sorted(tasks_doc), mean_mae, skipped
+                str(model), int(seed), f"{model}_seed{int(seed)}", document, sorted(tasks_doc), mean_mae, skipped, info
             )
         )
     return exports

@@ -21,6 +21,7 @@ from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from benchmarks.metrics import mae
 from reports.declared import color, family, recorded
 from reports.scaling import PowerLaw
+from reports.stats import RankTest
 from studies import schema
 from studies.registry import BENCHMARK_MODELS
 
@@ -188,6 +189,48 @@ def depth(table: pd.DataFrame, task: str) -> bytes:
     ax.set_title(f"{task}: test MAE against depth")
     ax.grid(alpha=0.3)
     _legend_below(ax, ncol=4)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def critical_difference(test: RankTest) -> bytes:
+    """Demšar's (2006) critical-difference diagram: each model at its mean rank over the tasks (1 = best, on
+    the left), the better half labelled on the left, the rest on the right; a thick bar joins models whose
+    mean ranks differ by less than the Nemenyi critical difference, drawn to scale above the axis."""
+    models, ranks = list(test.mean_ranks), list(test.mean_ranks.values())
+    k = len(models)
+    n_left = math.ceil(k / 2)
+    groups = test.groups()
+    height = 1.6 + 0.32 * max(n_left, k - n_left) + 0.18 * len(groups)
+    fig, ax = plt.subplots(figsize=(7.0, height))
+    ax.set_xlim(0.4, k + 0.6)
+    bottom = -(max(n_left, k - n_left) + 1.2) * 0.32 - 0.2
+    ax.set_ylim(bottom, 1.0)
+    ax.axis("off")
+    ax.hlines(0.0, 1, k, color="black", lw=1.2)  # the rank axis
+    for r in range(1, k + 1):
+        ax.vlines(r, 0.0, 0.08, color="black", lw=1.0)
+        ax.text(r, 0.14, str(r), ha="center", va="bottom", fontsize=9)
+    cd = test.critical_difference
+    ax.hlines(0.62, 1, 1 + cd, color="black", lw=1.4)  # the critical difference, to the axis' scale
+    ax.vlines([1, 1 + cd], 0.56, 0.68, color="black", lw=1.0)
+    ax.text(1 + cd / 2, 0.72, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    for i, (model, rank) in enumerate(zip(models, ranks, strict=True)):
+        left = i < n_left
+        row = i if left else k - 1 - i
+        y = -(row + 1) * 0.32 - 0.18 * len(groups)
+        x_text = 0.5 if left else k + 0.5
+        ax.plot([rank, rank, x_text], [0.0, y, y], color=color(model), lw=1.2)
+        ax.text(x_text + (-0.05 if left else 0.05), y, f"{model} ({rank:.2f})", ha="right" if left else "left",
+                va="center", fontsize=9)  # fmt: skip
+    for j, members in enumerate(groups):  # the cliques, just under the axis
+        low, high = test.mean_ranks[members[0]], test.mean_ranks[members[-1]]
+        ax.hlines(-0.1 - 0.18 * j, low - 0.03, high + 0.03, color="black", lw=3.5)
+    ax.set_title(
+        f"Mean rank over {len(test.tasks)} tasks; Friedman p = {test.p_value:.3g}, Nemenyi critical difference at "
+        f"{test.alpha:g}",
+        fontsize=9,
+    )
     fig.tight_layout()
     return _png(fig)
 

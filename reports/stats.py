@@ -13,6 +13,10 @@ Conventions, stated once:
   and training size), averages each row's errors over the seeds both models ran, pools the folds, and gives a
   paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
 - A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
+- Across tasks, the models that ran on every task of the report are ranked within each task (ties share the mean
+  rank) and compared by the Friedman test and the Nemenyi critical difference (Demšar, JMLR 7, 2006), as
+  automlbenchmark and TabArena draw it: two models whose mean ranks differ by less than the critical difference
+  are not told apart at level :data:`RANK_TEST_ALPHA`.
 """
 
 from __future__ import annotations
@@ -90,6 +94,61 @@ def summarize(finals: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     out["rank"] = out.groupby("task")["mae_mean"].rank(method="min").astype(int)
     return out.sort_values(["task", "rank", "model"]).reset_index(drop=True)
+
+
+RANK_TEST_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class RankTest:
+    """The Friedman test over tasks and the Nemenyi critical difference of the mean ranks (Demšar 2006)."""
+
+    mean_ranks: dict[str, float]  # model -> mean rank over ``tasks`` (1 = best), best first
+    tasks: tuple[str, ...]
+    left_out: tuple[str, ...]  # models of the report that did not run on every task
+    statistic: float  # Friedman's chi-square
+    p_value: float
+    critical_difference: float  # Nemenyi, at ``alpha``
+    alpha: float = RANK_TEST_ALPHA
+
+    def groups(self) -> list[tuple[str, ...]]:
+        """The maximal runs of models (in mean-rank order) whose extreme ranks differ by less than the critical
+        difference: the bars of the diagram. Single models are left out."""
+        models = list(self.mean_ranks)
+        ranks = list(self.mean_ranks.values())
+        spans: list[tuple[int, int]] = []
+        for start in range(len(models)):
+            end = start
+            while end + 1 < len(models) and ranks[end + 1] - ranks[start] < self.critical_difference:
+                end += 1
+            if end > start and not any(s <= start and end <= e for s, e in spans):
+                spans.append((start, end))
+        return [tuple(models[s : e + 1]) for s, e in spans]
+
+
+def rank_test(summary: pd.DataFrame, alpha: float = RANK_TEST_ALPHA) -> RankTest | None:
+    """:class:`RankTest` over the tasks of ``summary`` (one row per task and model, ``mae_mean``) for the models
+    that ran on every one of them; None with fewer than 2 tasks or 2 such models."""
+    tasks = tuple(sorted(summary["task"].unique()))
+    counts = summary.groupby("model")["task"].nunique()
+    models = sorted(counts[counts == len(tasks)].index)
+    if len(tasks) < 2 or len(models) < 2:
+        return None
+    scores = summary[summary["model"].isin(models)].pivot(index="task", columns="model", values="mae_mean")
+    ranks = scores.rank(axis=1, method="average")  # ties share the mean rank, as Friedman's test assumes
+    n, k = len(tasks), len(models)
+    mean = ranks.mean(axis=0).sort_values(kind="stable")
+    statistic = 12.0 * n / (k * (k + 1)) * float((mean**2).sum() - k * (k + 1) ** 2 / 4.0)
+    q_alpha = float(sps.studentized_range.ppf(1.0 - alpha, k, np.inf)) / math.sqrt(2.0)
+    return RankTest(
+        mean_ranks={str(m): float(r) for m, r in mean.items()},
+        tasks=tasks,
+        left_out=tuple(sorted(set(summary["model"]) - set(models))),
+        statistic=statistic,
+        p_value=float(sps.chi2.sf(statistic, k - 1)),
+        critical_difference=q_alpha * math.sqrt(k * (k + 1) / (6.0 * n)),
+        alpha=alpha,
+    )
 
 
 def depth_table(finals: pd.DataFrame, task: str) -> pd.DataFrame:

@@ -36,6 +36,7 @@ class RunPlan:
     fold_tags: dict[int, dict[str, str]] = field(default_factory=dict)  # extra parent-run tags per fold
     # Training-row caps of a scaling study (None in it: all rows), increasing; empty: the preset's cap only.
     train_sizes: tuple[int | None, ...] = ()
+    command: str = ""  # the command line that made the plan, recorded on every parent run ("" when not known)
 
     @property
     def task_name(self) -> str:

@@ -153,6 +153,8 @@ def run_benchmark(plan: RunPlan) -> RunOutcome:
         **package_tags(),
         **machine_tags(),
     }
+    if plan.command:
+        env_tags[schema.TAG_COMMAND] = plan.command
     outcome = RunOutcome()
     jobs = plan.jobs()
     caps = {key: cap for cap, key in jobs}

@@ -93,6 +93,8 @@ TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (
 TAG_HOST_CPU = "host.cpu"  # the CPU model the run was measured on
 TAG_HOST_CPUS = "host.cpus"  # logical CPUs of that machine
 TAG_REFIT_PRECISION = "refit_precision"  # a network's training kernel, e.g. "bf16 autocast (CPU amx_bf16)"
+TAG_COMMAND = "command"  # the benchmarks.run command line that made the run, shell-quoted
+TAG_REQUIREMENTS = "requirements"  # "dist==version; ..." of the suite's and the model's packages (pip names)
 TAG_MODEL_URI = "model_uri"  # runs:/<run id>/model, the fitted model as an MLflow model that takes formulas
 TAG_REFIT_REUSED = "refit_reused"  # "true" when the best trial's fitted model was kept instead of a refit
 TAG_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the refit continued from its checkpoint after this epoch
@@ -102,6 +104,8 @@ TAG_MODEL_FAMILY = "model_family"  # network, tree, reference
 TAG_MODEL_GROUP = "model_group"  # the key of a preset's budget rule and settings
 TAG_MODEL_COLOR = "model_color"  # its colour in every figure
 TAG_MODEL_DEPTH = "model_depth"  # the value of its depth role, where it has one (figures group by it)
+TAG_MODEL_SUMMARY = "model_summary"  # one sentence on what the model is (ModelInfo.summary)
+TAG_MODEL_BIBTEX = "model_bibtex"  # the publication(s) that define it (ModelInfo.bibtex)
 TAG_MODEL_ARCH = "model_arch"  # a network's architecture (irnet, plain, ...): the depth figure's lines
 # On a parent run imported from an export (reports.export --import): its id in the store the export was made
 # from. MLflow gives every new run its own id, so readers report this one (the published id) instead.

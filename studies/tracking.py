@@ -171,6 +171,9 @@ def declaration_tags(model: str, params: Mapping[str, Any]) -> dict[str, str]:
     arch = getattr(info.model_class, "arch", None)  # the networks' (irnet.models.TorchNetworkModel.arch)
     if arch:
         tags[schema.TAG_MODEL_ARCH] = str(arch)
+    for tag, text in ((schema.TAG_MODEL_SUMMARY, info.summary), (schema.TAG_MODEL_BIBTEX, info.bibtex)):
+        if text:
+            tags[tag] = text
     return tags
 
 
@@ -197,11 +200,19 @@ def _installed(dists: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
+def _pinned(packages: Mapping[str, Sequence[str]]) -> list[str]:
+    return [f"{dist}=={version}" for dist, version in filter(None, map(_installed, packages.values()))]
+
+
 def pip_requirements(model: str) -> list[str]:
     """What a logged model of ``model`` needs to load and predict, pinned to the versions installed now."""
     packages = {name: SUITE_PACKAGES[name] for name in ("irnet-bench", "mlflow", "numpy")}
-    packages.update({"pandas": ("pandas",), **model_info(model).packages})
-    return [f"{dist}=={version}" for dist, version in filter(None, map(_installed, packages.values()))]
+    return _pinned({**packages, "pandas": ("pandas",), **model_info(model).packages})
+
+
+def run_requirements(model: str) -> list[str]:
+    """What a run of ``model`` used, pinned to the versions installed now: the suite's packages and the model's."""
+    return _pinned({**SUITE_PACKAGES, **model_info(model).packages})
 
 
 # ------------------------------------------------------------------------------------------ parent runs ---
@@ -438,6 +449,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
     if "resumed_from_epoch" in record.report.extra:
         tags.append(RunTag(schema.TAG_RESUMED_FROM_EPOCH, str(record.report.extra["resumed_from_epoch"])))
     tags += [RunTag(name, value) for name, value in declaration_tags(key.model, record.params).items()]
+    tags.append(RunTag(schema.TAG_REQUIREMENTS, "; ".join(run_requirements(key.model))))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
     mark_done(client, run_id, metrics)

@@ -658,5 +658,6 @@ def test_a_fixed_depth_variant_keeps_its_depth_and_tunes_everything_else() -> No
     assert "depth" not in info.search.space and set(info.search.space) < set(model_info("plain").search.space)
     assert declaration_tags("plain-24", Plain24Model.default_params()) == {
         "model_family": "network", "model_group": "networks", "model_color": info.color,
-        "model_depth": "24", "model_arch": "plain",
+        "model_depth": "24", "model_arch": "plain", "model_summary": info.summary, "model_bibtex": info.bibtex,
     }  # fmt: skip
+    assert "at depth 24 (not tuned)" in info.summary and "10.1145/3292500.3330703" in info.bibtex

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports import build, document, render
+from reports import build, document, render, stats
 from reports.collect import ReportInputError
 from studies import schema
 
@@ -353,6 +353,41 @@ def test_ranking_and_spread_match_the_logged_maes(built, logged):
     assert f"| 1 | {order[0]} | {best['mean']:.{d}f} ± {best['std']:.{d}f} |" in md
 
 
+def _summary(scores: dict[str, list[float]]) -> pd.DataFrame:
+    """A summary frame (task, model, mae_mean) with one task per position of the score lists."""
+    rows = [{"task": f"t{i}", "model": m, "mae_mean": v} for m, values in scores.items() for i, v in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_rank_test_equals_scipy_friedman_and_demsar_critical_difference():
+    rng = np.random.default_rng(3)
+    scores = {m: list(rng.normal(1.0 + 0.1 * i, 0.05, size=14)) for i, m in enumerate(["a", "b", "c", "d"])}
+    test = stats.rank_test(_summary(scores))
+    # No ties: Friedman's statistic as scipy computes it from the same per-task scores.
+    expected = sps.friedmanchisquare(*scores.values())
+    assert test.statistic == pytest.approx(expected.statistic, rel=1e-12)
+    assert test.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    # Demšar (JMLR 7, 2006), section 3.2.4: 4 models on 14 data sets, CD = 2.569 * sqrt(4 * 5 / (6 * 14)) = 1.25.
+    assert test.critical_difference == pytest.approx(1.2536, abs=1e-4)
+    assert list(test.mean_ranks) == sorted(test.mean_ranks, key=test.mean_ranks.get)
+
+
+def test_rank_test_groups_models_closer_than_the_critical_difference_and_leaves_out_partial_models():
+    # Two tasks, three models always in the order a < b < c; d ran on one task only.
+    summary = _summary({"a": [1.0, 1.0], "b": [2.0, 2.0], "c": [3.0, 3.0]})
+    summary = pd.concat([summary, pd.DataFrame([{"task": "t0", "model": "d", "mae_mean": 0.5}])])
+    test = stats.rank_test(summary)
+    assert test.mean_ranks == {"a": 1.0, "b": 2.0, "c": 3.0} and test.left_out == ("d",)
+    assert test.critical_difference > 2.0  # 3.314 * sqrt(3 * 4 / 12) / sqrt(2): two tasks tell nothing apart
+    assert test.groups() == [("a", "b", "c")]
+    assert stats.rank_test(summary[summary["task"] == "t0"]) is None  # one task: no test
+    md = render.to_markdown("t", document.rank_test_blocks(summary))
+    assert "Left out (not run on every task): d." in md and "plots/critical_difference.png" in md
+    # Far apart on many tasks: every model alone, no bar.
+    apart = stats.rank_test(_summary({"a": [1.0] * 30, "b": [2.0] * 30, "c": [3.0] * 30}))
+    assert apart.critical_difference < 1.0 and apart.groups() == [] and apart.p_value < 1e-6
+
+
 def test_wilcoxon_equals_scipy_on_pairs_by_fold_and_seed(built, logged):
     _, report = built
     by_baseline = {c.baseline: c for c in report.comparisons[TASK]}
@@ -459,23 +494,32 @@ def test_composition_only_runs_are_marked(built):
 # ---------------------------------------------------------------------------------------------- Matbench
 
 
-def test_matbench_export_round_trips(built, logged, steels_task):
+def test_matbench_export_round_trips(built, logged, steels_task, tmp_path):
     pytest.importorskip("matbench")
     from matbench.bench import MatbenchBenchmark
 
     out, _report = built
-    files = sorted(p.name for p in (out / "matbench").iterdir())
-    # dummy covers 4 folds only: no file, and the report says why.
-    expected_names = [f"{m}_seed{s}" for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
-    assert files == sorted([f"{n}.json" for n in expected_names] + [f"{n}.json.gz" for n in expected_names])
+    folders = sorted(p.name for p in (out / "matbench").iterdir())
+    # dummy covers 4 folds only: no submission, and the report says why.
+    expected = [(m, s) for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
+    assert folders == sorted(f"matbench_v0.1_irnet-bench-{m}-seed{s}" for m, s in expected)
     assert "not exported: folds [0, 1, 2, 3] recorded" in (out / "leaderboard.md").read_text()
 
-    for name in expected_names:
-        model, seed = name.rsplit("_seed", 1)
-        raw = (out / "matbench" / f"{name}.json").read_bytes()
-        assert gzip.decompress((out / "matbench" / f"{name}.json.gz").read_bytes()) == raw
-        loaded = MatbenchBenchmark.from_file(str(out / "matbench" / f"{name}.json"))  # checks hash and official ids
+    for model, seed in expected:
+        folder = out / "matbench" / f"matbench_v0.1_irnet-bench-{model}-seed{seed}"
+        assert sorted(p.name for p in folder.iterdir()) == ["info.json", "results.json.gz"]
+        # matbench 0.6 opens plain JSON: the submission's gzip, unpacked, is what it reads and writes.
+        plain = tmp_path / f"{model}-{seed}.json"
+        plain.write_bytes(gzip.decompress((folder / "results.json.gz").read_bytes()))
+        loaded = MatbenchBenchmark.from_file(str(plain))  # checks the hash and the official test ids
         assert loaded.is_valid
+        # Written again by matbench itself: the same results (to_file stamps its own date, hence a new hash).
+        loaded.to_file(str(tmp_path / "again.json"))
+        again, ours = (json.loads(p.read_text()) for p in (tmp_path / "again.json", plain))
+        assert {k: v for k, v in again.items() if k not in ("datestamp", "hash")} == {
+            k: v for k, v in ours.items() if k not in ("datestamp", "hash")
+        }
+        assert MatbenchBenchmark.from_file(str(tmp_path / "again.json")).is_valid
         task = loaded.tasks_map[TASK]
         ours = logged[(logged["model"] == model) & (logged["seed"] == int(seed))].set_index("fold")["test_mae"]
         assert task.scores.mae.mean == pytest.approx(ours.mean(), rel=1e-12)

@@ -4,6 +4,11 @@ agreeing before and after."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.metadata
+import json
+import shlex
+
 import pandas as pd
 import pytest
 
@@ -98,3 +103,30 @@ def test_a_done_run_left_running_by_the_old_write_order_counts_as_done_and_is_cl
     again = _parents(uri, "dummy")
     assert len(again) == 1 and again[0].info.status == "FINISHED"
     assert again[0].data.metrics[schema.TEST_MAE] == run.data.metrics[schema.TEST_MAE]
+
+
+def test_a_matbench_run_makes_one_valid_submission_folder_per_model(tmp_path, capsys):
+    matbench = pytest.importorskip("matbench.bench")
+    out = tmp_path / "out"
+    args = [*ARGS[:5], "rf", "--folds", "0,1,2,3,4", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    assert build_report(["--tracking-uri", f"sqlite:///{out / 'mlflow.db'}", "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "report" / "matbench" / "matbench_v0.1_irnet-bench-rf-seed0"
+    assert sorted(p.name for p in folder.iterdir()) == ["info.json", "results.json.gz"]
+    plain = tmp_path / "results.json"
+    plain.write_bytes(gzip.decompress((folder / "results.json.gz").read_bytes()))
+    assert matbench.MatbenchBenchmark.from_file(str(plain)).is_valid
+
+    info = json.loads((folder / "info.json").read_text())
+    # The keys the Matbench contribution guide requires, filled from what the runs recorded.
+    assert {"authors", "algorithm", "algorithm_long", "bibtex_refs", "notes", "requirements"} <= set(info)
+    assert info["algorithm_long"].startswith("random forest (Breiman 2001")
+    assert "Magpie" in info["algorithm_long"] and "structure tasks" not in info["algorithm_long"]  # steels: formulas
+    assert "doi = {10.1023/A:1010933404324}" in info["bibtex_refs"] and "Ward2016" in info["bibtex_refs"]
+    python = info["requirements"]["python"]
+    assert "matbench==0.6" in python and f"scikit-learn=={importlib.metadata.version('scikit-learn')}" in python
+    assert info["irnet_bench"]["commands"] == ["python -m benchmarks.run " + shlex.join(args)]
+    scores = [json.loads(plain.read_text())["tasks"]["matbench_steels"]["results"][f"fold_{i}"]["scores"]["mae"]
+              for i in range(5)]  # fmt: skip
+    assert info["irnet_bench"]["mean_mae"]["matbench_steels"] == pytest.approx(sum(scores) / 5, rel=1e-12)
