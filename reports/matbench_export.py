@@ -7,7 +7,7 @@ each task holds ``{"@module", "@class", "benchmark_name", "dataset_name", "resul
 max_error}}``. ``from_file`` recomputes ``hash`` (sha256 of the key-sorted JSON without it) and checks every
 fold's ids against the official ``matbench_v0.1_validation.json``; it does not need the dataset itself.
 
-Each file is one submission folder, ``matbench_v0.1_irnet-bench-<model>-seed<seed>/``, as the Matbench
+Each (model, seed) gets one submission folder, ``matbench_v0.1_irnet-bench-<model>-seed<seed>/``, as the Matbench
 contribution guide (matbench docs, "Submit to leaderboard") asks for: ``results.json.gz`` and ``info.json``
 (authors, algorithm, algorithm_long, bibtex_refs, notes, requirements), here with the commands that made the
 runs, the code version and which structure tasks were run from their formulas alone (composition-only, as the
@@ -137,7 +137,7 @@ def submission_info(
 ) -> dict[str, Any]:
     """``info.json`` of one model's submission, from what its runs recorded (summary, bibtex, featuriser,
     package versions, commands, code version); the keys the Matbench contribution guide requires first."""
-    summary = next(iter(_distinct(runs["summary"])), "") if "summary" in runs else ""
+    summary = next(iter(_distinct(runs["summary"])), "")
     featurizers = _distinct(runs["featurizer"])
     inputs = "; ".join(FEATURIZER_TEXT.get(f, f"the {f} features of the formula") for f in featurizers)
     structure_tasks = sorted(t for t, only in composition_only.items() if only)
@@ -167,7 +167,7 @@ def submission_info(
         "requirements": {"python": requirements},
         "irnet_bench": {
             "code_version": _distinct(runs["code_version"]),
-            "commands": _distinct(runs["command"]) if "command" in runs else [],
+            "commands": _distinct(runs["command"]),
             "composition_only_tasks": structure_tasks,
             "mean_mae": {task: mean_mae[task] for task in sorted(mean_mae)},
         },
