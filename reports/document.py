@@ -170,15 +170,16 @@ def leaderboard_table(
     if task in published.index:
         ref = published.loc[task]
         task_input = f"{ref['input']} input"
+        formula_alone = ref["input"] == "structure"  # on a composition task every entry reads the formula alone
+
+        def reads(col: str) -> str:
+            return "composition only" if formula_alone and col in COMPOSITION_ONLY_ENTRIES else task_input
+
         entries = [(f"{ref['best_model']}, best on leaderboard", ref["best_value"], task_input)]
-        entries += [
-            (name, ref[col], "composition only" if col in COMPOSITION_ONLY_ENTRIES else task_input)
-            for col, name in PUBLISHED_MODELS.items()
-            if ref[col]
-        ]
-        for name, value, reads in sorted(entries, key=lambda e: float(e[1])):
+        entries += [(name, ref[col], reads(col)) for col, name in PUBLISHED_MODELS.items() if ref[col]]
+        for name, value, kind in sorted(entries, key=lambda e: float(e[1])):
             muted.add(len(rows))
-            label = f"{name} ({PUBLISHED_TAG}; {reads})"
+            label = f"{name} ({PUBLISHED_TAG}; {kind})"
             rows.append([DASH, label, value, DASH, DASH, "5 official folds", DASH, DASH, DASH, DASH, DASH])
     if published_oqmd is not None:
         for r in (

@@ -482,6 +482,18 @@ def test_budgets_are_listed_per_model_and_mixed_budgets_flagged(built):
     assert "Warning: a model of this task was tuned with several budgets at one size" in md
 
 
+def test_published_entries_that_read_the_formula_alone_are_marked_on_a_structure_task(built):
+    _, report = built
+    published = document.load_published()
+    structure = report.summary.assign(task="matbench_dielectric")
+    md = render.to_markdown("t", [document.leaderboard_table("matbench_dielectric", structure, published, True)])
+    assert "| — | CrabNet (published, not rerun; composition only) | 0.3234 |" in md
+    assert "| — | ALIGNN (published, not rerun; structure input) | 0.3449 |" in md
+    # On a composition task every published entry reads the formula: no entry is singled out.
+    md = render.to_markdown("t", [document.leaderboard_table(TASK, report.summary, published, False)])
+    assert "| — | CrabNet (published, not rerun; composition input) | 107.32 |" in md and "composition only" not in md
+
+
 def test_composition_only_runs_are_marked(built):
     _, report = built
     collected = replace(report.collected, finals=report.collected.finals.assign(composition_only=True))
