@@ -515,7 +515,8 @@ def task_blocks(
                 f"plots/{task}_convergence_depth{depth}.png",
                 png,
                 f"{task}: validation (solid) and training (dashed) MAE of the refits against epoch, "
-                f"{', '.join(plots.network_models(curves['model']))} at depth {depth}; mean over runs at each epoch "
+                f"{', '.join(plots.network_models(curves.loc[curves['depth'] == depth, 'model']))} at depth {depth}; "
+                "mean over runs at each epoch "
                 "reached by at least half of them.",
             )
         )
