@@ -9,7 +9,7 @@ from importlib import resources
 
 import pandas as pd
 
-from reports import plots
+from reports import declared, plots
 from reports.collect import Collected
 from reports.matbench_export import MatbenchExport
 from reports.render import Block, Figure, Heading, Para, Table
@@ -129,6 +129,41 @@ def rank_test_blocks(summary: pd.DataFrame) -> list[Block]:
     )
     caption = "Critical-difference diagram: mean rank over the tasks (1 = best); a bar joins models not told apart."
     return [Para(text, note=True), Figure("plots/critical_difference.png", plots.critical_difference(test), caption)]
+
+
+def wall_time_blocks(finals: pd.DataFrame) -> list[Block]:
+    """Per task, the wall-clock minutes its parent runs took (tuning, refit and scoring), summed per model
+    family and in all: what reproducing each task costs on the machines that ran it. Only with two tasks or more."""
+    if finals["task"].nunique() < 2:
+        return []
+    runs = finals.assign(
+        minutes=(finals["end_time"] - finals["start_time"]) / 60_000.0,
+        family=[declared.family(str(m)) or "other" for m in finals["model"]],
+    )
+    families = sorted(runs["family"].unique())
+    table = runs.pivot_table(index="task", columns="family", values="minutes", aggfunc="sum").reindex(columns=families)
+    counts = runs.groupby("task")["run_id"].size()
+    rows = [
+        [str(task), str(int(counts[task])), *(_seconds(float(table.at[task, f])) for f in families),
+         _seconds(float(table.loc[task].sum()))]
+        for task in table.index
+    ]  # fmt: skip
+    rows.append(["all", str(len(runs)), *(_seconds(float(table[f].sum())) for f in families),
+                 _seconds(float(runs["minutes"].sum()))])  # fmt: skip
+    return [
+        Heading("Wall time per task", 2, "wall-time"),
+        Para(
+            "Minutes of wall clock of each task's parent runs (tuning, refit and the one test scoring), summed over "
+            "its runs per model family; runs of different workers overlap in time, so this is the compute a rerun "
+            "needs on one such core, not the calendar time it took. Each run's machine is in Provenance.",
+            note=True,
+        ),
+        Table(
+            ["task", "runs", *(f"{f} min" for f in families), "all min"],
+            rows,
+            align_right=frozenset(range(1, len(families) + 3)),
+        ),
+    ]
 
 
 def _cut(text: str, cut_short: bool) -> str:
@@ -647,6 +682,7 @@ def assemble(
         blocks.append(Para(f"{len(collected.skipped)} unfinished parent run(s) left out; see Provenance.", note=True))
     blocks += mean_rank_blocks(ranks, finals["task"].nunique())
     blocks += rank_test_blocks(summary)
+    blocks += wall_time_blocks(finals)
     for task in collected.tasks:
         blocks += task_blocks(
             task,

@@ -388,6 +388,29 @@ def test_rank_test_groups_models_closer_than_the_critical_difference_and_leaves_
     assert apart.critical_difference < 1.0 and apart.groups() == [] and apart.p_value < 1e-6
 
 
+def test_wall_time_per_task_sums_each_family_s_parent_runs():
+    from reports import declared
+
+    minute = 60_000
+    finals = pd.DataFrame(
+        [
+            {"task": "a", "model": "irnet", "run_id": "1", "start_time": 0, "end_time": 3 * minute},
+            {"task": "a", "model": "irnet", "run_id": "2", "start_time": 0, "end_time": 2 * minute},
+            {"task": "a", "model": "rf", "run_id": "3", "start_time": minute, "end_time": 2 * minute},
+            {"task": "b", "model": "rf", "run_id": "4", "start_time": 0, "end_time": 30 * minute},
+        ]
+    ).assign(family=lambda f: np.where(f["model"] == "rf", "tree", "network"), color="#000000")
+    declared.remember(finals)
+    try:
+        md = render.to_markdown("t", document.wall_time_blocks(finals))
+    finally:
+        declared.remember(finals.iloc[0:0])  # no declarations left behind for other tests
+    assert "| task | runs | network min | tree min | all min |" in md
+    assert "| a | 3 | 5.00 | 1.00 | 6.00 |" in md and "| b | 1 | — | 30 | 30 |" in md
+    assert "| all | 4 | 5.00 | 31 | 36 |" in md
+    assert document.wall_time_blocks(finals[finals["task"] == "a"]) == []  # one task: its own table says it
+
+
 def test_wilcoxon_equals_scipy_on_pairs_by_fold_and_seed(built, logged):
     _, report = built
     by_baseline = {c.baseline: c for c in report.comparisons[TASK]}
