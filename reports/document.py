@@ -120,6 +120,8 @@ def rank_test_blocks(summary: pd.DataFrame) -> list[Block]:
         return []
     told_apart = "the models' mean ranks differ" if test.p_value < test.alpha else "no difference among the models"
     left_out = f" Left out (not run on every task): {', '.join(test.left_out)}." if test.left_out else ""
+    if test.tasks_left_out:
+        left_out += f" Tasks left out (not every model has all its folds there): {', '.join(test.tasks_left_out)}."
     text = (
         f"Friedman test over the {len(test.tasks)} tasks, {len(test.mean_ranks)} models ranked within each task "
         f"(ties share the mean rank): chi-square {test.statistic:.2f}, p = {test.p_value:.3g}: {told_apart} at "

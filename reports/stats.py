@@ -13,10 +13,12 @@ Conventions, stated once:
   and training size), averages each row's errors over the seeds both models ran, pools the folds, and gives a
   paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
 - A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
-- Across tasks, the models that ran on every task of the report are ranked within each task (ties share the mean
-  rank) and compared by the Friedman test and the Nemenyi critical difference (Demšar, JMLR 7, 2006), as
-  automlbenchmark and TabArena draw it: two models whose mean ranks differ by less than the critical difference
-  are not told apart at level :data:`RANK_TEST_ALPHA`.
+- Across tasks, models are ranked within each task (ties share the mean rank) and compared by the Friedman test
+  and the Nemenyi critical difference (Demšar, JMLR 7, 2006), as automlbenchmark and TabArena draw it: two
+  models whose mean ranks differ by less than the critical difference are not told apart at level
+  :data:`RANK_TEST_ALPHA`. A model counts on a task where it has as many folds as the task's most complete
+  model; the test takes every model over the tasks where all of them count, or, where fewer than two such
+  tasks exist (a study in progress), the models that count on every task.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class RankTest:
 
     mean_ranks: dict[str, float]  # model -> mean rank over ``tasks`` (1 = best), best first
     tasks: tuple[str, ...]
-    left_out: tuple[str, ...]  # models of the report that did not run on every task
+    left_out: tuple[str, ...]  # models of the report that do not count on every task of ``tasks``
+    tasks_left_out: tuple[str, ...]  # tasks of the report where some model of ``mean_ranks`` does not count
     statistic: float  # Friedman's chi-square
     p_value: float
     critical_difference: float  # Nemenyi, at ``alpha``
@@ -127,14 +130,22 @@ class RankTest:
 
 
 def rank_test(summary: pd.DataFrame, alpha: float = RANK_TEST_ALPHA) -> RankTest | None:
-    """:class:`RankTest` over the tasks of ``summary`` (one row per task and model, ``mae_mean``) for the models
-    that ran on every one of them; None with fewer than 2 tasks or 2 such models."""
-    tasks = tuple(sorted(summary["task"].unique()))
-    counts = summary.groupby("model")["task"].nunique()
-    models = sorted(counts[counts == len(tasks)].index)
+    """:class:`RankTest` over ``summary`` (one row per task and model: ``mae_mean``, ``n_folds``): every model
+    over the tasks where all of them count, else the models that count on every task (see the module's
+    conventions); None with fewer than 2 tasks or 2 models to compare."""
+    counts = summary[summary["n_folds"] == summary.groupby("task")["n_folds"].transform("max")]
+    every_task = sorted(summary["task"].unique())
+    all_models = sorted(summary["model"].unique())
+    per_task = counts.groupby("task")["model"].nunique()
+    tasks = sorted(per_task[per_task == len(all_models)].index)
+    models = all_models
+    if len(tasks) < 2:
+        per_model = counts.groupby("model")["task"].nunique()
+        tasks, models = every_task, sorted(per_model[per_model == len(every_task)].index)
     if len(tasks) < 2 or len(models) < 2:
         return None
-    scores = summary[summary["model"].isin(models)].pivot(index="task", columns="model", values="mae_mean")
+    chosen = summary[summary["model"].isin(models) & summary["task"].isin(tasks)]
+    scores = chosen.pivot(index="task", columns="model", values="mae_mean")
     ranks = scores.rank(axis=1, method="average")  # ties share the mean rank, as Friedman's test assumes
     n, k = len(tasks), len(models)
     mean = ranks.mean(axis=0).sort_values(kind="stable")
@@ -142,8 +153,9 @@ def rank_test(summary: pd.DataFrame, alpha: float = RANK_TEST_ALPHA) -> RankTest
     q_alpha = float(sps.studentized_range.ppf(1.0 - alpha, k, np.inf)) / math.sqrt(2.0)
     return RankTest(
         mean_ranks={str(m): float(r) for m, r in mean.items()},
-        tasks=tasks,
-        left_out=tuple(sorted(set(summary["model"]) - set(models))),
+        tasks=tuple(tasks),
+        left_out=tuple(sorted(set(all_models) - set(models))),
+        tasks_left_out=tuple(sorted(set(every_task) - set(tasks))),
         statistic=statistic,
         p_value=float(sps.chi2.sf(statistic, k - 1)),
         critical_difference=q_alpha * math.sqrt(k * (k + 1) / (6.0 * n)),

@@ -355,7 +355,11 @@ def test_ranking_and_spread_match_the_logged_maes(built, logged):
 
 def _summary(scores: dict[str, list[float]]) -> pd.DataFrame:
     """A summary frame (task, model, mae_mean) with one task per position of the score lists."""
-    rows = [{"task": f"t{i}", "model": m, "mae_mean": v} for m, values in scores.items() for i, v in enumerate(values)]
+    rows = [
+        {"task": f"t{i}", "model": m, "mae_mean": v, "n_folds": 5}
+        for m, values in scores.items()
+        for i, v in enumerate(values)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -375,14 +379,22 @@ def test_rank_test_equals_scipy_friedman_and_demsar_critical_difference():
 def test_rank_test_groups_models_closer_than_the_critical_difference_and_leaves_out_partial_models():
     # Two tasks, three models always in the order a < b < c; d ran on one task only.
     summary = _summary({"a": [1.0, 1.0], "b": [2.0, 2.0], "c": [3.0, 3.0]})
-    summary = pd.concat([summary, pd.DataFrame([{"task": "t0", "model": "d", "mae_mean": 0.5}])])
+    summary = pd.concat([summary, pd.DataFrame([{"task": "t0", "model": "d", "mae_mean": 0.5, "n_folds": 5}])])
     test = stats.rank_test(summary)
-    assert test.mean_ranks == {"a": 1.0, "b": 2.0, "c": 3.0} and test.left_out == ("d",)
+    assert test.mean_ranks == {"a": 1.0, "b": 2.0, "c": 3.0} and test.left_out == ("d",) and not test.tasks_left_out
     assert test.critical_difference > 2.0  # 3.314 * sqrt(3 * 4 / 12) / sqrt(2): two tasks tell nothing apart
     assert test.groups() == [("a", "b", "c")]
     assert stats.rank_test(summary[summary["task"] == "t0"]) is None  # one task: no test
     md = render.to_markdown("t", document.rank_test_blocks(summary))
     assert "Left out (not run on every task): d." in md and "plots/critical_difference.png" in md
+    # A study in progress: c has 2 of 5 folds on t2, so t2 is left out while two tasks have every model.
+    partial = _summary({"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0], "c": [3.0, 3.0, 0.5]})
+    partial.loc[(partial["model"] == "c") & (partial["task"] == "t2"), "n_folds"] = 2
+    test = stats.rank_test(partial)
+    assert test.tasks == ("t0", "t1") and test.tasks_left_out == ("t2",) and test.mean_ranks["c"] == 3.0
+    assert "Tasks left out (not every model has all its folds there): t2." in render.to_markdown(
+        "t", document.rank_test_blocks(partial)
+    )
     # Far apart on many tasks: every model alone, no bar.
     apart = stats.rank_test(_summary({"a": [1.0] * 30, "b": [2.0] * 30, "c": [3.0] * 30}))
     assert apart.critical_difference < 1.0 and apart.groups() == [] and apart.p_value < 1e-6
