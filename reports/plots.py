@@ -199,12 +199,12 @@ def critical_difference(test: RankTest) -> bytes:
     mean ranks differ by less than the Nemenyi critical difference, drawn to scale above the axis."""
     models, ranks = list(test.mean_ranks), list(test.mean_ranks.values())
     k = len(models)
-    n_left = math.ceil(k / 2)
+    n_left = math.ceil(k / 2)  # the taller side: labels stack one per row below the axis
     groups = test.groups()
-    height = 1.6 + 0.32 * max(n_left, k - n_left) + 0.18 * len(groups)
+    height = 1.6 + 0.32 * n_left + 0.18 * len(groups)
     fig, ax = plt.subplots(figsize=(7.0, height))
     ax.set_xlim(0.4, k + 0.6)
-    bottom = -(max(n_left, k - n_left) + 1.2) * 0.32 - 0.2
+    bottom = -(n_left + 1.2) * 0.32 - 0.2
     ax.set_ylim(bottom, 1.0)
     ax.axis("off")
     ax.hlines(0.0, 1, k, color="black", lw=1.2)  # the rank axis

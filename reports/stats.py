@@ -133,14 +133,14 @@ def rank_test(summary: pd.DataFrame, alpha: float = RANK_TEST_ALPHA) -> RankTest
     """:class:`RankTest` over ``summary`` (one row per task and model: ``mae_mean``, ``n_folds``): every model
     over the tasks where all of them count, else the models that count on every task (see the module's
     conventions); None with fewer than 2 tasks or 2 models to compare."""
-    counts = summary[summary["n_folds"] == summary.groupby("task")["n_folds"].transform("max")]
+    complete = summary[summary["n_folds"] == summary.groupby("task")["n_folds"].transform("max")]
     every_task = sorted(summary["task"].unique())
     all_models = sorted(summary["model"].unique())
-    per_task = counts.groupby("task")["model"].nunique()
+    per_task = complete.groupby("task")["model"].nunique()
     tasks = sorted(per_task[per_task == len(all_models)].index)
     models = all_models
     if len(tasks) < 2:
-        per_model = counts.groupby("model")["task"].nunique()
+        per_model = complete.groupby("model")["task"].nunique()
         tasks, models = every_task, sorted(per_model[per_model == len(every_task)].index)
     if len(tasks) < 2 or len(models) < 2:
         return None
