@@ -284,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a "
                                              "training row", task.spec.name, fold, count,
                                              len(task.folds[fold].test))  # fmt: skip
+    capped = [key for cap, key in plan.jobs() if cap is not None]
+    if task.spec.is_matbench and capped and not train_sizes:  # a scaling study caps on purpose
+        logging.getLogger(__name__).warning(
+            "%s: training rows capped at %s per fold by preset %s; Matbench trains on every training row, so the "
+            "report writes no Matbench submission for these runs (--max-train-rows 0 for all)",
+            task.spec.name, f"{preset.max_train_rows:,}", preset.name)  # fmt: skip
     _set_torch_threads(threads)
     if not args.worker_of_launcher:  # the launcher says it once for all its workers
         workers = f" shared by {args.workers} workers" if args.workers > 1 else ""

@@ -44,6 +44,10 @@ PUBLISHED_MODELS = {
 # Published entries that read the formula alone on every task (CrabNet: the composition; Dummy: nothing), so on a
 # structure task they are the published composition-only figures ours compare with; the rest read the structure.
 COMPOSITION_ONLY_ENTRIES = frozenset({"crabnet", "dummy"})
+# The published entries read across tasks: the composition-only network (CrabNet), the Magpie forest that is our
+# tree ensembles' published twin (RF-SCM/Magpie), and MODNet, the best entry that also starts from Magpie-like
+# attributes.
+OVERVIEW_PUBLISHED = ("crabnet", "rf_scm_magpie", "modnet_0_1_12")
 DASH = "—"
 # Published OQMD/AFLOW figures: CrabNet paper Table 2 (same split as ours) and the IRNet paper (its own split).
 PUBLISHED_OQMD_FILE = "published_oqmd.csv"
@@ -131,6 +135,63 @@ def rank_test_blocks(summary: pd.DataFrame) -> list[Block]:
     )
     caption = "Critical-difference diagram: mean rank over the tasks (1 = best); a bar joins models not told apart."
     return [Para(text, note=True), Figure("plots/critical_difference.png", plots.critical_difference(test), caption)]
+
+
+def task_overview_blocks(summary: pd.DataFrame, ranks: pd.DataFrame, published: pd.DataFrame) -> list[Block]:
+    """Every task beside every other: our models' mean ± std test MAE with their rank on the task, then the
+    published reference entries of the tasks that have them (Matbench's per-task leaderboards read across). Only
+    with two tasks or more; each task's own section has the full table."""
+    tasks = sorted(summary["task"].unique())
+    if len(tasks) < 2:
+        return []
+    header = [f"{t} ({published.at[t, 'unit']})" if t in published.index else t for t in tasks]
+    cells = summary.set_index(["task", "model"])
+    digits = {t: decimals(summary.loc[summary["task"] == t, "mae_mean"]) for t in tasks}
+    rows = []
+    for model in ranks["model"]:
+        row = [str(model)]
+        for task in tasks:
+            if (task, model) not in cells.index:
+                row.append(DASH)
+                continue
+            r = cells.loc[(task, model)]
+            text = _cut(_pm(float(r["mae_mean"]), float(r["mae_std"]), digits[task]), int(r["n_cut_short"]) > 0)
+            row.append(f"{text} ({int(r['rank'])})")
+        rows.append(row)
+    muted: set[int] = set()
+    shown = [(col, PUBLISHED_MODELS[col]) for col in OVERVIEW_PUBLISHED] + [("best_value", "best on leaderboard")]
+    for col, name in shown:
+        row = [f"{name} ({PUBLISHED_TAG})"]
+        for task in tasks:
+            if task not in published.index or not published.at[task, col]:
+                row.append(DASH)
+                continue
+            ref = published.loc[task]
+            value = ref[col]
+            if col == "best_value":
+                value = f"{value} ({ref['best_model']})"
+            elif ref["input"] == "structure":
+                value += " (composition only)" if col in COMPOSITION_ONLY_ENTRIES else " (structure)"
+            row.append(value)
+        if any(c != DASH for c in row[1:]):
+            muted.add(len(rows))
+            rows.append(row)
+    return [
+        Heading("Across tasks: test MAE", 2, "across-tasks"),
+        Para(
+            "Mean ± std test MAE over each model's runs of the task (its rank there in brackets; 1 = best of this "
+            "suite's models), at the task's largest training size, models in order of mean rank. "
+            f'Rows marked "{PUBLISHED_TAG}": mean MAE over the 5 official folds as published ({PUBLISHED_SOURCE}); '
+            "on a structure task only the composition-only entries read what ours read.",
+            note=True,
+        ),
+        Table(
+            ["model", *header],
+            rows,
+            muted_rows=frozenset(muted),
+            align_right=frozenset(range(1, len(tasks) + 1)),
+        ),
+    ]
 
 
 def wall_time_blocks(finals: pd.DataFrame) -> list[Block]:
@@ -684,6 +745,7 @@ def assemble(
         blocks.append(Para(f"{len(collected.skipped)} unfinished parent run(s) left out; see Provenance.", note=True))
     blocks += mean_rank_blocks(ranks, finals["task"].nunique())
     blocks += rank_test_blocks(summary)
+    blocks += task_overview_blocks(summary, ranks, published)
     blocks += wall_time_blocks(finals)
     for task in collected.tasks:
         blocks += task_blocks(

@@ -181,6 +181,9 @@ def _task_results(
     folds = sorted(int(f) for f in runs["fold"].unique())
     if folds != list(range(N_FOLDS)):
         return None, f"folds {folds} recorded, Matbench needs all of 0..{N_FOLDS - 1}"
+    caps = sorted(set(runs["max_train_rows"]) - {"all"})
+    if caps:  # the quick preset caps training rows; a Matbench record trains on all of each fold's training part
+        return None, f"trained on at most {', '.join(caps)} rows per fold, Matbench needs all (--max-train-rows 0)"
     results: dict[str, Any] = {}
     seen: set[str] = set()
     for _, run in runs.sort_values("fold").iterrows():

@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports import build, document, render, stats
+from reports import build, document, matbench_export, render, stats
 from reports.collect import ReportInputError
 from studies import schema
 
@@ -551,6 +551,14 @@ def test_matbench_export_round_trips(built, logged, steels_task, tmp_path):
     expected = [(m, s) for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
     assert folders == sorted(f"matbench_v0.1_irnet-bench-{m}-seed{s}" for m, s in expected)
     assert "not exported: folds [0, 1, 2, 3] recorded" in (out / "leaderboard.md").read_text()
+    # A training-row cap that binds (the quick preset's 10,000 on a larger task) is not Matbench's protocol.
+    finals, predictions = _report.collected.finals, _report.collected.predictions
+    capped = finals.assign(max_train_rows=np.where(finals["fold"] == 2, "10000", finals["max_train_rows"]))
+    capped_exports = {e.model: e for e in matbench_export.build_exports(capped, predictions)}
+    for model, _seed in expected:
+        assert not capped_exports[model].tasks and capped_exports[model].skipped == {
+            TASK: "trained on at most 10000 rows per fold, Matbench needs all (--max-train-rows 0)"
+        }
 
     for model, seed in expected:
         folder = out / "matbench" / f"matbench_v0.1_irnet-bench-{model}-seed{seed}"
@@ -737,3 +745,26 @@ def test_mae_mismatch_between_metric_and_predictions_fails(tmp_path, store, empt
     _log(client, run_id, metrics={"test_mae": source.data.metrics["test_mae"] * 1.01})
     code, err = _run_build(capsys, "--tracking-uri", uri, "--out", str(tmp_path / "out"))
     assert code == 2 and "predictions give" in err and math.isfinite(source.data.metrics["test_mae"])
+
+
+def test_task_overview_puts_every_task_beside_the_published_entries():
+    summary = pd.DataFrame(
+        [
+            {"task": "matbench_steels", "model": "irnet", "mae_mean": 109.4, "mae_std": 19.4, "n_cut_short": 0},
+            {"task": "matbench_steels", "model": "rf", "mae_mean": 101.8, "mae_std": 11.7, "n_cut_short": 0},
+            {"task": "matbench_dielectric", "model": "rf", "mae_mean": 0.4128, "mae_std": 0.0625, "n_cut_short": 1},
+        ]
+    )
+    summary["rank"] = summary.groupby("task")["mae_mean"].rank(method="min").astype(int)
+    published = document.load_published()
+    md = render.to_markdown("t", document.task_overview_blocks(summary, stats.mean_ranks(summary), published))
+    assert "| model | matbench_dielectric (unitless) | matbench_steels (MPa) |" in md
+    # rf ranks first on both tasks, so it leads; irnet has no dielectric run; a cut-short score is marked.
+    assert "| rf | 0.4128 ± 0.0625 † (1) | 101.8 ± 11.7 (1) |" in md
+    assert "| irnet | — | 109.4 ± 19.4 (2) |" in md
+    # Published figures as printed; on a structure task only CrabNet reads the formula alone, as ours do.
+    assert "| CrabNet (published, not rerun) | 0.3234 (composition only) | 107.32 |" in md
+    assert "| RF-SCM/Magpie (published, not rerun) | 0.4196 (structure) | 103.51 |" in md
+    assert "| best on leaderboard (published, not rerun) | 0.2711 (MODNet) | 79.95 (TPOT-Mat) |" in md
+    assert document.task_overview_blocks(summary[summary["task"] == "matbench_steels"], stats.mean_ranks(summary),
+                                         published) == []  # fmt: skip

@@ -299,6 +299,21 @@ def test_killed_run_resumes_without_duplicates_or_repeats(capsys, tmp_path):
 # ------------------------------------------------------------------------------------------------- slow ---
 
 
+def test_a_training_row_cap_on_a_matbench_task_is_called_out(capsys, caplog, tmp_path):
+    # Matbench trains on every training row: a cap that binds (quick's 10,000 on matbench_perovskites) makes runs
+    # that are no Matbench record, and the run says so at its start (the report then writes no submission).
+    base = ["--task", "matbench_steels", "--preset", "smoke", "--models", "dummy", "--folds", "0", "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    with caplog.at_level("WARNING", logger="benchmarks.run"):
+        assert run_main(capsys, *base, "--max-train-rows", "100")[0] == 0
+        assert run_main(capsys, *base)[0] == 0  # smoke's 2,000 rows do not bind on steels' 249 or so
+    warnings = [r.getMessage() for r in caplog.records if r.name == "benchmarks.run" and r.levelname == "WARNING"]
+    assert warnings == [
+        "matbench_steels: training rows capped at 100 per fold by preset smoke; Matbench trains on every training "
+        "row, so the report writes no Matbench submission for these runs (--max-train-rows 0 for all)"
+    ]
+
+
 @pytest.mark.slow
 def test_full_smoke_preset_leaves_a_parent_run_per_model_and_fold(tmp_path):
     """The issue's done-when: `python -m benchmarks.run --task matbench_steels --preset smoke`."""
