@@ -147,6 +147,7 @@ def task_overview_blocks(summary: pd.DataFrame, ranks: pd.DataFrame, published: 
     header = [f"{t} ({published.at[t, 'unit']})" if t in published.index else t for t in tasks]
     cells = summary.set_index(["task", "model"])
     digits = {t: decimals(summary.loc[summary["task"] == t, "mae_mean"]) for t in tasks}
+    most_runs = summary.groupby("task")["n_runs"].max()  # a model with fewer (a study in progress) says so
     rows = []
     for model in ranks["model"]:
         row = [str(model)]
@@ -156,7 +157,8 @@ def task_overview_blocks(summary: pd.DataFrame, ranks: pd.DataFrame, published: 
                 continue
             r = cells.loc[(task, model)]
             text = _cut(_pm(float(r["mae_mean"]), float(r["mae_std"]), digits[task]), int(r["n_cut_short"]) > 0)
-            row.append(f"{text} ({int(r['rank'])})")
+            partial = f"; {int(r['n_runs'])} of {int(most_runs[task])} runs" if r["n_runs"] < most_runs[task] else ""
+            row.append(f"{text} ({int(r['rank'])}{partial})")
         rows.append(row)
     muted: set[int] = set()
     shown = [(col, PUBLISHED_MODELS[col]) for col in OVERVIEW_PUBLISHED] + [("best_value", "best on leaderboard")]
@@ -180,7 +182,8 @@ def task_overview_blocks(summary: pd.DataFrame, ranks: pd.DataFrame, published: 
         Heading("Across tasks: test MAE", 2, "across-tasks"),
         Para(
             "Mean ± std test MAE over each model's runs of the task (its rank there in brackets; 1 = best of this "
-            "suite's models), at the task's largest training size, models in order of mean rank. "
+            "suite's models; a model with fewer runs than the task's most says how many), at the task's largest "
+            "training size, models in order of mean rank. "
             f'Rows marked "{PUBLISHED_TAG}": mean MAE over the 5 official folds as published ({PUBLISHED_SOURCE}); '
             "on a structure task only the composition-only entries read what ours read.",
             note=True,

@@ -754,14 +754,14 @@ def test_task_overview_puts_every_task_beside_the_published_entries():
             {"task": "matbench_steels", "model": "rf", "mae_mean": 101.8, "mae_std": 11.7, "n_cut_short": 0},
             {"task": "matbench_dielectric", "model": "rf", "mae_mean": 0.4128, "mae_std": 0.0625, "n_cut_short": 1},
         ]
-    )
+    ).assign(n_runs=[2, 5, 5])
     summary["rank"] = summary.groupby("task")["mae_mean"].rank(method="min").astype(int)
     published = document.load_published()
     md = render.to_markdown("t", document.task_overview_blocks(summary, stats.mean_ranks(summary), published))
     assert "| model | matbench_dielectric (unitless) | matbench_steels (MPa) |" in md
     # rf ranks first on both tasks, so it leads; irnet has no dielectric run; a cut-short score is marked.
     assert "| rf | 0.4128 ± 0.0625 † (1) | 101.8 ± 11.7 (1) |" in md
-    assert "| irnet | — | 109.4 ± 19.4 (2) |" in md
+    assert "| irnet | — | 109.4 ± 19.4 (2; 2 of 5 runs) |" in md  # a study in progress says so
     # Published figures as printed; on a structure task only CrabNet reads the formula alone, as ours do.
     assert "| CrabNet (published, not rerun) | 0.3234 (composition only) | 107.32 |" in md
     assert "| RF-SCM/Magpie (published, not rerun) | 0.4196 (structure) | 103.51 |" in md
