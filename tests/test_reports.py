@@ -545,14 +545,14 @@ def test_matbench_export_round_trips(built, logged, steels_task, tmp_path):
     pytest.importorskip("matbench")
     from matbench.bench import MatbenchBenchmark
 
-    out, _report = built
+    out, report = built
     folders = sorted(p.name for p in (out / "matbench").iterdir())
     # dummy covers 4 folds only: no submission, and the report says why.
     expected = [(m, s) for m, p in sorted(PLAN.items()) if len(p["folds"]) == 5 for s in p["seeds"]]
     assert folders == sorted(f"matbench_v0.1_irnet-bench-{m}-seed{s}" for m, s in expected)
     assert "not exported: folds [0, 1, 2, 3] recorded" in (out / "leaderboard.md").read_text()
     # A training-row cap that binds (the quick preset's 10,000 on a larger task) is not Matbench's protocol.
-    finals, predictions = _report.collected.finals, _report.collected.predictions
+    finals, predictions = report.collected.finals, report.collected.predictions
     capped = finals.assign(max_train_rows=np.where(finals["fold"] == 2, "10000", finals["max_train_rows"]))
     capped_exports = {e.model: e for e in matbench_export.build_exports(capped, predictions)}
     for model, _seed in expected:

@@ -296,9 +296,6 @@ def test_killed_run_resumes_without_duplicates_or_repeats(capsys, tmp_path):
     assert set(numbers) == {t.number for t in counted}
 
 
-# ------------------------------------------------------------------------------------------------- slow ---
-
-
 def test_a_training_row_cap_on_a_matbench_task_is_called_out(capsys, caplog, tmp_path):
     # Matbench trains on every training row: a cap that binds (quick's 10,000 on matbench_perovskites) makes runs
     # that are no Matbench record, and the run says so at its start (the report then writes no submission).
@@ -312,6 +309,9 @@ def test_a_training_row_cap_on_a_matbench_task_is_called_out(capsys, caplog, tmp
         "matbench_steels: training rows capped at 100 per fold by preset smoke; Matbench trains on every training "
         "row, so the report writes no Matbench submission for these runs (--max-train-rows 0 for all)"
     ]
+
+
+# ------------------------------------------------------------------------------------------------- slow ---
 
 
 @pytest.mark.slow
