@@ -284,8 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(__name__).info("%s fold %d: %d of %d test rows share their composition with a "
                                              "training row", task.spec.name, fold, count,
                                              len(task.folds[fold].test))  # fmt: skip
-    capped = [key for cap, key in plan.jobs() if cap is not None]
-    if task.spec.is_matbench and capped and not train_sizes:  # a scaling study caps on purpose
+    # A scaling study caps on purpose; the jobs (a fold split each) are only looked at for a Matbench task.
+    if task.spec.is_matbench and not train_sizes and any(cap is not None for cap, _ in plan.jobs()):
         logging.getLogger(__name__).warning(
             "%s: training rows capped at %s per fold by preset %s; Matbench trains on every training row, so the "
             "report writes no Matbench submission for these runs (--max-train-rows 0 for all)",
