@@ -61,8 +61,8 @@ def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str |
 def report_of(collected: Collected) -> Report:
     """Every output of the report on ``collected`` (read from a store or an export), in memory."""
     declared.remember(collected.finals)  # figures draw each model as its runs declared it
-    # Leaderboards, ranks, fold-level tests and Matbench files: each task at its largest training size.
-    headline = stats.at_largest_size(collected.finals)
+    # Leaderboards, ranks, fold-level tests and Matbench files: each task at its headline training size.
+    headline = stats.at_headline_size(collected.finals)
     summary = stats.summarize(headline)
     ranks = stats.mean_ranks(summary)
     comparisons = {task: stats.compare_task(headline, task) for task in collected.tasks}

@@ -21,7 +21,7 @@ from reports.stats import (
     TRIALS_HEADING,
     PairedComparison,
     RowComparison,
-    at_largest_size,
+    at_headline_size,
     depth_table,
     rank_test,
     running_best,
@@ -380,9 +380,10 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
         Heading(f"{task}: scaling with training rows", 3, f"{task}-scaling"),
         Para(
             f"Runs at {len(sizes)} training sizes ({', '.join(f'{n:,}' for n in sizes)} rows), each scored on the "
-            "same test set. The leaderboard above is the largest size. Power law per model: MAE = a·N^-b, least "
-            "squares of log(mean MAE) on log(N) over its sizes. The best tree ensemble is the model of the tree "
-            "family (as its runs recorded it) with the lowest measured mean MAE at the largest size."
+            "same test set. The leaderboard above is at the largest size at which the most models ran. Power law per "
+            "model: MAE = a·N^-b, least squares of log(mean MAE) on log(N) over its sizes. The best tree ensemble is "
+            "the model of the tree family (as its runs recorded it) with the lowest measured mean MAE at the largest "
+            "size at which the most tree models ran."
         ),
     ]
     if study.crossover is not None:
@@ -484,7 +485,7 @@ def depth_blocks(task: str, table: pd.DataFrame, unit: str) -> list[Block]:
         Heading(f"{task}: test MAE against depth", 3, f"{task}-depth"),
         Para(
             "The IRNet paper's claim (Jha et al., KDD 2019): with a shortcut around every layer a deeper network does "
-            "better, where a plain network of the same depth gets worse. Runs at this task's largest training size, "
+            "better, where a plain network of the same depth gets worse. Runs at this task's headline training size, "
             "grouped by architecture and the depth each run recorded (the fixed-depth models irnet-17/24/48 and "
             "plain-17/24/48, and any tuned network that selected that depth). " + "; ".join(verdicts) + "."
         ),
@@ -506,20 +507,28 @@ def task_blocks(
     study: ScalingStudy | None = None,
     published_oqmd: pd.DataFrame | None = None,
 ) -> list[Block]:
-    """One task's section: facts, leaderboard (largest training size), comparisons, scaling study, figures."""
+    """One task's section: facts, leaderboard (headline training size), comparisons, scaling study, figures."""
     all_sizes = collected.finals[collected.finals["task"] == task]
-    finals = at_largest_size(all_sizes)  # a scaling study's leaderboard is its largest size
+    finals = at_headline_size(all_sizes)  # a scaling study's leaderboard: the largest size with the most models
     composition_only = bool(finals["composition_only"].iloc[0])
     unit = next((u for u in finals["unit"] if u), "")
     title = f"{task} (composition-only)" if composition_only else task
     blocks: list[Block] = [Heading(title, 2, task)]
     n_sizes = all_sizes["train_size"].nunique()
-    size_fact = (
-        f"This section's tables are at its largest training size, {int(finals['train_size'].iloc[0]):,} rows, of "
-        f"{n_sizes} (see the scaling study below). "
-        if n_sizes > 1
-        else ""
-    )
+    size = int(finals["train_size"].iloc[0])
+    size_fact = ""
+    if n_sizes > 1 and size == all_sizes["train_size"].max():
+        size_fact = (
+            f"This section's tables are at its largest training size, {size:,} rows, of {n_sizes} (see the scaling "
+            "study below). "
+        )
+    elif n_sizes > 1:
+        larger = all_sizes[all_sizes["train_size"] > size].groupby("train_size")["model"].unique()
+        partial = "; ".join(f"{n:,} rows: {', '.join(sorted(models))} only" for n, models in larger.items())
+        size_fact = (
+            f"This section's tables are at {size:,} training rows, the largest of its {n_sizes} sizes at which the "
+            f"most models ran ({partial}; see the scaling study below). "
+        )
     facts = size_fact + (
         f"Unit: {unit or 'not recorded'}. {finals['run_id'].size} finished runs; folds "
         f"{', '.join(map(str, sorted(finals['fold'].unique())))}; "
@@ -605,7 +614,7 @@ def task_blocks(
     blocks += depth_blocks(task, depth_table(collected.finals, task), unit)
 
     figures: list[Figure] = []
-    # The figures below show the leaderboard's runs (the largest size of a scaling study) only.
+    # The figures below show the leaderboard's runs (the headline size of a scaling study) only.
     shown = set(finals["run_id"])
     curves = collected.curves[collected.curves["run_id"].isin(shown)]
     predictions = collected.predictions[collected.predictions["run_id"].isin(shown)]

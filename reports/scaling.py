@@ -7,7 +7,8 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
   their min-max and population std.
 - Power law per model: MAE = a * N^-b, fitted by least squares of log(mean MAE) on log(N) over the sizes.
 - The best tree ensemble is chosen by the measured points: among the models of the ``tree`` family (as their
-  runs recorded it, :mod:`reports.declared`), the one with the lowest mean MAE at the largest size.
+  runs recorded it, :mod:`reports.declared`), the one with the lowest mean MAE at the largest size at which the
+  most tree models ran.
 - The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree).
   Its interval comes from a seeded bootstrap that refits both power laws and recomputes N* per resample (the
   percentile interval over resamples with a crossing). Where every (model, size) has test predictions on one
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from reports.declared import family
-from reports.stats import CUT_SHORT, REFERENCE_MODEL, stop_counts
+from reports.stats import CUT_SHORT, REFERENCE_MODEL, headline_size, stop_counts
 from reports.tables import refit_seconds_run
 from studies import schema
 
@@ -195,14 +196,13 @@ def _n(value: float | None) -> str:
 
 
 def best_tree_model(points: pd.DataFrame, fits: dict[str, PowerLaw]) -> str | None:
-    """The tree-family model (with a fit) whose measured mean MAE is lowest at its task's largest size."""
+    """The tree-family model (with a fit) whose measured mean MAE is lowest at the largest size at which the most
+    tree models ran (so one booster run at a larger size first does not win by having no rival there)."""
     trees = [m for m in fits if family(m) == TREE_FAMILY]
     if not trees:
         return None
     at = points[points["model"].isin(trees)]
-    largest = at[at["train_size"] == at["train_size"].max()]
-    if largest.empty:
-        return None
+    largest = at[at["train_size"] == headline_size(at)]
     return str(largest.sort_values(["mae_mean", "model"]).iloc[0]["model"])
 
 

@@ -12,7 +12,9 @@ Conventions, stated once:
 - The per-row comparison pairs the two models' absolute errors on the same test rows (same task, fold, seed
   and training size), averages each row's errors over the seeds both models ran, pools the folds, and gives a
   paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
-- A task with runs at several training sizes (a scaling study) is ranked and compared at its largest size.
+- A task with runs at several training sizes (a scaling study) is ranked and compared at its headline size: the
+  largest size at which the most models ran (:func:`headline_size`), so a study whose largest size is still in
+  progress (one model there so far) keeps its complete leaderboard one size down.
 - Across tasks, models are ranked within each task (ties share the mean rank) and compared by the Friedman test
   and the Nemenyi critical difference (Demšar, JMLR 7, 2006), as automlbenchmark and TabArena draw it: two
   models whose mean ranks differ by less than the critical difference are not told apart at level
@@ -164,10 +166,10 @@ def rank_test(summary: pd.DataFrame, alpha: float = RANK_TEST_ALPHA) -> RankTest
 
 
 def depth_table(finals: pd.DataFrame, task: str) -> pd.DataFrame:
-    """Test MAE against depth per network architecture at the task's largest training size: one row per
+    """Test MAE against depth per network architecture at the task's headline training size: one row per
     (``arch``, ``depth``) with ``runs``, ``mae_mean``, ``mae_std``, ``models`` (which runs they are, e.g.
     "irnet-24"); only architectures with runs at two depths or more. Empty when there are none."""
-    rows = at_largest_size(finals[finals["task"] == task])
+    rows = at_headline_size(finals[finals["task"] == task])
     rows = rows[(rows.get("arch", pd.Series("", index=rows.index)) != "") & rows["depth"].notna()]
     if rows.empty:
         return pd.DataFrame(columns=["arch", "depth", "runs", "mae_mean", "mae_std", "models"])
@@ -245,10 +247,22 @@ def wilcoxon_floor(n_pairs: int) -> float:
     return 2.0 / 2.0**n_pairs
 
 
-def at_largest_size(finals: pd.DataFrame) -> pd.DataFrame:
-    """The runs of each task at its largest training size (a task without a scaling study: all its runs)."""
-    largest = finals.groupby("task")["train_size"].transform("max")
-    return finals[finals["train_size"] == largest]
+def headline_size(runs: pd.DataFrame) -> int:
+    """The training size of one task's runs at which the most models ran, the largest of those if several.
+
+    Every model is then on the leaderboard; a larger size that only some models reached yet (a scaling study
+    in progress) shows in the scaling study, not in place of the complete comparison one size down.
+    """
+    models_at = runs.groupby("train_size")["model"].nunique()
+    return int(models_at[models_at == models_at.max()].index.max())
+
+
+def at_headline_size(finals: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each task at its :func:`headline_size` (a task without a scaling study: all its runs)."""
+    if finals.empty:
+        return finals
+    size = finals.groupby("task")[["train_size", "model"]].apply(headline_size)
+    return finals[finals["train_size"] == finals["task"].map(size)]
 
 
 def compare_task(finals: pd.DataFrame, task: str, reference: str = REFERENCE_MODEL) -> list[PairedComparison]:

@@ -1,47 +1,77 @@
 #!/usr/bin/env bash
-# Remakes the published results: runs (or resumes) the benchmarks behind docs/results.md, exports their runs
-# beside each report (DIR/export) and rebuilds the reports from those exports: the default quick run of
-# formation_energy in docs/results/quick/, the formation_energy scaling study in docs/results/, the Matbench
-# leaderboard in docs/results/matbench/.
+# Remakes the published results behind docs/results.md, one study at a time through scripts/run_study.sh: it
+# imports the study's committed export first (its finished runs count as done, so the study continues where the
+# published runs end), runs what is still missing, exports every finished run to docs/results/STUDY/export and
+# rebuilds the report docs/results/STUDY from that export.
 #
-#   scripts/make_results.sh              # everything (hours on 2 CPU cores; resumes where it stopped)
-#   scripts/make_results.sh --report     # only rebuild the reports from the runs made so far
+#   scripts/make_results.sh [STUDY ...]            # run or resume these studies (default: all four; hours to days)
+#   scripts/make_results.sh --report [STUDY ...]   # only rebuild their reports from the committed exports
 #
-# Environment: QUICK_OUT (run folder of the default quick run, `python -m benchmarks.run --task
-# formation_energy` with every core, default results/quick; QUICK_OUT= skips it), OUT (run folder of the rest,
-# default results/docs), SIZES (scaling-study training sizes of formation_energy, default
-# 1000,3000,10000,30000; SIZES= skips the study), MATBENCH (Matbench tasks, default the eight regression tasks
-# a 2-core machine carries: all five official folds, every training row, composition only; MATBENCH= skips them), THREADS (CPU threads per model for the study and Matbench, default: every core).
+# Studies (docs/results.md has each one's wall time, code version and machine):
+#   quick     the default command, `python -m benchmarks.run --task formation_energy`: six models, 10,000 rows
+#   scaling   formation_energy at SIZES rows with seeds SEEDS, then the whole training part (all) with seed 0, and
+#             ElemNet (element fractions) there
+#   depth     plain and IRNet at 17, 24 and 48 layers, formation_energy at 30,000 rows, seeds DEPTH_SEEDS
+#   matbench  the MATBENCH tasks, all five official folds, every training row (quick's 10,000-row cap binds on
+#             matbench_perovskites), composition only
+# Environment: RUNS (the studies' stores, one folder per study, default results/studies), THREADS (CPU threads per
+# model, default every core; the published studies ran one worker per core, `taskset -c K` with THREADS=1),
+# SIZES (default 1000,3000,10000,30000), SEEDS (default 0,1,2), DEPTH_SEEDS (default 0,1,2), MATBENCH (default
+# the eight regression tasks a 2-core machine carries), PYTHON (default python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-results/docs}
-QUICK_OUT=${QUICK_OUT-results/quick}
-SIZES=${SIZES-1000,3000,10000,30000}
-MATBENCH=${MATBENCH-matbench_steels matbench_jdft2d matbench_phonons matbench_expt_gap matbench_dielectric \
+RUNS=${RUNS:-results/studies}
+SIZES=${SIZES:-1000,3000,10000,30000}
+SEEDS=${SEEDS:-0,1,2}
+DEPTH_SEEDS=${DEPTH_SEEDS:-0,1,2}
+MATBENCH=${MATBENCH:-matbench_steels matbench_jdft2d matbench_phonons matbench_expt_gap matbench_dielectric \
 matbench_log_gvrh matbench_log_kvrh matbench_perovskites}
+PYTHON=${PYTHON:-python}
+export PYTHON
 threads=(); [[ -n "${THREADS:-}" ]] && threads=(--threads "$THREADS")
 
-if [[ "${1:-}" != "--report" ]]; then
-  # The default command, timed by itself: its own store, so the study below does not reuse its 10k runs.
-  [[ -n "$QUICK_OUT" ]] && python -m benchmarks.run --task formation_energy --out "$QUICK_OUT" --no-progress
-  # The quick preset: budgets by model group and rows (README, Budgets); all six models; seed 0.
-  [[ -n "$SIZES" ]] && python -m benchmarks.run --task formation_energy --train-sizes "$SIZES" "${threads[@]}" \
-      --out "$OUT" --no-progress
-  for task in $MATBENCH; do  # every training row (--max-train-rows 0): quick's 10,000-row cap binds on perovskites
-    python -m benchmarks.run --task "$task" --max-train-rows 0 "${threads[@]}" --out "$OUT" --no-progress
-  done
+report_only=false
+if [[ "${1:-}" == "--report" ]]; then
+  report_only=true
+  shift
 fi
-# Each report is built from its runs' export, committed beside it (DIR/export), so it can be rebuilt and checked
-# without this machine's store (python -m reports.check_published).
-publish() {  # publish STORE DIR TASK...: export the store's runs of TASK... into DIR/export, DIR's report from it
-  local store=$1 dir=$2
-  shift 2
-  python -m reports.export --tracking-uri "$store" $(printf -- '--task %s ' "$@") --out "$dir/export"
-  python -m reports.build --export "$dir/export" --out "$dir"
+studies=("$@")
+[[ ${#studies[@]} -eq 0 ]] && studies=(quick scaling depth matbench)
+for study in "${studies[@]}"; do
+  case $study in
+    quick | scaling | depth | matbench) ;;
+    *) echo "make_results: unknown study '$study' (quick, scaling, depth, matbench)" >&2; exit 2 ;;
+  esac
+done
+
+study() {  # study NAME benchmarks.run-arguments...: run or resume one benchmarks.run of study NAME
+  local name=$1
+  shift
+  OUT="$RUNS/$name" scripts/run_study.sh "$name" "$@" --no-progress
 }
-[[ -n "$QUICK_OUT" ]] && publish "sqlite:///$(cd "$QUICK_OUT" && pwd)/mlflow.db" docs/results/quick formation_energy
-store="sqlite:///$(cd "$OUT" && pwd)/mlflow.db"
-[[ -n "$SIZES" ]] && publish "$store" docs/results formation_energy
-if [[ -n "$MATBENCH" ]]; then
-  publish "$store" docs/results/matbench $MATBENCH
-fi
+
+for name in "${studies[@]}"; do
+  if $report_only; then
+    "$PYTHON" -m reports.build --export "docs/results/$name/export" --out "docs/results/$name"
+    continue
+  fi
+  case $name in
+    quick) study quick --task formation_energy ;;
+    scaling)
+      study scaling --task formation_energy --train-sizes "$SIZES" --seeds "$SEEDS" "${threads[@]}"
+      study scaling --task formation_energy --train-sizes all --seeds 0 "${threads[@]}"
+      # ElemNet on its own input, the 86 element fractions: the published same-split check (CrabNet paper, Table 2)
+      study scaling --task formation_energy --train-sizes all --seeds 0 --models elemnet --featurizer elemnet \
+        "${threads[@]}"
+      ;;
+    depth)
+      study depth --task formation_energy --train-sizes 30000 --seeds "$DEPTH_SEEDS" "${threads[@]}" \
+        --models plain-48,irnet-48,plain-17,irnet-17,plain-24,irnet-24
+      ;;
+    matbench)
+      for task in $MATBENCH; do
+        study matbench --task "$task" --max-train-rows 0 "${threads[@]}"
+      done
+      ;;
+  esac
+done

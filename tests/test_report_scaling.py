@@ -10,6 +10,7 @@ made up, not OQMD's (the report reads ids, targets and predictions, never the da
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -115,6 +116,28 @@ def test_runs_without_train_size_tag_are_one_size():
     out = add_train_size(finals)
     assert list(out["train_size"]) == [250, 250, 250, 250, 1010, 3000, 1010]  # within 2%: one size
     assert "train_size_tag" not in out.columns
+
+
+def test_a_size_only_some_models_reached_yet_does_not_replace_the_complete_leaderboard():
+    # Three models at 1,000 and 30,000 rows, irnet alone at 239,190 (a study whose largest size is in progress).
+    runs = [(m, n) for n in (1000, 30000) for m in ("irnet", "rf", "xgboost")] + [("irnet", 239190)]
+    finals = pd.DataFrame(runs, columns=["model", "train_size"]).assign(task=TASK, test_mae=0.1, run_id="r")
+    other = pd.DataFrame({"task": "t", "model": ["irnet", "rf"], "train_size": 500, "test_mae": 0.2, "run_id": "r"})
+    assert stats.headline_size(finals) == 30000
+    headline = stats.at_headline_size(pd.concat([finals, other], ignore_index=True))
+    assert sorted(headline.loc[headline["task"] == TASK, "model"]) == ["irnet", "rf", "xgboost"]
+    assert set(headline.loc[headline["task"] == TASK, "train_size"]) == {30000}
+    assert len(headline[headline["task"] == "t"]) == 2  # one size: all its runs
+    # Once every model has run there, the largest size is the headline.
+    done = pd.concat([finals, finals[finals["train_size"] == 30000].assign(train_size=239190)]).drop_duplicates()
+    assert stats.headline_size(done) == 239190
+    # The best tree ensemble is picked where the tree models meet, not where one of them ran first.
+    points = pd.DataFrame(
+        {"model": ["rf", "xgboost", "rf", "xgboost", "xgboost"], "train_size": [1000, 1000, 30000, 30000, 239190],
+         "mae_mean": [0.20, 0.21, 0.09, 0.10, 0.05]}
+    )  # fmt: skip
+    fits = scaling.fit_all(points)
+    assert scaling.best_tree_model(points, fits) == "rf"
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -224,6 +247,19 @@ def test_leaderboard_is_the_largest_size_with_refit_stopped(scaling_report):
     csv = pd.read_csv(out / "leaderboard.csv")
     assert set(csv.loc[(csv["model"] == "irnet") & (csv["train_size"] == 1000), "refit_stopped"]) == {"time_limit"}
     assert len(csv) == 4 * len(LAWS) * len(SIZES) * len(SEED_FACTORS)
+
+
+def test_a_larger_size_one_model_reached_so_far_is_named_beside_the_complete_leaderboard(scaling_report):
+    _, report = scaling_report
+    finals = report.collected.finals
+    first = finals[(finals["model"] == "irnet") & (finals["train_size"] == 30000) & (finals["seed"] == 0)]
+    ahead = first.assign(train_size=100000, run_id="irnet-100k", test_mae=0.03)  # irnet alone at 100,000 so far
+    partial = build.report_of(dataclasses.replace(report.collected, finals=pd.concat([finals, ahead])))
+    assert set(partial.summary["n_runs"]) == {3} and set(partial.summary["model"]) == set(LAWS)  # still at 30,000
+    md = partial.files["leaderboard.md"].decode()
+    assert "tables are at 30,000 training rows, the largest of its 5 sizes at which the most models ran " in md
+    assert "(100,000 rows: irnet only; see the scaling study below)" in md
+    assert "| irnet | 100,000 | 0.030" in md  # the partial size is in the scaling table
 
 
 def test_scaling_figures_and_tables_are_written(scaling_report):
