@@ -389,7 +389,10 @@ def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
     if study.crossover is not None:
         c = study.crossover
         blocks.append(
-            Para(f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble): {c.statement()}")
+            Para(
+                f"Crossover ({c.reference} against {c.tree_model}, the best tree ensemble, both fitted over the sizes "
+                f"both ran): {c.statement()}"
+            )
         )
     else:
         blocks.append(Para(study.note, note=True))
@@ -485,9 +488,9 @@ def depth_blocks(task: str, table: pd.DataFrame, unit: str) -> list[Block]:
         Heading(f"{task}: test MAE against depth", 3, f"{task}-depth"),
         Para(
             "The IRNet paper's claim (Jha et al., KDD 2019): with a shortcut around every layer a deeper network does "
-            "better, where a plain network of the same depth gets worse. Runs at this task's headline training size, "
-            "grouped by architecture and the depth each run recorded (the fixed-depth models irnet-17/24/48 and "
-            "plain-17/24/48, and any tuned network that selected that depth). " + "; ".join(verdicts) + "."
+            "better, where a plain network of the same depth gets worse. Runs at the training size of the leaderboard "
+            "above, grouped by architecture and the depth each run recorded (the fixed-depth models irnet-17/24/48 "
+            "and plain-17/24/48, and any tuned network that selected that depth). " + "; ".join(verdicts) + "."
         ),
         Table(
             ["architecture", "depth", "runs", mae_column, "std", "models"], rows, align_right=frozenset({1, 2, 3, 4})

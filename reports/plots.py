@@ -242,9 +242,9 @@ def _log_log(ax: Axes) -> None:
         return f"{value:,.6g}"
 
     def sparse(value: float, _: int) -> str:
-        # Minor ticks: label only 2x, 3x and 5x a power of ten, or the labels run into each other.
+        # Minor ticks: label only 2x and 5x a power of ten, or the labels run into each other (200,000 300,000).
         leading = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0.0
-        return plain(value, _) if any(math.isclose(leading, k) for k in (2, 3, 5)) else ""
+        return plain(value, _) if any(math.isclose(leading, k) for k in (2, 5)) else ""
 
     ax.xaxis.set_major_formatter(FuncFormatter(plain))
     ax.xaxis.set_minor_formatter(FuncFormatter(sparse))

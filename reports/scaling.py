@@ -9,7 +9,8 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
 - The best tree ensemble is chosen by the measured points: among the models of the ``tree`` family (as their
   runs recorded it, :mod:`reports.declared`), the one with the lowest mean MAE at the largest size at which the
   most tree models ran.
-- The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree).
+- The crossover is where the two fitted curves meet: log N* = (log a_irnet - log a_tree) / (b_irnet - b_tree),
+  both fitted over the sizes both models ran (the measured range of the comparison).
   Its interval comes from a seeded bootstrap that refits both power laws and recomputes N* per resample (the
   percentile interval over resamples with a crossing). Where every (model, size) has test predictions on one
   common set of test rows, a resample draws the test rows with replacement (the same draw for both models and
@@ -265,26 +266,30 @@ def _row_resampled_log_means(
 def crossover(
     finals: pd.DataFrame,
     task: str,
-    fits: dict[str, PowerLaw],
     tree_model: str,
     reference: str = REFERENCE_MODEL,
     n_resamples: int = N_BOOTSTRAP,
     seed: int = BOOTSTRAP_SEED,
     predictions: pd.DataFrame | None = None,
-) -> Crossover:
+) -> Crossover | None:
     """Where ``reference``'s fitted curve meets ``tree_model``'s, with a seeded bootstrap interval: over test
-    rows and seeds where ``predictions`` cover one common test set, over run scores otherwise."""
-    ref, tree = fits[reference], fits[tree_model]
-    size_min, size_max = max(ref.size_min, tree.size_min), min(ref.size_max, tree.size_max)
+    rows and seeds where ``predictions`` cover one common test set, over run scores otherwise. Both curves are
+    fitted over the sizes both models ran (a size only one of them reached so far would bend its curve alone);
+    None when they share fewer than two."""
+    rows = finals[(finals["task"] == task) & finals["model"].isin([reference, tree_model])]
+    models_at = rows.groupby("train_size")["model"].nunique()
+    common = np.sort(models_at[models_at == 2].index.to_numpy())
+    if len(common) < 2:
+        return None
+    rows = rows[rows["train_size"].isin(common)]
+    means = rows.groupby(["model", "train_size"])[schema.TEST_MAE].mean()
+    ref, tree = (fit_power_law(m, common, means.loc[m].loc[common].to_numpy()) for m in (reference, tree_model))
+    size_min, size_max = int(common.min()), int(common.max())
     point = crossing(math.log(ref.a), ref.b, math.log(tree.a), tree.b)
     n_star = None if np.isnan(point) else float(np.exp(min(float(point), 700.0)))
 
-    rows = finals[finals["task"] == task]
     rng = np.random.default_rng(seed)
-    sizes = {
-        model: np.sort(rows.loc[rows["model"] == model, "train_size"].unique()).astype(np.float64)
-        for model in (reference, tree_model)
-    }
+    sizes = dict.fromkeys((reference, tree_model), common.astype(np.float64))
     by_rows = _row_resampled_log_means(predictions, task, sizes, n_resamples, rng)
     drawn = "test rows and seeds" if by_rows is not None else "run scores"
     runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
@@ -355,6 +360,6 @@ def scaling_study(
     elif tree_model is None:
         note = "No tree ensemble has runs at two or more sizes: no crossover."
     else:
-        result = crossover(finals, task, fits, tree_model, reference, predictions=predictions)
-        note = ""
+        result = crossover(finals, task, tree_model, reference, predictions=predictions)
+        note = "" if result else f"{reference} and {tree_model} ran at fewer than two common sizes: no crossover."
     return ScalingStudy(task, points, fits, tree_model, result, note)

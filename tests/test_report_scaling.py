@@ -260,6 +260,11 @@ def test_a_larger_size_one_model_reached_so_far_is_named_beside_the_complete_lea
     assert "tables are at 30,000 training rows, the largest of its 5 sizes at which the most models ran " in md
     assert "(100,000 rows: irnet only; see the scaling study below)" in md
     assert "| irnet | 100,000 | 0.030" in md  # the partial size is in the scaling table
+    # IRNet's own curve spans every size it ran; the crossover compares the sizes both models ran, unchanged.
+    study, before = partial.studies[TASK], report.studies[TASK].crossover
+    assert study.fits["irnet"].size_max == 100000 and study.fits["irnet"].n_sizes == 5
+    assert study.crossover.crossing == pytest.approx(before.crossing, rel=1e-9)
+    assert (study.crossover.size_min, study.crossover.size_max) == (1000, 30000)
 
 
 def test_scaling_figures_and_tables_are_written(scaling_report):
