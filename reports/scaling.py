@@ -21,6 +21,7 @@ see :func:`reports.collect.add_train_size`), all scored on the same test set. Co
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -187,6 +188,20 @@ class Crossover:
             text + f" Extrapolated, the fitted curves would meet at N ≈ {_n(self.crossing)}, "
             f"{where} measured size ({interval})."
         )
+
+
+def measured_leaders(points: pd.DataFrame, first: str, second: str) -> str:
+    """Which of two models has the lower measured mean MAE at each size both ran, consecutive sizes joined, e.g.
+    "xgboost lower at 1,000-30,000 rows, irnet lower at 239,190 rows": the points a fitted crossing smooths over."""
+    both = points[points["model"].isin([first, second])]
+    wide = both.pivot(index="train_size", columns="model", values="mae_mean").dropna().sort_index()
+    lower = np.where(wide[first] < wide[second], first, second)
+    parts = []
+    for model, group in itertools.groupby(zip(wide.index, lower, strict=True), key=lambda pair: pair[1]):
+        sizes = [int(n) for n, _ in group]
+        span = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}-{sizes[-1]:,}"
+        parts.append(f"{model} lower at {span} rows")
+    return ", ".join(parts)
 
 
 def _n(value: float | None) -> str:

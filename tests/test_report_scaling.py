@@ -213,6 +213,9 @@ def test_scaling_fits_and_crossover_on_constructed_runs(scaling_report):
     assert c.ci_low < CROSSING < c.ci_high
     assert (c.ahead_small, c.ahead_large) == ("rf", "irnet")
     assert "meets rf's at N ≈ 3,125 training rows" in c.statement()
+    # Beside the fit, the measured points: rf lower at 1,000 and 3,000 rows (5 * 3000^-0.4 = 0.204 > 3000^-0.2).
+    leaders = scaling.measured_leaders(study.points, "irnet", "rf")
+    assert leaders == "rf lower at 1,000-3,000 rows, irnet lower at 10,000-30,000 rows"
 
 
 def test_no_crossing_in_range_is_said_plainly(scaling_report):
@@ -274,6 +277,7 @@ def test_scaling_figures_and_tables_are_written(scaling_report):
     md = (out / "leaderboard.md").read_text()
     assert f"### {TASK}: scaling with training rows" in md
     assert "| irnet | 5 | 0.400 | 4 | 1,000-30,000 |" in md
+    assert "Measured, mean test MAE at each size: rf lower at 1,000-3,000 rows, irnet lower at 10,000-30,000" in md
     html = (out / "leaderboard.html").read_text()
     assert html.count("data:image/png;base64,") == 4  # parity, time, scaling, compute
 
