@@ -190,11 +190,17 @@ class Crossover:
         )
 
 
+def common_means(points: pd.DataFrame, first: str, second: str) -> pd.DataFrame:
+    """The two models' mean test MAE (``points`` from :func:`size_points`) at the sizes both ran: index
+    ``train_size`` ascending, one column per model."""
+    both = points[points["model"].isin([first, second])]
+    return both.pivot(index="train_size", columns="model", values="mae_mean").dropna().sort_index()
+
+
 def measured_leaders(points: pd.DataFrame, first: str, second: str) -> str:
     """Which of two models has the lower measured mean MAE at each size both ran, consecutive sizes joined, e.g.
     "xgboost lower at 1,000-30,000 rows, irnet lower at 239,190 rows": the points a fitted crossing smooths over."""
-    both = points[points["model"].isin([first, second])]
-    wide = both.pivot(index="train_size", columns="model", values="mae_mean").dropna().sort_index()
+    wide = common_means(points, first, second)
     lower = np.where(wide[first] < wide[second], first, second)
     parts = []
     for model, group in itertools.groupby(zip(wide.index, lower, strict=True), key=lambda pair: pair[1]):
@@ -281,6 +287,7 @@ def _row_resampled_log_means(
 def crossover(
     finals: pd.DataFrame,
     task: str,
+    points: pd.DataFrame,
     tree_model: str,
     reference: str = REFERENCE_MODEL,
     n_resamples: int = N_BOOTSTRAP,
@@ -289,17 +296,16 @@ def crossover(
 ) -> Crossover | None:
     """Where ``reference``'s fitted curve meets ``tree_model``'s, with a seeded bootstrap interval: over test
     rows and seeds where ``predictions`` cover one common test set, over run scores otherwise. Both curves are
-    fitted over the sizes both models ran (a size only one of them reached so far would bend its curve alone);
-    None when they share fewer than two."""
-    rows = finals[(finals["task"] == task) & finals["model"].isin([reference, tree_model])]
-    models_at = rows.groupby("train_size")["model"].nunique()
-    common = np.sort(models_at[models_at == 2].index.to_numpy())
-    if len(common) < 2:
+    fitted (on ``points``, :func:`size_points`) over the sizes both models ran (a size only one of them reached
+    so far would bend its curve alone); None when they share fewer than two."""
+    means = common_means(points, reference, tree_model)
+    if len(means) < 2:
         return None
-    rows = rows[rows["train_size"].isin(common)]
-    means = rows.groupby(["model", "train_size"])[schema.TEST_MAE].mean()
-    ref, tree = (fit_power_law(m, common, means.loc[m].loc[common].to_numpy()) for m in (reference, tree_model))
+    common = means.index.to_numpy()
+    ref, tree = (fit_power_law(m, common, means[m].to_numpy()) for m in (reference, tree_model))
     size_min, size_max = int(common.min()), int(common.max())
+    rows = finals[(finals["task"] == task) & finals["model"].isin([reference, tree_model])]
+    rows = rows[rows["train_size"].isin(common)]
     point = crossing(math.log(ref.a), ref.b, math.log(tree.a), tree.b)
     n_star = None if np.isnan(point) else float(np.exp(min(float(point), 700.0)))
 
@@ -307,7 +313,7 @@ def crossover(
     sizes = dict.fromkeys((reference, tree_model), common.astype(np.float64))
     by_rows = _row_resampled_log_means(predictions, task, sizes, n_resamples, rng)
     drawn = "test rows and seeds" if by_rows is not None else "run scores"
-    runs_per_size = rows[rows["model"].isin([reference, tree_model])].groupby(["model", "train_size"]).size()
+    runs_per_size = rows.groupby(["model", "train_size"]).size()
     if by_rows is None and (runs_per_size == 1).all():
         n_resamples, drawn = 0, ""  # every resample would repeat the measured points: false certainty
     resampled = {}
@@ -375,6 +381,6 @@ def scaling_study(
     elif tree_model is None:
         note = "No tree ensemble has runs at two or more sizes: no crossover."
     else:
-        result = crossover(finals, task, tree_model, reference, predictions=predictions)
+        result = crossover(finals, task, points, tree_model, reference, predictions=predictions)
         note = "" if result else f"{reference} and {tree_model} ran at fewer than two common sizes: no crossover."
     return ScalingStudy(task, points, fits, tree_model, result, note)
