@@ -14,18 +14,31 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
+from benchmarks.cli import ArgumentParser
 from benchmarks.loader import load_task, task_fold
 from studies.registry import get_model_class
 
 BASE = {"depth": 17, "optimizer": "adamw", "lr": 3e-3, "batch_size": 1024, "max_epochs": 300}
 
 
+def json_option(parser: argparse.ArgumentParser, flag: str, text: str, kind: type) -> Any:
+    """``text`` parsed as JSON of type ``kind``; otherwise a one-line usage error (exit 2) naming ``flag``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        parser.error(f"{flag} is not valid JSON ({exc}); quote it in single quotes")
+    if not isinstance(value, kind):
+        parser.error(f"{flag} must be a JSON {'object' if kind is dict else 'list'}, got {text!r}")
+    return value
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000, help="training rows (nested subsample; 0: all)")
     parser.add_argument("--model", default="irnet")
     parser.add_argument("--regimes", default='[{"patience": 10}, {"patience": 8, "lr_decay": 0.3}]',
@@ -34,11 +47,14 @@ def main() -> None:
     parser.add_argument("--print-every", type=int, default=1, help="print every N-th step's validation MAE")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    base, regimes = json_option(parser, "--base", args.base, dict), json_option(parser, "--regimes", args.regimes, list)
+    if args.print_every < 1 or not all(isinstance(regime, dict) for regime in regimes):
+        parser.error("--print-every must be >= 1 and --regimes a JSON list of objects")
     if args.threads:
         torch.set_num_threads(args.threads)
     training, test = task_fold(load_task("formation_energy"), 0, max_train_rows=args.rows or None)
-    for regime in json.loads(args.regimes):
-        model = get_model_class(args.model)({**json.loads(args.base), **regime}, seed=0, device="cpu")
+    for regime in regimes:
+        model = get_model_class(args.model)({**base, **regime}, seed=0, device="cpu")
         start = time.perf_counter()
 
         def show(step: int, val_mae: float, start: float = start) -> None:  # a full-data fit: most of an hour on a CPU
