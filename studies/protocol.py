@@ -361,15 +361,24 @@ def refit_and_score(
 ) -> FinalRecord:
     """Refit the best configuration with the run's seed (early stopping on validation), or keep the best
     trial's model where the refit would repeat it exactly; then predict the test part once and score it.
-    With ``log_lines``, the refit's steps are logged at its interval."""
+    Where the preset raises the group's step cap for the refit (:meth:`Preset.refit_configuration`), a best
+    trial that stopped at its step cap is refitted under the raised cap (and a time limit raised in proportion);
+    one that stopped early is kept, since a higher cap would not change it. With ``log_lines``, the refit's
+    steps are logged at its interval."""
     budget = budget or plan.budget(key)
     refit_started = time.time()
+    params, cap_factor = plan.preset.refit_configuration(key.model, tuning.best_params)
     reused = reusable_trial_fit(tuning, training, plan, key)
+    if reused is not None and cap_factor > 1.0 and reused[1].stopped == schema.REFIT_STOPPED_MAX_STEPS:
+        log.info("%s %s: the best trial stopped at its step cap; refitting under the refit's",
+                 key.task, key.run_name)  # fmt: skip
+        reused = None
     if reused is not None:
         model, report = reused
         train_seconds = float(report.fit_seconds)  # what the kept model cost (spent inside tuning)
     else:
-        model = model_cls(dict(tuning.best_params), seed=key.seed, device=plan.device)
+        model = model_cls(params, seed=key.seed, device=plan.device)
+        time_limit = budget.fit_limit(None)[0]
         start = time.perf_counter()
         # A refit killed part-way resumes from this checkpoint on rerun (only the worker holding the refit
         # claim runs it); one of another configuration is ignored by its identity check.
@@ -379,7 +388,7 @@ def refit_and_score(
             else (lambda step, val_mae: log_lines.maybe(lambda: f"refit at step {step}, validation MAE {val_mae:.4g}"))
         )
         report = fit_model(model, training.X_train, training.y_train, training.X_val, training.y_val,
-                           on_step=on_step, time_limit_s=budget.fit_limit(None)[0],
+                           on_step=on_step, time_limit_s=None if time_limit is None else time_limit * cap_factor,
                            checkpoint_path=checkpoint_dir(plan, key) / "refit.pt")  # fmt: skip
         train_seconds = time.perf_counter() - start
     if not math.isfinite(report.best_val_mae):

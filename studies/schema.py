@@ -88,6 +88,7 @@ TAG_FINAL_HEARTBEAT = "final_heartbeat"  # unix time of the owner's last sign of
 TAG_ERROR = "benchmark_error"  # on a parent whose tuning or refit failed; a rerun retries it
 TAG_REFIT_STOPPED = "refit_stopped"  # why the refit stopped: early_stopping, max_steps, time_limit, completed
 REFIT_STOPPED_TIME_LIMIT = "time_limit"  # a score whose refit hit its time cap: shown as "cut short"
+REFIT_STOPPED_MAX_STEPS = "max_steps"  # a fit that used every step its cap allowed
 # Added for issue #10 (fair fits, scaling study).
 TAG_TRAIN_SIZE = "train_size"  # training rows actually used by the parent run (int string); part of its key
 TAG_HOST_CPU = "host.cpu"  # the CPU model the run was measured on

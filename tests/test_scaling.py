@@ -255,7 +255,7 @@ def test_task_groups():
 # ----------------------------------------------------------------------------------------- refit reuse ---
 
 
-def _tuned_xgboost(tmp_path, training, n_trials=2):
+def _tuned_xgboost(tmp_path, training, n_trials=2, **space_changes):
     from studies.protocol import resolved_space
     from studies.registry import get_model_class, model_info
 
@@ -267,7 +267,7 @@ def _tuned_xgboost(tmp_path, training, n_trials=2):
     job = TuningJob(
         model_cls=get_model_class("xgboost"),
         search=search,
-        space=resolved_space("xgboost", preset, 1),
+        space={**resolved_space("xgboost", preset, 1), **space_changes},
         training=training,
         budget=preset.budget,
         seed=0,
@@ -305,6 +305,48 @@ def test_refit_reuses_the_best_trials_model_and_refits_on_a_mismatch(tmp_path, s
     assert not other_seed.refit_reused  # another seed is another fit
     gone = dataclasses.replace(tuning, best_model_file=str(tmp_path / "elsewhere" / "trial-0.fit.pkl"))
     assert not refit_and_score(cls, gone, training, test, plan, key).refit_reused  # e.g. another machine's trial
+
+
+def test_the_refit_step_cap_replaces_the_trials_cap_of_its_group_only():
+    quick = get_preset("quick")
+    xgb, factor = quick.refit_configuration("xgboost", {"n_estimators": 2000, "learning_rate": 0.05})
+    assert (xgb["n_estimators"], xgb["learning_rate"], factor) == (20_000, 0.05, 10.0)
+    assert xgb["early_stopping_rounds"] == 50  # the rest of the full parameters, from the model's defaults
+    lgbm, _ = quick.refit_configuration("lightgbm", {"n_estimators": 2000})
+    assert lgbm["n_estimators"] == 20_000
+    assert quick.refit_configuration("xgboost", {"n_estimators": 30_000})[1] == 1.0  # never lowered
+    network, factor = quick.refit_configuration("irnet", {"max_epochs": 300})
+    assert (network["max_epochs"], factor) == (300, 1.0)  # only the boosters' group is raised
+    assert get_preset("smoke").refit_configuration("xgboost", {"n_estimators": 200})[0]["n_estimators"] == 200
+
+
+def test_a_best_trial_stopped_at_its_step_cap_is_refitted_under_the_raised_cap(tmp_path, steels_task, steels_fold):
+    """Trials boost 200 rounds at a learning rate too small to early-stop within them; the refit, allowed 2,000,
+    goes on to its early stopping and is better on validation. A best trial that stopped early is kept."""
+    from studies.registry import get_model_class
+
+    training, test = steels_fold
+    tuning = _tuned_xgboost(tmp_path, training, learning_rate=fixed(0.02))
+    _saved, trial = load_trial_fit(tuning.best_model_file, fit_identity(tuning.best_params, 0, training))
+    assert trial.stopped == "max_steps" and tuning.best_params["n_estimators"] == 200
+    plan = _plan(steels_task, "smoke", tmp_path)
+    raised = dataclasses.replace(plan, preset=plan.preset.with_changes(refit_step_caps={"boosters": 2_000}))
+    key = RunKey("matbench_steels", "xgboost", 0, 0, "smoke", len(training.y_train))
+    cls = get_model_class("xgboost")
+
+    refit = refit_and_score(cls, tuning, training, test, raised, key)
+    assert not refit.refit_reused and refit.params["n_estimators"] == 2_000
+    assert refit.report.stopped == "early_stopping" and 200 < refit.report.best_step < 2_000
+    assert refit.report.best_val_mae < tuning.best_value
+    assert refit_and_score(cls, tuning, training, test, plan, key).refit_reused  # the unraised preset keeps it
+
+    (tmp_path / "early").mkdir()
+    early = _tuned_xgboost(tmp_path / "early", training, learning_rate=fixed(0.5))
+    assert load_trial_fit(early.best_model_file, fit_identity(early.best_params, 0, training))[1].stopped == (
+        "early_stopping"
+    )
+    kept = refit_and_score(cls, early, training, test, raised, key)
+    assert kept.refit_reused and kept.report.best_val_mae == early.best_value
 
 
 # ---------------------------------------------------------------------------------------- leaderboard ---
