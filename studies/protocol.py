@@ -370,8 +370,8 @@ def refit_and_score(
     params, cap_factor = plan.preset.refit_configuration(key.model, tuning.best_params)
     reused = reusable_trial_fit(tuning, training, plan, key)
     if reused is not None and cap_factor > 1.0 and reused[1].stopped == schema.REFIT_STOPPED_MAX_STEPS:
-        log.info("%s %s: the best trial stopped at its step cap; refitting under the refit's",
-                 key.task, key.run_name)  # fmt: skip
+        log.info("%s %s: the best trial stopped at its step cap; refitting it under the %.0fx higher refit cap",
+                 key.task, key.run_name, cap_factor)  # fmt: skip
         reused = None
     if reused is not None:
         model, report = reused
