@@ -114,6 +114,29 @@ def check_store_exists(tracking_uri: str) -> None:
         )
 
 
+def _lock_sqlite_transactions_at_begin(engine: Any) -> None:
+    """Make each transaction on a sqlite ``engine`` take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna claims a queued trial by reading it as WAITING and writing RUNNING with ``SELECT ... FOR UPDATE``,
+    which sqlite ignores; and Python's sqlite3 only opens a transaction at the first write, so the read runs
+    on its own. Two workers then both read WAITING and both run the same trial (the second fails with "Cannot
+    tell a COMPLETE trial"). Beginning every transaction with the write lock makes the read and the write one
+    atomic step. This is SQLAlchemy's recipe for pysqlite transactions ("Serializable isolation / Savepoints /
+    Transactional DDL" in its SQLite dialect docs); the lock waits up to the connection's ``timeout``.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the "begin" hook below emits BEGIN, not the driver
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened while Optuna set up its tables get the hooks when reopened
+
+
 def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_beats: int = 3,
                  on_stale: Callable[..., None] | None = None) -> Any:  # fmt: skip
     """An Optuna RDB storage for ``url``; a clear UsageError (exit 2) when it cannot be reached.
@@ -136,13 +159,16 @@ def make_storage(url: str, *, heartbeat_interval_s: int | None = None, grace_bea
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=beat,
                 grace_period=None if beat is None else beat * grace_beats,
                 heartbeat_stale_trial_callback=on_stale if beat is not None else None,
             )
+        if url.startswith("sqlite"):
+            _lock_sqlite_transactions_at_begin(storage.engine)
+        return storage
     except Exception as exc:  # SQLAlchemy raises many types (OperationalError, ArgumentError, ImportError...)
         raise UsageError(
             f"cannot open Optuna storage {redact_url(url)}: {type(exc).__name__}: {first_line(exc)}"

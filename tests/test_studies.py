@@ -7,6 +7,7 @@ point is the study's bookkeeping rather than a model (a model that sleeps, crash
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -557,6 +558,45 @@ WORKER_SCRIPT = textwrap.dedent(
                           budget=TrialBudget({n}, None, None), seed=0, device="cpu"), progress=False)
     """
 )
+
+
+CLAIM_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    import optuna
+    from studies.coordination import open_storage
+
+    study = optuna.load_study(study_name="queue", storage=open_storage({url!r}))
+    go = Path({go!r})
+    while not go.exists():
+        time.sleep(0.01)
+    claimed = []
+    while (trial_id := study._pop_waiting_trial_id()) is not None:  # what study.ask does for a queued trial
+        claimed.append(trial_id)
+    print(json.dumps(claimed))
+    """
+)
+
+
+def test_each_queued_trial_is_claimed_by_one_process_on_sqlite(tmp_path):
+    # sqlite ignores SELECT ... FOR UPDATE: without a write lock at BEGIN, three processes popping one queue
+    # together claimed 66-77 trials of 60 (so two workers ran the same trial, and the second failed to tell it).
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="queue", storage=coordination.open_storage(url))
+    for x in range(60):
+        study.enqueue_trial({"x": float(x)})
+    go = tmp_path / "go"
+    script = tmp_path / "claim.py"
+    script.write_text(CLAIM_SCRIPT.format(url=url, go=str(go)))
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR.parent)}
+    workers = [subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]  # fmt: skip
+    time.sleep(3)  # let all three import and open the storage, so that they really claim at once
+    go.touch()
+    claimed = [trial_id for w in workers for trial_id in json.loads(w.communicate(timeout=120)[0])]
+    assert all(w.returncode == 0 for w in workers)
+    assert sorted(claimed) == sorted(t._trial_id for t in study.get_trials())
 
 
 def test_two_processes_on_one_storage_stop_at_exactly_n_trials(tmp_path, steels_training):
