@@ -9,7 +9,8 @@ projections do not count towards depth.
   the ReLU. ``shortcut`` is the identity where the widths agree and a Linear(bias, no activation) projection
   where they differ, including the input -> first hidden width.
 - ``srnet``:   the same shortcut, but once per stack: ``y = stack(x) + shortcut(x)``.
-- ``elemnet``: Linear -> ReLU layers, no batch norm, dropout after each of the first four stacks.
+- ``elemnet``: Linear -> ReLU layers, no batch norm, dropout after each of the first four stacks; its Linear
+  layers start as published (Glorot-uniform weights, zero biases), the others keep PyTorch's initialisation.
 
 All four end in a head Linear(width, 1) with no norm and no activation. :meth:`Network.forward` returns a 1-D
 tensor of shape ``(batch,)``.
@@ -143,7 +144,23 @@ def build_network(
         if arch == "elemnet" and index < len(drops) and drops[index] > 0.0:
             layers.append(nn.Dropout(p=drops[index]))
     n_main = sum(n for _, n in stacks) + 1
-    return Network(arch, depth if depth is not None else n_main, int(n_features), nn.Sequential(*layers), n_in)
+    network = Network(arch, depth if depth is not None else n_main, int(n_features), nn.Sequential(*layers), n_in)
+    if arch == "elemnet":
+        _glorot_init(network)
+    return network
+
+
+def _glorot_init(network: nn.Module) -> None:
+    """Glorot-uniform weights and zero biases in every Linear layer: ElemNet's published code (NU-CUCIS/ElemNet,
+    ``elemnet/dl_regressors.py``) builds its layers with TF-slim ``fully_connected``, whose defaults these are.
+    PyTorch's default (weights of variance 1/(3 fan_in), uniform biases) shrinks the signal ~3x more per ReLU
+    layer; without batch norm nothing undoes that. At 30,000 formation_energy rows it made no measurable
+    difference to ElemNet's validation MAE (README "ElemNet"); it is kept because it is the published start.
+    """
+    for module in network.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
 
 
 def build_model(arch: str, depth: int, n_features: int, **options: Any) -> Network:

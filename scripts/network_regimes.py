@@ -1,4 +1,4 @@
-"""One model fit per training regime on formation_energy fold 0: steps, validation and test MAE, seconds.
+"""One model fit per training regime on formation_energy fold 0: steps, training, validation and test MAE, seconds.
 
 ``python scripts/network_regimes.py --rows 10000 --regimes '[{"patience": 10}, {"patience": 8, "lr_decay": 0.3}]'``
 fits IRNet-17 (``--model``) with AdamW, lr 3e-3, batch 1024, at most 300 epochs (the `quick` trial 0 at 10k
@@ -6,7 +6,7 @@ rows), each regime's entries replacing those, on the nested ``--rows`` sample, s
 part. Pin it to a core (``taskset -c 1``) and give it ``--threads 1`` to time it beside other work. Another
 model takes ``--base`` (JSON parameters replacing the network base), e.g. a tuned booster's selected parameters
 with a larger round cap, ``--model xgboost --base '{..., "n_estimators": 20000}' --regimes '[{}]' --print-every
-500``.
+500``; ElemNet reads element fractions, ``--model elemnet --featurizer elemnet`` (README "ElemNet").
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000, help="training rows (nested subsample; 0: all)")
     parser.add_argument("--model", default="irnet")
+    parser.add_argument("--featurizer", default="magpie", help="input features (elemnet: element fractions)")
     parser.add_argument("--regimes", default='[{"patience": 10}, {"patience": 8, "lr_decay": 0.3}]',
                         help="JSON list of parameter dicts, each over the base regime")  # fmt: skip
     parser.add_argument("--base", default=json.dumps(BASE), help="JSON parameters each regime starts from")
@@ -52,7 +53,9 @@ def main() -> None:
         parser.error("--print-every must be >= 1 and --regimes a JSON list of objects")
     if args.threads:
         torch.set_num_threads(args.threads)
-    training, test = task_fold(load_task("formation_energy"), 0, max_train_rows=args.rows or None)
+    training, test = task_fold(
+        load_task("formation_energy"), 0, max_train_rows=args.rows or None, featurizer=args.featurizer
+    )
     for regime in regimes:
         model = get_model_class(args.model)({**base, **regime}, seed=0, device="cpu")
         start = time.perf_counter()
@@ -63,6 +66,8 @@ def main() -> None:
 
         report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val, on_step=show)
         test_mae = float(np.mean(np.abs(model.predict(test.X) - test.y)))
+        for point in report.curve[args.print_every - 1 :: args.print_every]:  # is it still learning, or overfitting?
+            print(f"  step {point.step}: training MAE {point.train_mae:.5f}, validation MAE {point.val_mae:.5f}")
         print(f"{args.model} {json.dumps(regime)}: {len(report.curve)} steps (best {report.best_step}, "
               f"{report.stopped}; rollbacks at {report.extra.get('rollback_epochs', [])}), "
               f"validation MAE {report.best_val_mae:.4f}, test MAE {test_mae:.4f}, "

@@ -208,6 +208,27 @@ def test_elemnet_dropout_runs_in_training_only_and_is_seeded(small) -> None:
     assert torch.equal(net(x), net(x))
 
 
+def test_elemnet_starts_as_published_glorot_weights_zero_biases_raw_inputs_depth_17() -> None:
+    torch.manual_seed(0)
+    linears = [m for m in build_model("elemnet", 17, N_FEATURES).modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 17
+    for layer in linears:
+        assert torch.count_nonzero(layer.bias) == 0
+        fan_out, fan_in = layer.weight.shape
+        # Glorot uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), variance 2 / (fan_in + fan_out);
+        # PyTorch's default has a third of it (1 / (3 fan_in)) and non-zero biases.
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        assert float(layer.weight.detach().abs().max()) <= bound
+        if layer.weight.numel() >= 1000:
+            assert float(layer.weight.detach().var()) == pytest.approx(2.0 / (fan_in + fan_out), rel=0.15)
+    plain_biases = [m.bias for m in build_model("plain", 17, N_FEATURES).modules() if isinstance(m, nn.Linear)]
+    assert all(torch.count_nonzero(b) > 0 for b in plain_biases)  # the other networks keep PyTorch's start
+    defaults = ElemNetModel.default_params()
+    assert defaults["standardize_inputs"] is False and defaults["clip_inputs"] is False
+    with pytest.raises(ValueError, match="depth 17 only"):
+        ElemNetModel({"depth": 48})
+
+
 def test_early_stopping_restores_best_epoch(small) -> None:
     X, y, Xv, yv = small
     patience = 2
