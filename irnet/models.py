@@ -148,15 +148,23 @@ class TorchNetworkModel(Model):
 
 
 class NetworkModel(TorchNetworkModel):
-    """A published network (:func:`irnet.networks.build_model`): ``arch`` at one of the paper's depths."""
+    """A published network (:func:`irnet.networks.build_model`): ``arch`` at one of the paper's depths, tuned
+    unless ``fixed_depth`` fixes it (then the depth is not in the model's search space either)."""
+
+    fixed_depth: ClassVar[int | None] = None
+    fixed_depth_reason: ClassVar[str] = ""
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        return {"depth": 17, **super().default_params()}
+        return {"depth": cls.fixed_depth or 17, **super().default_params()}
 
     def check_architecture(self) -> None:
-        if self.params["depth"] not in ARCHITECTURES:
-            raise ValueError(f"{self.name}: unknown depth {self.params['depth']!r}; valid: {sorted(ARCHITECTURES)}")
+        depth = self.params["depth"]
+        if depth not in ARCHITECTURES:
+            raise ValueError(f"{self.name}: unknown depth {depth!r}; valid: {sorted(ARCHITECTURES)}")
+        if self.fixed_depth is not None and int(depth) != self.fixed_depth:
+            raise ValueError(f"{self.name}: the depth is fixed at {self.fixed_depth} ({self.fixed_depth_reason}), "
+                             f"got {depth}")  # fmt: skip
 
     def build(self, n_features: int) -> nn.Module:
         return build_model(self.arch, int(self.params["depth"]), n_features)
@@ -190,16 +198,7 @@ class AtDepthModel(NetworkModel):
     """A published network with its depth fixed, not tuned: the paper's depth claim (a plain network gets worse
     as it gets deeper, IRNet does not; Jha et al., KDD 2019) needs each depth as a study and a run of its own."""
 
-    fixed_depth: ClassVar[int]
-
-    @classmethod
-    def default_params(cls) -> dict[str, Any]:
-        return {**super().default_params(), "depth": cls.fixed_depth}
-
-    def check_architecture(self) -> None:
-        super().check_architecture()
-        if int(self.params["depth"]) != self.fixed_depth:
-            raise ValueError(f"{self.name}: the depth is fixed at {self.fixed_depth}, got {self.params['depth']}")
+    fixed_depth_reason: ClassVar[str] = "one study per depth"
 
 
 def _at_depth(class_name: str, arch: str, depth: int) -> type[AtDepthModel]:
@@ -225,15 +224,12 @@ class ElemNetModel(NetworkModel):
 
     name: ClassVar[str] = "elemnet"
     arch: ClassVar[str] = "elemnet"
+    fixed_depth: ClassVar[int | None] = 17
+    fixed_depth_reason: ClassVar[str] = "ElemNet is published at depth 17 only"
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
         return {**super().default_params(), "standardize_inputs": False, "clip_inputs": False}
-
-    def check_architecture(self) -> None:
-        super().check_architecture()
-        if int(self.params["depth"]) != 17:
-            raise ValueError(f"{self.name}: ElemNet is published at depth 17 only, got {self.params['depth']}")
 
 
 # rtdl's MLP/ResNet ranges for the optimiser (Gorishniy et al. 2021, yandex-research/rtdl) plus the paper's
@@ -312,7 +308,7 @@ SUMMARIES = {
 
 
 def _network(cls: type[NetworkModel], color: str) -> ModelInfo:
-    search = AT_DEPTH_SEARCH if issubclass(cls, AtDepthModel | ElemNetModel) else NETWORK_SEARCH
+    search = NETWORK_SEARCH if cls.fixed_depth is None else AT_DEPTH_SEARCH
     summary = SUMMARIES[cls.arch]
     if issubclass(cls, AtDepthModel):
         summary += f", at depth {cls.fixed_depth} (not tuned)"

@@ -443,7 +443,7 @@ def test_the_loss_and_optimizer_options_change_the_fit(small) -> None:
 def test_default_params_are_the_papers() -> None:
     for cls in NETWORK_MODELS.values():
         params = cls.default_params()
-        depth = getattr(cls, "fixed_depth", 17)  # the depth study's variants keep their own depth
+        depth = cls.fixed_depth or 17  # the depth study's variants keep their own depth
         assert (params["depth"], params["lr"], params["batch_size"], params["optimizer"]) == (depth, 1e-4, 32, "adam")
         assert (params["loss"], params["patience"], params["weight_decay"], params["amp"]) == ("mae", 200, 0.0, False)
 
