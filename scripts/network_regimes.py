@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks.cli import ArgumentParser
+from benchmarks.features import FEATURIZERS
 from benchmarks.loader import load_task, task_fold
 from studies.registry import get_model_class
 
@@ -41,7 +42,8 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000, help="training rows (nested subsample; 0: all)")
     parser.add_argument("--model", default="irnet")
-    parser.add_argument("--featurizer", default="magpie", help="input features (elemnet: element fractions)")
+    parser.add_argument("--featurizer", default="magpie", choices=FEATURIZERS,
+                        help="input features (elemnet: element fractions)")  # fmt: skip
     parser.add_argument("--regimes", default='[{"patience": 10}, {"patience": 8, "lr_decay": 0.3}]',
                         help="JSON list of parameter dicts, each over the base regime")  # fmt: skip
     parser.add_argument("--base", default=json.dumps(BASE), help="JSON parameters each regime starts from")
