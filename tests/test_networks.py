@@ -17,7 +17,17 @@ from torch import nn
 from benchmarks.contract import FitReport, Model
 from benchmarks.errors import UsageError
 from irnet.models import MODELS, ElemNetModel, IRNetModel, PlainNetModel, SRNetModel
-from irnet.networks import ARCHITECTURES, ARCHS, DenseLayer, Residual, build_model, build_network, count_parameters
+from irnet.networks import (
+    ARCHITECTURES,
+    ARCHS,
+    ELEMNET_INFERENCE_PASSES,
+    INFERENCE_DROPOUT_SEED,
+    DenseLayer,
+    Residual,
+    build_model,
+    build_network,
+    count_parameters,
+)
 from irnet.tabm_model import TabMModel, TabMNetwork
 from irnet.training import Scaler, TrainConfig, make_optimizer, native_cpu_bf16, train_network
 
@@ -193,7 +203,7 @@ def test_seeded_fit_repeats_exactly(small) -> None:
     assert not np.array_equal(runs[0][1], runs[2][1])  # the seed matters
 
 
-def test_elemnet_dropout_runs_in_training_only_and_is_seeded(small) -> None:
+def test_elemnet_dropout_is_seeded_and_stays_on_when_it_predicts(small) -> None:
     X, y, Xv, yv = small
     curves = []
     for _ in range(2):
@@ -205,7 +215,38 @@ def test_elemnet_dropout_runs_in_training_only_and_is_seeded(small) -> None:
     net.train()
     assert not torch.equal(net(x), net(x))  # dropout draws a new mask each pass: it runs
     net.eval()
-    assert torch.equal(net(x), net(x))
+    rng_before = torch.get_rng_state()
+    with torch.no_grad():
+        predicted = net(x)
+        assert torch.equal(predicted, net(x))  # the passes' masks come from a fixed seed
+        assert torch.equal(torch.get_rng_state(), rng_before)  # and leave the training's random stream alone
+        # As published (dropout on when predicting): the mean of the passes with dropout on, the masks drawn
+        # from INFERENCE_DROPOUT_SEED, not PyTorch's eval mode.
+        net.train()
+        torch.manual_seed(INFERENCE_DROPOUT_SEED)
+        passes = torch.stack([net(x) for _ in range(ELEMNET_INFERENCE_PASSES)])
+        net.eval()
+        assert torch.equal(predicted, passes.mean(0))
+        net.inference_passes = 0
+        assert not torch.allclose(predicted, net(x))  # dropout off predicts differently
+        net.inference_passes = ELEMNET_INFERENCE_PASSES
+    y_scaler = model._fitted()[2]  # the model's predictions are these, in the target's units
+    np.testing.assert_allclose(model.predict(Xv[:8]), y_scaler.inverse(predicted.double().numpy()), rtol=1e-6)
+
+
+def test_elemnet_predicts_through_its_dropout_passes_and_inference_passes_is_elemnet_only() -> None:
+    torch.manual_seed(0)
+    net = build_model("elemnet", 17, N_FEATURES)
+    assert net.inference_passes == ELEMNET_INFERENCE_PASSES
+    assert build_model("elemnet", 17, N_FEATURES, inference_passes=0).inference_passes == 0
+    # Without any dropout there is nothing to keep on: PyTorch's eval mode.
+    assert build_model("elemnet", 17, N_FEATURES, dropout=[0.0] * 4).inference_passes == 0
+    for arch in ("irnet", "srnet", "plain"):
+        assert build_model(arch, 17, N_FEATURES).inference_passes == 0
+        with pytest.raises(ValueError, match="ElemNet options"):
+            build_model(arch, 17, N_FEATURES, inference_passes=4)
+    with pytest.raises(ValueError, match="inference_passes must be >= 0"):
+        build_model("elemnet", 17, N_FEATURES, inference_passes=-1)
 
 
 def test_elemnet_starts_as_published_glorot_weights_zero_biases_raw_inputs_depth_17() -> None:
