@@ -10,6 +10,7 @@ Only validation rows: the test part is scored once, by the run.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,11 @@ def run(argv: list[str] | None = None) -> int:
         parser.error(f"--passes must be >= 0, got {args.passes!r}")
     if not args.model_file.is_file():
         raise UsageError(f"no model file {args.model_file}; give the path of a saved ElemNet (Model.save)")
-    model = Model.load(args.model_file)
+    try:
+        model = Model.load(args.model_file)
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{args.model_file} is not a saved model ({type(exc).__name__}: {exc}); give a file "
+                         "written by Model.save, e.g. a run's logged model.pkl") from None  # fmt: skip
     if model.name != "elemnet":
         raise UsageError(f"{args.model_file} holds a {model.name} model, not elemnet")
     training, _ = task_fold(load_task(args.task), args.fold, featurizer="elemnet",
