@@ -1,7 +1,11 @@
 """LightGBM (``lightgbm.train``) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; yandex-research/rtdl). LightGBM's pip wheel is built for CPU only (its GPU and CUDA
+patience 50 on the validation MAE; yandex-research/rtdl). The search space (``MODELS`` below) is sized for large
+data: up to 1,024 leaves, leaf sizes up to 1,000 rows, learning rates the presets' round caps can bring to early
+stopping (:mod:`baselines.boosting`). Sources: LightGBM's "Parameters Tuning" page
+(https://lightgbm.readthedocs.io/en/latest/Parameters-Tuning.html), TabArena (autogluon/tabarena) and FLAML
+(microsoft/FLAML). LightGBM's pip wheel is built for CPU only (its GPU and CUDA
 builds need compiling from source), so this model trains on CPU whatever device it is given and says so in
 its report.
 """
@@ -14,9 +18,9 @@ from typing import Any, ClassVar
 import lightgbm as lgb
 import numpy as np
 
-from baselines.boosting import as_training_arrays, round_curve, stop_reason
+from baselines.boosting import LEARNING_RATE_HIGH, LEARNING_RATE_LOW, as_training_arrays, round_curve, stop_reason
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
-from benchmarks.searchspace import ModelSearch, int_range, log_uniform, optional, uniform
+from benchmarks.searchspace import ModelSearch, fixed, int_range, log_uniform, optional, uniform
 
 TRAIN_NAME, VAL_NAME, METRIC = "train", "val", "l1"  # names in LightGBM's evaluation record
 
@@ -200,27 +204,50 @@ MODELS = (
         model_class=LightGBMModel,
         family="tree",
         group="boosters",
-        # rtdl's LightGBM ranges (Gorishniy et al. 2021); the round cap and early stopping come from the
-        # defaults or the preset.
+        # Sized for 1,000 to 239,190 rows; the round cap and early stopping come from the defaults or the preset.
+        # - num_leaves, the leaf-wise tree's capacity (LightGBM "Parameters Tuning": "the main parameter to control
+        #   the complexity of the tree model"; "use large num_leaves" for better accuracy): log-uniform 8..1,024.
+        #   rtdl's 10..100 held the 79-leaf configuration tuned on all 239,190 formation_energy rows (test 0.0913)
+        #   below one hand-set 127-leaf fit (0.0839). 8..1,024 is TabArena's range for XGBoost's leaf count
+        #   (max_leaves, https://github.com/autogluon/tabarena packages/tabarena/src/tabarena/models/xgboost/hpo.py,
+        #   commit 84093d6); FLAML lets num_leaves grow with the rows, log-uniform 4..min(32768, rows)
+        #   (https://github.com/microsoft/FLAML flaml/automl/model.py LGBMEstimator.search_space, commit 53e3461).
+        # - min_child_samples (min_data_in_leaf), what holds large trees back: log-uniform 2..1,000. The docs: "Its
+        #   optimal value depends on the number of training samples and num_leaves ... setting it to hundreds or
+        #   thousands is enough for a large dataset"; TabArena 1..64 and FLAML 2..129 (log) stop below that.
+        # - learning_rate: baselines.boosting's range (0.02..0.3; why there).
+        # - subsample with subsample_freq fixed at 1: LightGBM bags only when bagging_freq > 0 (its Parameters
+        #   page), so rtdl's subsample alone never bagged; TabArena fixes bagging_freq at 1. At subsample 1.0 (the
+        #   default, trial 0) freq 1 trains exactly the library default's trees (tests/test_booster_spaces.py).
+        # - min_child_weight, colsample_bytree, reg_lambda: rtdl's (Gorishniy et al. 2021).
         search=ModelSearch(
             {
-                "num_leaves": int_range(10, 100),
-                "learning_rate": log_uniform(1e-3, 1.0),
-                "min_child_samples": int_range(2, 100),
+                "num_leaves": int_range(8, 1024, log=True),
+                "learning_rate": log_uniform(LEARNING_RATE_LOW, LEARNING_RATE_HIGH),
+                "min_child_samples": int_range(2, 1000, log=True),
                 "min_child_weight": log_uniform(1e-5, 0.1),
                 "subsample": uniform(0.5, 1.0),
+                "subsample_freq": fixed(1),
                 "colsample_bytree": uniform(0.5, 1.0),
                 "reg_lambda": optional(log_uniform(1e-5, 1.0), off=0.0),
             },
             report_every=10,
             warmup_steps=50,
-            source="rtdl LightGBM ranges",
+            source="TabArena / FLAML / LightGBM Parameters Tuning ranges (leaves, leaf size, rate); rtdl otherwise",
         ),
         color="#8c564b",
         packages={"lightgbm": ("lightgbm",)},
         roles={"step_cap": "n_estimators", "patience": "early_stopping_rounds", "threads": "num_threads"},
         step_name="boosting round",
-        fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),  # as XGBoost (50 trials: 56 s on 10k rows)
+        # The mean trial, most of them pruned (as XGBoost; 50 trials: 56 s on 10k rows). Kept for the larger trees:
+        # 2026-12-08, LightGBMModel({"num_leaves": n, "learning_rate": 0.1, "n_estimators": 5000}).fit on
+        # task_fold(load_task("formation_energy"), 0, max_train_rows=10000), one thread, `nice` on a loaded 2-core
+        # machine, to early stopping (patience 50): 31 leaves 1,228 rounds in 6.0 s
+        # (4.9 ms a round), 127 leaves 237 in 4.0 s (16.9 ms), 1,024 leaves 176 in 7.7 s (43.5 ms). Larger trees cost
+        # more a round but stop in fewer, so a converged fit costs about the same; a trial pruned after ~60 rounds
+        # costs up to ~9x more at 1,024 leaves (2.6 s), which the study's tuning seconds absorb as fewer
+        # configurations, not as a longer run.
+        fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),
         summary="LightGBM (Ke et al., NeurIPS 2017): gradient-boosted leaf-wise trees with early stopping on the "
         "validation MAE",
         bibtex="@inproceedings{Ke2017LightGBM, author = {Ke, Guolin and Meng, Qi and Finley, Thomas and Wang, "

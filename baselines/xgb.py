@@ -1,9 +1,11 @@
 """XGBoost (``xgboost.train``, hist trees) under the model contract.
 
 Library defaults throughout, with the step cap and early stopping of Gorishniy et al. 2021 (2000 rounds,
-patience 50 on the validation MAE; yandex-research/rtdl). Training and validation MAE are evaluated by XGBoost every
-round and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned trial)
-propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
+patience 50 on the validation MAE; yandex-research/rtdl). The search space (``MODELS`` below) is sized for large
+data: depth up to 12 (FLAML's depth range at 10,000 rows; microsoft/FLAML) and learning rates the presets' round
+caps can bring to early stopping (:mod:`baselines.boosting`). Training and validation MAE are evaluated by XGBoost
+every round and make the curve; ``on_step`` runs inside a training callback, so an exception it raises (a pruned
+trial) propagates out of ``xgboost.train`` and out of :meth:`XGBoostModel.fit`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import xgboost as xgb
 
-from baselines.boosting import as_training_arrays, round_curve, stop_reason
+from baselines.boosting import LEARNING_RATE_HIGH, LEARNING_RATE_LOW, as_training_arrays, round_curve, stop_reason
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.searchspace import ModelSearch, int_range, log_uniform, optional, uniform
 
@@ -200,12 +202,21 @@ MODELS = (
         model_class=XGBoostModel,
         family="tree",
         group="boosters",
-        # rtdl's XGBoost ranges (Gorishniy et al. 2021); the round cap and early stopping come from the
-        # defaults or the preset.
+        # Sized for 1,000 to 239,190 rows; the round cap and early stopping come from the defaults or the preset.
+        # - max_depth, the depth-wise tree's capacity: 3..12. The selected configuration on all 239,190
+        #   formation_energy rows reached depth 9 of rtdl's 3..10 (test 0.0661). FLAML's depth-limited XGBoost lets
+        #   the depth grow with the rows, randint(1, min(max(6, int(log2(rows))), 16)), upper end exclusive: 1..12
+        #   at 10,000 rows, 1..15 at 239,190 (https://github.com/microsoft/FLAML flaml/automl/model.py
+        #   XGBoostLimitDepthEstimator, commit 53e3461); XGBoost's docs: a deeper tree is "more complex and more
+        #   likely to overfit" and XGBoost "aggressively consumes memory when training a deep tree"
+        #   (https://xgboost.readthedocs.io/en/stable/parameter.html). Depth-wise only: loss-guided growth
+        #   (TabArena's grow_policy / max_leaves 8..1,024) is what LightGBM's leaf-wise space covers.
+        # - learning_rate: baselines.boosting's range (0.02..0.3; why there).
+        # - the rest: rtdl's XGBoost ranges (Gorishniy et al. 2021).
         search=ModelSearch(
             {
-                "max_depth": int_range(3, 10),
-                "learning_rate": log_uniform(1e-5, 1.0),
+                "max_depth": int_range(3, 12),
+                "learning_rate": log_uniform(LEARNING_RATE_LOW, LEARNING_RATE_HIGH),
                 "min_child_weight": log_uniform(1e-8, 1e5),
                 "subsample": uniform(0.5, 1.0),
                 "colsample_bytree": uniform(0.5, 1.0),
@@ -215,13 +226,19 @@ MODELS = (
             },
             report_every=10,
             warmup_steps=50,
-            source="rtdl XGBoost ranges",
+            source="FLAML depth range, learning rate by the round caps (baselines.boosting); rtdl otherwise",
         ),
         color="#ff7f0e",
         packages={"xgboost": ("xgboost", "xgboost-cpu")},
         roles={"step_cap": "n_estimators", "patience": "early_stopping_rounds", "threads": "n_jobs"},
         step_name="boosting round",
-        # hist trees with early stopping: 50 trials took 75 s on 10k rows (measured, issue #10)
+        # hist trees with early stopping: 50 trials took 75 s on 10k rows (measured, issue #10; the mean trial, most
+        # of them pruned). Kept for depths up to 12: 2026-12-08, XGBoostModel({"max_depth": d, "learning_rate":
+        # 0.1, "n_estimators": 5000}).fit on task_fold(load_task("formation_energy"), 0, max_train_rows=10000), one
+        # thread, `nice` on a loaded 2-core machine, to early stopping (patience 50): depth 6 951 rounds in 8.5 s
+        # (9.0 ms a round), depth 9 715 in 23.1 s (32.4 ms), depth 12 312 in 26.6 s (85.2 ms). Depths 11-12 (a fifth
+        # of the space) cost ~3x the default's fit at 10k rows; the study's tuning seconds absorb that as fewer
+        # configurations, not as a longer run.
         fit_cost=FitCost(seconds_per_1k_rows=0.15, min_seconds=1.0),
         summary="XGBoost (Chen and Guestrin, KDD 2016): gradient-boosted histogram trees with early stopping on "
         "the validation MAE",

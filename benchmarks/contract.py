@@ -185,16 +185,22 @@ class FitCost:
     CPU threads) with a floor of ``min_seconds`` for small data; divided by ``gpu_speedup`` on a CUDA device;
     on a CPU, multiplied by ``REFERENCE_THREADS / threads`` when fewer threads run it (a worker pinned to
     one core takes about twice as long; more threads get no credit, so a budget never shrinks below the
-    reference), and divided by ``bf16_speedup`` when the fit runs in bf16 autocast."""
+    reference), and divided by ``bf16_speedup`` when the fit runs in bf16 autocast. A model trained for a set
+    number of epochs (a budgeted schedule, ``epochs``) costs ``seconds_per_1k_rows_epoch`` per 1,000 rows and
+    epoch instead, where it declares that rate."""
 
     seconds_per_1k_rows: float = 1.0
     min_seconds: float = 1.0
     gpu_speedup: float = 1.0
     bf16_speedup: float = 1.0
+    seconds_per_1k_rows_epoch: float | None = None
 
     def expected_seconds(self, n_train: int, device: str = "cpu", *, threads: int = REFERENCE_THREADS,
-                         bf16: bool = False) -> float:  # fmt: skip
-        seconds = max(self.min_seconds, self.seconds_per_1k_rows * n_train / 1_000.0)
+                         bf16: bool = False, epochs: int | None = None) -> float:  # fmt: skip
+        rate = self.seconds_per_1k_rows
+        if epochs is not None and self.seconds_per_1k_rows_epoch is not None:
+            rate = self.seconds_per_1k_rows_epoch * epochs
+        seconds = max(self.min_seconds, rate * n_train / 1_000.0)
         if device.startswith("cuda"):
             return seconds / self.gpu_speedup
         seconds *= max(1.0, REFERENCE_THREADS / max(1, int(threads)))
@@ -209,6 +215,8 @@ ROLES: dict[str, str] = {
     "patience": "steps without a better validation score before a fit stops early",
     "batch_size": "training rows per gradient step",
     "lr_decay": "the factor on the learning rate after a plateau",
+    "lr_schedule": "how the learning rate moves over a fit (plateau decay, or a budgeted warm-up and decay)",
+    "warmup": "the fraction of a budgeted schedule spent warming the learning rate up",
     "mixed_precision": "bf16 autocast where the device runs it natively",
     "threads": "CPU threads of one fit (the run's --threads)",
     "depth": "the depth a figure groups the model's runs by",

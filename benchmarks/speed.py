@@ -10,6 +10,10 @@ One run, one machine, real data (the OQMD ``formation_energy`` task read from th
   bf16 runs where the device has it natively and the row says which kernel ran;
 - with ``--accuracy-check``: IRNet-17 on the `quick` preset's 10,000-row sample, seeds 0, 1, 2, test MAE in
   float32 and in bf16 (:func:`accuracy_check`; needs the full install);
+- with ``--schedule-check``: IRNet-17 in the `quick` trial-0 regime under the plateau rule (the `quick` networks'
+  rule until 2026-12-08) and under `quick`'s budgeted cosine schedule, side by side per seed, on the 10,000-row
+  sample (``--schedule-rows`` for another size, 0 for every training row): epochs, wall time, test MAE
+  (:func:`schedule_check`; needs the full install);
 - achieved GFLOP/s of those steps, counted analytically: a Linear(in, out) costs ``2 * in * out`` FLOPs per
   sample forward and twice that backward (input and weight gradients), so ``3 * 2 * in * out`` per sample per
   training step, summed over every Linear (main path, shortcut projections, head). Batch norm, ReLU, the
@@ -23,6 +27,7 @@ the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import platform
@@ -221,6 +226,56 @@ def accuracy_check(seeds: tuple[int, ...] = ACCURACY_SEEDS, device: str = "cpu")
     return rows
 
 
+# The `quick` networks' rule until 2026-12-08: the rate x0.3 after 4 epochs without improvement, early stopping
+# after 8, at most 300 epochs.
+PLATEAU_RULE = {"schedule": "plateau", "lr_decay": 0.3, "patience": 8, "max_epochs": 300}
+
+
+def schedule_check(seeds: tuple[int, ...] = ACCURACY_SEEDS, rows: int | None = ACCURACY_ROWS, device: str = "cpu",
+                   schedules: tuple[str, ...] = ("plateau", "cosine")) -> list[dict[str, Any]]:  # fmt: skip
+    """IRNet-17 in the `quick` trial-0 regime (bf16 where native) on ``rows`` nested training rows of
+    ``formation_energy`` fold 0 (None: all), scored on the full test part: once under :data:`PLATEAU_RULE` and
+    once under `quick`'s budgeted schedule (cosine over its epoch budget for the rows), per seed, one after the
+    other in this process; one row per fit."""
+    from benchmarks.loader import load_task, task_fold
+    from benchmarks.searchspace import fixed_values
+    from irnet.models import IRNetModel, converging_network_regime
+    from studies.presets import get_preset
+    from studies.protocol import resolved_space
+
+    training, test = task_fold(load_task(SPEED_TASK), 0, max_train_rows=rows, progress=False)
+    n_train = len(training.y_train)
+    budgeted = fixed_values(resolved_space("irnet", get_preset("quick"), threads=1, n_train=n_train))
+    budgeted = {k: v for k, v in budgeted.items() if k != "n_jobs"}
+    regimes = {name: regime for name, regime in (("plateau", {**budgeted, **PLATEAU_RULE}), ("cosine", budgeted))
+               if name in schedules}  # fmt: skip
+    out = []
+    for seed in seeds:
+        for name, regime in regimes.items():
+            model = IRNetModel({**regime, **converging_network_regime(n_train), "depth": 17}, seed=seed, device=device)
+            report = model.fit(training.X_train, training.y_train, training.X_val, training.y_val)
+            test_mae = test.score(model.predict(test.X))["mae"]
+            row = {"seed": seed, "schedule": name, "rows": n_train, "epochs": len(report.curve),
+                   "stopped": report.stopped, "fit_seconds": report.fit_seconds, "val_mae": report.best_val_mae,
+                   "test_mae": test_mae, "precision": report.extra["precision"]}  # fmt: skip
+            print(f"schedule  seed {seed}  {name:<8} {n_train:>7,} rows {row['epochs']:>4} epochs ({row['stopped']}) "
+                  f"{row['fit_seconds']:>7.0f} s  validation MAE {row['val_mae']:.4f}  test MAE {row['test_mae']:.4f}",
+                  flush=True)  # fmt: skip
+            out.append(row)
+    return out
+
+
+def summarise_schedules(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per schedule: mean test MAE, its sample standard deviation over seeds, and mean fit seconds."""
+    summary = {}
+    for name in dict.fromkeys(r["schedule"] for r in rows):
+        mine = [r for r in rows if r["schedule"] == name]
+        maes = np.array([r["test_mae"] for r in mine])
+        summary[name] = {"test_mae": float(maes.mean()), "std": float(maes.std(ddof=1)) if len(maes) > 1 else math.nan,
+                         "fit_seconds": float(np.mean([r["fit_seconds"] for r in mine])), "n": len(mine)}  # fmt: skip
+    return summary
+
+
 def summarise_accuracy(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and sample standard deviation of the test MAE per precision, and the bf16 - float32 difference of
     the means beside the seed spread (the larger of the two standard deviations)."""
@@ -257,10 +312,25 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
+def compile_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Compiled over eager samples/s for every (model, batch, optimizer, precision) timed both ways in this run."""
+    pairs: dict[tuple[str, int, str, str], dict[bool, dict[str, Any]]] = {}
+    for row in rows:
+        key = (row["model"], row["batch_size"], row["optimizer"], row["precision"])
+        pairs.setdefault(key, {})[row["compile"]] = row
+    both = {key: pair for key, pair in pairs.items() if True in pair and False in pair}
+    return [{"model": model, "batch_size": batch, "optimizer": optimizer, "precision": precision,
+             "eager": pair[False]["samples_per_second"], "compiled": pair[True]["samples_per_second"],
+             "ratio": pair[True]["samples_per_second"] / pair[False]["samples_per_second"]}
+            for (model, batch, optimizer, precision), pair in both.items()]  # fmt: skip
+
+
 def bf16_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """bf16 over float32 samples/s for every (model, batch, optimizer) timed both ways in this run."""
+    """bf16 over float32 samples/s for every (model, batch, optimizer) timed both ways in this run (eager)."""
     pairs: dict[tuple[str, int, str], dict[bool, dict[str, Any]]] = {}
     for row in rows:
+        if row["compile"]:
+            continue
         pairs.setdefault((row["model"], row["batch_size"], row["optimizer"]), {})[row["amp"]] = row
     return [{"model": model, "batch_size": batch, "optimizer": optimizer, "float32": pair[False]["samples_per_second"],
              "bf16": pair[True]["samples_per_second"], "precision": pair[True]["precision"],
@@ -279,14 +349,64 @@ def print_training_row(row: dict[str, Any], peak: float) -> None:
           f"{row['gflops'] / peak:>7.0%}", flush=True)  # fmt: skip
 
 
-def parse_ints(text: str, flag: str) -> list[int]:
+def parse_ints(text: str, flag: str, *, minimum: int = 1) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise UsageError(f"{flag} takes positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        raise UsageError(f"{flag} takes integers >= {minimum}, got {text!r}")
     return values
+
+
+def throughput_figures(args: Any, results: dict[str, Any], *, depths: list[int], batch_sizes: list[int],
+                       optimizers: list[str | None], precisions: list[str], compiles: list[bool]) -> None:  # fmt: skip
+    """Featurisation and training throughput (the module docstring's first bullets), printed and added to
+    ``results``."""
+    featurize_rows = args.featurize_rows or (20_000 if args.quick else None)
+    matminer_rows = min(args.matminer_rows, 200) if args.quick else args.matminer_rows
+    data = load_speed_data(featurize_rows)
+    feat = data["featurisation"]
+    print(f"featurisation magpie (numpy):      {feat['compositions_per_second']:>12,.0f} compositions/s "
+          f"({feat['compositions']:,} in {feat['seconds']:.2f} s)", flush=True)  # fmt: skip
+    reference = matminer_throughput(data["formulas"][:matminer_rows]) if matminer_rows > 0 else None
+    results["featurisation"] = {"numpy": feat, "matminer": reference}
+    if reference is None:
+        print("featurisation magpie-matminer: not timed (not installed, or --matminer-rows 0)", flush=True)
+    else:
+        ratio = feat["compositions_per_second"] / reference["compositions_per_second"]
+        results["featurisation"]["ratio"] = ratio
+        print(f"featurisation magpie-matminer:     {reference['compositions_per_second']:>12,.0f} compositions/s "
+              f"({reference['compositions']:,} in {reference['seconds']:.2f} s); numpy is {ratio:,.0f}x",
+              flush=True)  # fmt: skip
+
+    print_training_header()
+    for depth in depths:
+        shapes = linear_shapes(depth, data["X_train"].shape[1])
+        for batch_size in batch_sizes:
+            steps = args.steps or steps_for(batch_size, args.device, args.quick)
+            peak = matmul_peak(shapes, batch_size, device=args.device, repeats=max(2, steps // 2))
+            results["matmul_peak"].append({"model": f"irnet-{depth}", **peak})
+            for implementation in optimizers:
+                for precision, compiled in itertools.product(precisions, compiles):
+                    row = training_throughput(data, depth=depth, batch_size=batch_size, steps=steps,
+                                              device=args.device, amp=precision == "bf16", compile=compiled,
+                                              optimizer_implementation=implementation)  # fmt: skip
+                    row["fraction_of_mm_peak"] = row["gflops"] / peak["gflops"]  # of the float32 GEMM peak
+                    results["training"].append(row)
+                    print_training_row(row, peak["gflops"])
+    results["bf16_speedup"] = bf16_ratios(results["training"])
+    for ratio in results["bf16_speedup"]:
+        print(f"bf16 / float32  {ratio['model']:<9} batch {ratio['batch_size']:>5}: {ratio['float32']:>8,.0f} -> "
+              f"{ratio['bf16']:>8,.0f} samples/s, {ratio['ratio']:.2f}x ({ratio['precision']})",
+              flush=True)  # fmt: skip
+    results["compile_speedup"] = compile_ratios(results["training"])
+    for ratio in results["compile_speedup"]:
+        print(
+            f"compile / eager {ratio['model']:<9} batch {ratio['batch_size']:>5} {ratio['precision']}: "
+            f"{ratio['eager']:>8,.0f} -> {ratio['compiled']:>8,.0f} samples/s, {ratio['ratio']:.2f}x",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,11 +434,29 @@ def main(argv: list[str] | None = None) -> int:
         help="float32, bf16 or both (default): bf16 is autocast where the device runs it natively",
     )
     parser.add_argument(
+        "--compile",
+        default="eager",
+        help="eager, compiled (torch.compile of the training forward: inductor, needs a C compiler on a CPU) or "
+        "both, eager,compiled: samples/s of each and their ratio",
+    )
+    parser.add_argument(
         "--accuracy-check",
         action="store_true",
         help="also fit IRNet-17 on the 10,000-row sample in float32 and bf16, seeds 0-2, and print "
         "the test MAEs (about 20 minutes on 2 cores; needs the full install)",
     )
+    parser.add_argument(
+        "--schedule-check",
+        action="store_true",
+        help="also fit IRNet-17 under the plateau rule and under quick's cosine schedule, seeds 0-2, and print "
+        "epochs, seconds and test MAE side by side (about 15 minutes on 2 cores at 10,000 rows)",
+    )
+    parser.add_argument("--schedule-rows", type=int, default=ACCURACY_ROWS,
+                        help="training rows of --schedule-check (0: all 239,190)")  # fmt: skip
+    parser.add_argument("--schedule-seeds", default="0,1,2", help="seeds of --schedule-check")
+    parser.add_argument("--schedules", default="plateau,cosine", help="the schedules --schedule-check fits")
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="only the checks asked for: no featurisation or throughput figures")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     import torch
@@ -333,47 +471,23 @@ def main(argv: list[str] | None = None) -> int:
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if not precisions or set(precisions) - {"float32", "bf16"}:
         raise UsageError(f"--precisions takes float32, bf16 or both, got {args.precisions!r}")
-    featurize_rows = args.featurize_rows or (20_000 if args.quick else None)
-    matminer_rows = min(args.matminer_rows, 200) if args.quick else args.matminer_rows
+    if args.schedule_rows < 0:
+        raise UsageError(f"--schedule-rows must be 0 (all rows) or a positive number, got {args.schedule_rows}")
+    schedule_seeds = tuple(parse_ints(args.schedule_seeds, "--schedule-seeds", minimum=0))
+    schedules = tuple(name.strip() for name in args.schedules.split(","))
+    if not schedules or set(schedules) - {"plateau", "cosine"}:
+        raise UsageError(f"--schedules takes plateau, cosine or both, got {args.schedules!r}")
+    modes = [c.strip() for c in args.compile.split(",")]
+    if not modes or set(modes) - {"eager", "compiled"}:
+        raise UsageError(f"--compile takes eager, compiled or both (eager,compiled), got {args.compile!r}")
+    compiles = [mode == "compiled" for mode in modes]
 
     results: dict[str, Any] = {"machine": machine_info(args.device), "task": SPEED_TASK, "flop_count":
                                "3 * 2 * in * out per Linear per sample (forward + backward)", "training": [],
                                "matmul_peak": []}  # fmt: skip
-    data = load_speed_data(featurize_rows)
-    feat = data["featurisation"]
-    print(f"featurisation magpie (numpy):      {feat['compositions_per_second']:>12,.0f} compositions/s "
-          f"({feat['compositions']:,} in {feat['seconds']:.2f} s)", flush=True)  # fmt: skip
-    reference = matminer_throughput(data["formulas"][:matminer_rows]) if matminer_rows > 0 else None
-    results["featurisation"] = {"numpy": feat, "matminer": reference}
-    if reference is None:
-        print("featurisation magpie-matminer: not timed (not installed, or --matminer-rows 0)", flush=True)
-    else:
-        ratio = feat["compositions_per_second"] / reference["compositions_per_second"]
-        results["featurisation"]["ratio"] = ratio
-        print(f"featurisation magpie-matminer:     {reference['compositions_per_second']:>12,.0f} compositions/s "
-              f"({reference['compositions']:,} in {reference['seconds']:.2f} s); numpy is {ratio:,.0f}x",
-              flush=True)  # fmt: skip
-
-    print_training_header()
-    for depth in depths:
-        shapes = linear_shapes(depth, data["X_train"].shape[1])
-        for batch_size in batch_sizes:
-            steps = args.steps or steps_for(batch_size, args.device, args.quick)
-            peak = matmul_peak(shapes, batch_size, device=args.device, repeats=max(2, steps // 2))
-            results["matmul_peak"].append({"model": f"irnet-{depth}", **peak})
-            for implementation in optimizers:
-                for precision in precisions:
-                    row = training_throughput(data, depth=depth, batch_size=batch_size, steps=steps,
-                                              device=args.device, amp=precision == "bf16",
-                                              optimizer_implementation=implementation)  # fmt: skip
-                    row["fraction_of_mm_peak"] = row["gflops"] / peak["gflops"]  # of the float32 GEMM peak
-                    results["training"].append(row)
-                    print_training_row(row, peak["gflops"])
-    results["bf16_speedup"] = bf16_ratios(results["training"])
-    for ratio in results["bf16_speedup"]:
-        print(f"bf16 / float32  {ratio['model']:<9} batch {ratio['batch_size']:>5}: {ratio['float32']:>8,.0f} -> "
-              f"{ratio['bf16']:>8,.0f} samples/s, {ratio['ratio']:.2f}x ({ratio['precision']})",
-              flush=True)  # fmt: skip
+    if not args.skip_throughput:
+        throughput_figures(args, results, depths=depths, batch_sizes=batch_sizes, optimizers=optimizers,
+                           precisions=precisions, compiles=compiles)  # fmt: skip
     if args.accuracy_check:
         results["accuracy"] = accuracy_check(device=args.device)
         results["accuracy_summary"] = summary = summarise_accuracy(results["accuracy"])
@@ -382,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"bf16 {summary['bf16']['mean']:.4f} ± {summary['bf16']['std']:.4f} (seeds {list(ACCURACY_SEEDS)}); "
                   f"bf16 - float32 = {summary['difference']:+.4f}, "
                   f"{'within' if summary['within_seed_spread'] else 'BEYOND'} the seed spread", flush=True)  # fmt: skip
+    if args.schedule_check:
+        results["schedules"] = schedule_check(schedule_seeds, args.schedule_rows or None, args.device, schedules)
+        results["schedule_summary"] = summary = summarise_schedules(results["schedules"])
+        for name, v in summary.items():
+            print(f"schedule  {name}: test MAE {v['test_mae']:.4f} ± {v['std']:.4f} over {v['n']} seed(s), "
+                  f"{v['fit_seconds']:.0f} s per fit", flush=True)  # fmt: skip
     if args.json:
         with atomic_write(args.json, "w") as handle:
             json.dump(results, handle, indent=1)

@@ -7,7 +7,7 @@ early-stopping rule can reach them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,14 @@ class TrainingData:
     @property
     def n_features(self) -> int:
         return int(self.X_train.shape[1])
+
+    def with_training_rows(self, n_rows: int, *, seed: int) -> TrainingData:
+        """The view with ``n_rows`` of its training rows (:func:`subsample`: nested, seeded) and all of its
+        validation rows, so that fits on different numbers of rows are compared on the same validation rows."""
+        if not 1 <= n_rows <= len(self.y_train):
+            raise ValueError(f"{n_rows} training rows asked for, the view has {len(self.y_train)}")
+        keep = subsample(np.arange(len(self.y_train)), n_rows, seed=seed)
+        return replace(self, X_train=self.X_train[keep], y_train=self.y_train[keep], train_ids=self.train_ids[keep])
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ class TorchNetworkModel(Model):
             "patience": 200,
             "max_epochs": 1000,  # cap; the paper has none beyond early stopping
             "lr_decay": 1.0,  # constant learning rate, as in the paper
+            "schedule": "plateau",  # "cosine"/"linear": budgeted schedules over max_epochs (irnet.training)
+            "warmup": 0.05,  # budgeted schedules: fraction of the steps spent warming up
             "standardize_inputs": True,  # departure from the paper (raw inputs); False reproduces it
             "clip_inputs": True,  # departure: inputs clipped to the training range; False reproduces the paper
             "standardize_target": True,
@@ -271,12 +273,15 @@ def converging_network_regime(n_train: int) -> dict[str, Any]:
 # taken as 10x faster (conservative: an H100 measures well above that).
 NETWORK_CPU_SAMPLES_PER_S = 4_500.0
 NETWORK_EPOCHS_TO_STOP = 80
+# Under a budgeted schedule (a preset's EpochBudget) the epochs are known: the same throughput times the epochs.
 NETWORK_FIT_COST = FitCost(seconds_per_1k_rows=1_000.0 * NETWORK_EPOCHS_TO_STOP / NETWORK_CPU_SAMPLES_PER_S,
-                           min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.2)  # fmt: skip
+                           min_seconds=30.0, gpu_speedup=10.0, bf16_speedup=2.2,
+                           seconds_per_1k_rows_epoch=1_000.0 / NETWORK_CPU_SAMPLES_PER_S)  # fmt: skip
 
 
 # Every training setting a preset may set is a parameter of the networks (torch threads are process-wide).
 NETWORK_ROLES = {"step_cap": "max_epochs", "patience": "patience", "batch_size": "batch_size", "lr_decay": "lr_decay",
+                 "lr_schedule": "schedule", "warmup": "warmup",
                  "mixed_precision": "amp", "depth": "depth", "loss": "loss", "standardize_inputs": "standardize_inputs",
                  "clip_inputs": "clip_inputs", "standardize_target": "standardize_target"}  # fmt: skip
 

@@ -16,6 +16,15 @@ validation MAE with patience 200 epochs, inputs not scaled. Departures, each a s
 - ``lr_decay`` (default 1.0: a constant learning rate, the paper): below 1, the learning rate is multiplied by it
   after every ``patience // 2`` epochs without a lower validation MAE (PyTorch's ``ReduceLROnPlateau``), so
   a fit that stalls at a large step size gets a finer one before early stopping ends it.
+- ``schedule`` (default ``"plateau"``: the constant rate or ``lr_decay`` above): ``"cosine"`` is a budgeted
+  schedule, a linear warm-up over the first ``warmup`` fraction of the ``max_epochs * steps per epoch``
+  optimiser steps, then cosine decay to zero by the last step (Loshchilov & Hutter, ICLR 2017, "SGDR"; the
+  warm-up of Goyal et al. 2017); ``"linear"`` the same warm-up, then linear decay to zero (Smith 2018's
+  one-cycle shape without its momentum cycle). The rate is set per step. ``max_epochs`` is then the budget the
+  schedule spends, not only a cap: measured on all 239,190 formation_energy rows, IRNet-17 (AdamW, lr 3e-3,
+  batch 1024) reached a lower test MAE with a 40-epoch cosine schedule than with the plateau rule's 104 epochs
+  (README "Budgeted schedules"). Early stopping still keeps the best validation epoch; ``patience`` still
+  applies (a preset sets it to the budget to let the schedule finish).
 - ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"`` are options.
 - ``amp``: bf16 autocast of the training forward where the device runs bf16 natively (CUDA; a CPU with AMX or
   AVX-512 bf16 instructions, :func:`native_cpu_bf16`); elsewhere float32 with one log line. The weights, the
@@ -81,10 +90,12 @@ OPTIMIZERS = ("adam", "adamw")
 # Measured (README "Speed"): the per-tensor loop beat foreach by 1-20% on 2 cores, most at batch 32.
 CPU_OPTIMIZER_IMPLEMENTATION = "loop"
 CHECKPOINT_EVERY_S = 30.0  # a fit with a checkpoint path saves its state after an epoch once this long has passed
-CHECKPOINT_FORMAT = 2  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)
+CHECKPOINT_FORMAT = 3  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)
 # Blow-up guard (:func:`_blew_up`): an epoch whose training MAE exceeds EXPLOSION_FACTOR x the lowest before it
 # sends the fit back to its best weights with fresh optimiser moments and the rate times ROLLBACK_LR_FACTOR.
 EXPLOSION_FACTOR = 5.0
+SCHEDULES = ("plateau", "cosine", "linear")
+BUDGETED_SCHEDULES = ("cosine", "linear")  # the rate reaches zero at max_epochs
 ROLLBACK_LR_FACTOR = 0.3
 
 
@@ -100,6 +111,8 @@ class TrainConfig:
     patience: int = 200
     max_epochs: int = 1000
     lr_decay: float = 1.0  # < 1: learning rate times this after patience // 2 epochs without improvement
+    schedule: str = "plateau"  # "cosine"/"linear": warm-up, then decay to zero over max_epochs (module docstring)
+    warmup: float = 0.05  # budgeted schedules: the fraction of the optimiser steps spent warming up linearly
     standardize_inputs: bool = True
     clip_inputs: bool = True
     standardize_target: bool = True
@@ -120,6 +133,14 @@ class TrainConfig:
             )
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1] (1: constant learning rate), got {self.lr_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is the fraction of the schedule spent warming up, in [0, 1); got "
+                             f"{self.warmup} (a warm-up as long as the budget would never decay)")  # fmt: skip
+        if self.schedule in BUDGETED_SCHEDULES and self.lr_decay < 1:
+            raise ValueError(f"lr_decay {self.lr_decay} belongs to the plateau schedule; the {self.schedule} "
+                             "schedule decays by itself: leave lr_decay at 1")  # fmt: skip
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
@@ -337,6 +358,38 @@ def _batches(
         yield index
 
 
+def steps_per_epoch(n: int, batch_size: int, drop_single: bool) -> int:
+    """Optimiser steps in one epoch of :func:`_batches` over ``n`` rows."""
+    steps = math.ceil(n / batch_size)
+    return steps - 1 if drop_single and n % batch_size == 1 and steps > 1 else steps
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """The factor on the base rate of a budgeted schedule at optimiser step ``step`` (0-based): linear warm-up
+    from ``1 / warmup_steps`` to 1 over ``warmup_steps`` steps, then cosine (or linear) decay to 0 at
+    ``total_steps``; 0 past the end."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def make_step_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, epoch_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """The per-step rate of a budgeted schedule over ``config.max_epochs`` epochs of ``epoch_steps`` steps; None
+    for the plateau schedule (its rate changes between epochs, :func:`_adjust_after_epoch`)."""
+    if config.schedule not in BUDGETED_SCHEDULES:
+        return None
+    total = int(config.max_epochs) * epoch_steps
+    warmup_steps = round(config.warmup * total)
+
+    def factor(step: int) -> float:
+        return lr_multiplier(step, total, warmup_steps, config.schedule)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 # ----------------------------------------------------------------------------------------- checkpoints ---
 
 
@@ -386,6 +439,7 @@ class _LoopState:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    step_scheduler: torch.optim.lr_scheduler.LambdaLR | None  # a budgeted schedule, stepped after every batch
     generator: torch.Generator
     device: torch.device
     progress: _Progress = field(default_factory=lambda: _Progress())
@@ -396,6 +450,7 @@ class _LoopState:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler is not None else None,
             "best_state": progress.best_state,
             "best_val": progress.best_val,
             "best_epoch": progress.best_epoch,
@@ -414,6 +469,8 @@ class _LoopState:
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved["scheduler"] is not None:
             self.scheduler.load_state_dict(saved["scheduler"])
+        if self.step_scheduler is not None and saved["step_scheduler"] is not None:
+            self.step_scheduler.load_state_dict(saved["step_scheduler"])
         self.progress = _Progress(
             curve=[CurvePoint(int(s), float(t), float(v), float(sec)) for s, t, v, sec in saved["curve"]],
             best_val=float(saved["best_val"]),
@@ -490,6 +547,7 @@ def _load_checkpoint(path: Path, identity: str) -> dict[str, Any] | None:
 def _train_epoch(
     forward: Callable[[torch.Tensor], torch.Tensor],  # the model, or torch.compile's wrapper of it
     optimizer: torch.optim.Optimizer,
+    step_scheduler: torch.optim.lr_scheduler.LambdaLR | None,
     loss_fn: Any,
     Xt: torch.Tensor,
     yt: torch.Tensor,
@@ -516,6 +574,8 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step_scheduler is not None:
+            step_scheduler.step()
         rows = index.shape[0]
         # Accumulate on the device; one host sync per epoch, not per batch.
         loss_sum += loss.detach() * rows
@@ -548,8 +608,8 @@ def _run_epoch(state: _LoopState, forward: Callable[[torch.Tensor], torch.Tensor
     n, batch_size = data.Xt.shape[0], int(config.batch_size)
     batches = _batches(n, batch_size, state.generator, state.device, data.drop_single)
     loss_fn = F.l1_loss if config.loss == "mae" else F.mse_loss
-    mean_loss, train_mae, seen = _train_epoch(forward, state.optimizer, loss_fn, data.Xt, data.yt, batches,
-                                              precision, deadline)  # fmt: skip
+    mean_loss, train_mae, seen = _train_epoch(forward, state.optimizer, state.step_scheduler, loss_fn, data.Xt,
+                                              data.yt, batches, precision, deadline)  # fmt: skip
     rows_per_epoch = n - (1 if data.drop_single and n % batch_size == 1 else 0)
     if not math.isfinite(mean_loss):
         raise FloatingPointError(f"training diverged: loss is {mean_loss} at epoch {epoch}")
@@ -566,7 +626,7 @@ def _adjust_after_epoch(state: _LoopState, point: CurvePoint, mean_predictor_mae
     """A blown-up epoch sends the fit back to its best weights (:func:`_roll_back`); otherwise the plateau
     schedule may lower the rate."""
     if _blew_up(state.progress.curve, mean_predictor_mae):
-        _roll_back(state.model, state.optimizer, state.progress)
+        _roll_back(state, state.progress)
     elif state.scheduler is not None:
         lr_before = state.optimizer.param_groups[0]["lr"]
         state.scheduler.step(point.val_mae)
@@ -585,13 +645,16 @@ def _blew_up(curve: list[CurvePoint], mean_predictor_mae: float) -> bool:
     return lowest < mean_predictor_mae < last and last > EXPLOSION_FACTOR * lowest
 
 
-def _roll_back(model: nn.Module, optimizer: torch.optim.Optimizer, progress: _Progress) -> None:
-    """Back to the best weights, with fresh Adam moments (the blown-up ones would repeat the step) and a lower rate."""
+def _roll_back(state: _LoopState, progress: _Progress) -> None:
+    """Back to the best weights, with fresh Adam moments (the blown-up ones would repeat the step) and a lower
+    rate (under a budgeted schedule: the rest of the schedule at a lower base rate)."""
     assert progress.best_state is not None
-    model.load_state_dict(progress.best_state)
-    optimizer.state.clear()
-    for group in optimizer.param_groups:
+    state.model.load_state_dict(progress.best_state)
+    state.optimizer.state.clear()
+    for group in state.optimizer.param_groups:
         group["lr"] *= ROLLBACK_LR_FACTOR
+    if state.step_scheduler is not None:
+        state.step_scheduler.base_lrs = [rate * ROLLBACK_LR_FACTOR for rate in state.step_scheduler.base_lrs]
     progress.rollback_epochs.append(progress.epoch)
     log.warning("epoch %d blew up (training MAE %.4g, lowest before %.4g): back to the weights of epoch %d, "
                 "learning rate x%g", progress.epoch, progress.curve[-1].train_mae,
@@ -679,7 +742,9 @@ def train_network(
         if config.lr_decay < 1
         else None
     )
-    state = _LoopState(model, optimizer, scheduler, torch.Generator().manual_seed(seed), device)  # shuffling
+    step_scheduler = make_step_scheduler(optimizer, config, steps_per_epoch(Xt.shape[0], int(config.batch_size),
+                                                                            drop_single))  # fmt: skip
+    state = _LoopState(model, optimizer, scheduler, step_scheduler, torch.Generator().manual_seed(seed), device)
     identity = checkpoint_identity(model, config, seed, (X_train, y_train, X_val, y_val)) if checkpoint_path else ""
     checkpoints = _Checkpoints(None if checkpoint_path is None else Path(checkpoint_path), identity,
                                CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s)  # fmt: skip
@@ -719,6 +784,7 @@ def train_network(
         "lr_decay_epochs": progress.lr_decay_epochs,
         "rollback_epochs": progress.rollback_epochs,
         "final_lr": float(state.optimizer.param_groups[0]["lr"]),
+        "schedule": config.schedule,
         "standardize_inputs": bool(config.standardize_inputs),
         "clip_inputs": bool(config.clip_inputs),
         "standardize_target": bool(config.standardize_target),

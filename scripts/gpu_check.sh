@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The first-GPU check (README "GPU check"): featurise formation_energy, IRNet-17/48 training throughput in
-# fp32/bf16 with and without torch.compile, IRNet-17, SRNet-17 and plain-17 trained to early stopping on all
+# fp32/bf16 with and without torch.compile, IRNet-17, SRNet-17 and plain-17 trained through the quick preset's
+# budgeted schedule (40-epoch cosine) on all
 # 239,190 rows and scored on the test part, and IRNet-17 in the paper's regime for a few epochs; ~9 minutes.
 #   scripts/gpu_check.sh            on a machine with one NVIDIA GPU
 #   scripts/gpu_check.sh --dry-run  the same stages on the CPU at a tiny size (CI)

@@ -92,8 +92,10 @@ class RunPlan:
 
     def expected_fit_seconds(self, key: RunKey) -> float:
         """Expected seconds of one fit of ``key``'s model on its rows, on this plan's device, threads and precision."""
-        return expected_fit_seconds(key.model, int(key.train_size or 0), self.device, threads=self.threads,
-                                    bf16=self.preset.trains_in_bf16(key.model, self.device))  # fmt: skip
+        n_train = int(key.train_size or 0)
+        return expected_fit_seconds(key.model, n_train, self.device, threads=self.threads,
+                                    bf16=self.preset.trains_in_bf16(key.model, self.device),
+                                    epochs=self.preset.step_cap_for(key.model, n_train))  # fmt: skip
 
     def expected_seconds(self, key: RunKey) -> float:
         """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, plus one fit for

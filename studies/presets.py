@@ -73,9 +73,68 @@ class TrialBudget:
 
 
 def expected_fit_seconds(model: str, n_train: int, device: str = "cpu", *, threads: int = REFERENCE_THREADS,
-                         bf16: bool = False) -> float:  # fmt: skip
-    """Expected seconds of one fit of ``model`` on ``n_train`` rows (its declared ``fit_cost``)."""
-    return model_info(model).fit_cost.expected_seconds(n_train, device, threads=threads, bf16=bf16)
+                         bf16: bool = False, epochs: int | None = None) -> float:  # fmt: skip
+    """Expected seconds of one fit of ``model`` on ``n_train`` rows (its declared ``fit_cost``), ``epochs`` long
+    where a budgeted schedule sets them."""
+    return model_info(model).fit_cost.expected_seconds(n_train, device, threads=threads, bf16=bf16, epochs=epochs)
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """The epochs a budgeted learning-rate schedule spends (``irnet.training``, ``schedule="cosine"``), by the
+    training rows ``n``: ``round(ref_epochs * (ref_rows / n) ** exponent)`` within ``[min_epochs, max_epochs]``.
+
+    Fewer rows give fewer optimiser steps per epoch, so a smaller set needs more epochs for the same schedule
+    to converge; the anchors are measured (README "Budgeted schedules"). The budget is the fits' step cap and the
+    last rung of successive halving: every configuration of a study is compared at the same fractions of the
+    same schedule."""
+
+    ref_rows: int
+    ref_epochs: int
+    exponent: float
+    min_epochs: int
+    max_epochs: int
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min_epochs <= self.ref_epochs <= self.max_epochs and self.ref_rows >= 1
+                and self.exponent >= 0):  # fmt: skip
+            raise ValueError(f"epoch budget: need 1 <= min_epochs <= ref_epochs <= max_epochs, ref_rows >= 1 and "
+                             f"exponent >= 0; got {self}")  # fmt: skip
+
+    def epochs(self, n_train: int) -> int:
+        """The epochs of a fit on ``n_train`` rows."""
+        scaled = self.ref_epochs * (self.ref_rows / max(1, int(n_train))) ** self.exponent
+        return int(min(self.max_epochs, max(self.min_epochs, round(scaled))))
+
+
+@dataclass(frozen=True)
+class RowRungs:
+    """Multi-fidelity over training rows as well as epochs: a rung scheme of this suite over Optuna trials.
+
+    A study on ``n`` training rows first searches on a nested subsample of ``n * fraction`` rows per lower rung
+    (the group's usual search there: trial 0, then TPE with successive halving over the epochs, under the
+    group's budget for that many rows); the ``promote`` best configurations of a rung (ranked by the furthest
+    epoch rung they reached, then their validation MAE there) are fitted again, from scratch, on the next
+    rung's rows, up to every row; the study selects among the configurations fitted on every row. Every rung
+    scores on the same validation rows. Successive halving over the rows (Jamieson & Talwalkar 2016; Li et al.,
+    "Hyperband", JMLR 2018, which names training-set size as a resource) rather than Optuna's pruners: an
+    Optuna trial cannot change its rows mid-fit, and a fit on more rows is a new fit, not more epochs of one.
+
+    A rung with fewer than ``min_rows`` rows is left out; with none left, the study is a plain one."""
+
+    fractions: tuple[float, ...]  # of the rows, ascending, each below 1: the lower rungs
+    promote: int = 3  # configurations each rung passes to the next (at least this many reach every row)
+    min_rows: int = 10_000
+
+    def __post_init__(self) -> None:
+        if not (all(0 < f < 1 for f in self.fractions) and list(self.fractions) == sorted(set(self.fractions))
+                and self.promote >= 1 and self.min_rows >= 1):  # fmt: skip
+            raise ValueError(f"row rungs: fractions must rise within (0, 1) and promote, min_rows be >= 1; got {self}")
+
+    def rows(self, n_train: int) -> list[int]:
+        """The training rows of each rung for a study on ``n_train`` rows, ascending; the last is ``n_train``."""
+        lower = [int(n_train * f) for f in self.fractions if int(n_train * f) >= self.min_rows]
+        return [*dict.fromkeys(lower), n_train]
 
 
 @dataclass(frozen=True)
@@ -97,9 +156,11 @@ class GroupBudget:
 
 
 def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = "cpu", *,
-                  threads: int = REFERENCE_THREADS, bf16: bool = False) -> TrialBudget:  # fmt: skip
-    """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule)."""
-    fit = cost.expected_seconds(n_train, device, threads=threads, bf16=bf16)
+                  threads: int = REFERENCE_THREADS, bf16: bool = False,
+                  epochs: int | None = None) -> TrialBudget:  # fmt: skip
+    """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule);
+    ``epochs``: the fits' epochs where a budgeted schedule fixes them."""
+    fit = cost.expected_seconds(n_train, device, threads=threads, bf16=bf16, epochs=epochs)
     tuning = None if rule.tuning_fits is None else round(max(rule.min_tuning_seconds, rule.tuning_fits * fit), 1)
     # Never below the tuning seconds: a fit that the tuning budget could hold is not cut by the cap (a booster
     # on one thread took more than 20 expected fits, and its refit would have been cut short).
@@ -137,13 +198,19 @@ class SuccessiveHalving:
             step *= self.reduction_factor
         return rungs
 
-    def check(self, group: str, settings: Mapping[str, Spec]) -> None:
+    def check(self, group: str, settings: Mapping[str, Spec], epoch_budget: EpochBudget | None = None) -> None:
         """Raise ValueError when the resources are not positive or ``max_steps`` is not the step cap the preset
-        fixes for the group (its ``step_cap`` setting)."""
+        fixes for the group (its ``step_cap`` setting); under an epoch budget, which sets ``max_steps`` by rows,
+        when the first rung would not lie below its fewest epochs."""
         if not (1 <= self.min_steps < self.max_steps and self.reduction_factor >= 2 and self.bootstrap_count >= 0):
             raise ValueError(f"{group}: successive halving needs 1 <= min_steps < max_steps and a reduction "
                              f"factor >= 2 and bootstrap_count >= 0, got {self.min_steps}, {self.max_steps}, "
                              f"{self.reduction_factor}, {self.bootstrap_count}")  # fmt: skip
+        if epoch_budget is not None:
+            if self.min_steps >= epoch_budget.min_epochs:
+                raise ValueError(f"{group}: successive halving's first rung ({self.min_steps} steps) must lie below "
+                                 f"the epoch budget's fewest epochs ({epoch_budget.min_epochs})")  # fmt: skip
+            return
         cap = fixed_values(settings).get("step_cap")
         if cap != self.max_steps:
             raise ValueError(f"{group}: successive halving's max_steps {self.max_steps} is not the step cap the "
@@ -179,12 +246,26 @@ class Preset:
     # (the group's ``step_cap`` setting, else the model's default): the cheaper cap bounds the search, the
     # scored refit goes on to its own stopping rule (:meth:`refit_configuration`).
     refit_step_caps: Mapping[str, int] = field(default_factory=dict)
+    # Model group -> the epochs of its budgeted schedule by training rows: the step cap of every fit of the
+    # group (trials and refit) and the last rung of its successive halving (:meth:`step_cap_for`).
+    epoch_budgets: Mapping[str, EpochBudget] = field(default_factory=dict)
+    # Model group -> multi-fidelity over training rows (:class:`RowRungs`); groups without an entry search on
+    # every row from the start.
+    row_rungs: Mapping[str, RowRungs] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.budget is None) == (not self.rules):
             raise ValueError(f"preset {self.name}: give either one budget for every model or rules by group")
         for group, pruning in self.pruning.items():
-            pruning.check(group, self.settings.get(group, {}))
+            pruning.check(group, self.settings.get(group, {}), self.epoch_budgets.get(group))
+
+    def step_cap_for(self, model: str, n_train: int | None) -> int | None:
+        """The step cap of ``model``'s fits on ``n_train`` rows where the group's epoch budget sets it by rows;
+        None where the settings fix it (or leave the model's default)."""
+        if not self.epoch_budgets or not n_train:
+            return None
+        budget = self.epoch_budgets.get(model_info(model).group)
+        return None if budget is None else budget.epochs(n_train)
 
     def refit_configuration(self, model: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], float]:
         """The selected configuration ``params`` (a trial's full parameters) as its refit runs it, and how many
@@ -200,9 +281,18 @@ class Preset:
         params[param] = cap
         return params, factor
 
-    def pruning_for(self, model: str) -> SuccessiveHalving | None:
-        """The multi-fidelity pruning of ``model``'s group, or None (median pruning)."""
-        return self.pruning.get(model_info(model).group) if self.pruning else None
+    def rung_rows(self, model: str, n_train: int | None) -> list[int]:
+        """The training rows of each rung of ``model``'s study on ``n_train`` rows (:class:`RowRungs`); one
+        rung, every row, where the group has no row rungs."""
+        rungs = self.row_rungs.get(model_info(model).group) if self.row_rungs and n_train else None
+        return [] if not n_train else (rungs.rows(n_train) if rungs is not None else [n_train])
+
+    def pruning_for(self, model: str, n_train: int | None = None) -> SuccessiveHalving | None:
+        """The multi-fidelity pruning of ``model``'s group, or None (median pruning); where an epoch budget sets
+        the step cap by rows, its last resource is that budget on ``n_train`` rows."""
+        pruning = self.pruning.get(model_info(model).group) if self.pruning else None
+        cap = None if pruning is None else self.step_cap_for(model, n_train)
+        return pruning if pruning is None or cap is None else dataclasses.replace(pruning, max_steps=cap)
 
     def settings_for(self, model: str | ModelInfo) -> dict[str, Spec]:
         """What this preset fixes or narrows for ``model``, keyed by the model's own parameter names; UsageError
@@ -257,8 +347,9 @@ class Preset:
             budget = self.budget
         else:
             cost, bf16 = model_info(model).fit_cost, self.trains_in_bf16(model, device)
-            budget = derive_budget(rule, cost, n_train, device, threads=threads, bf16=bf16)
-        pruning = self.pruning_for(model)
+            budget = derive_budget(rule, cost, n_train, device, threads=threads, bf16=bf16,
+                                   epochs=self.step_cap_for(model, n_train))  # fmt: skip
+        pruning = self.pruning_for(model, n_train)
         if pruning is not None:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
@@ -267,6 +358,13 @@ class Preset:
         """A copy with some fields replaced (command-line overrides)."""
         return dataclasses.replace(self, **changes)
 
+
+# The `quick` networks' cosine schedule spends 40 epochs on all 239,190 formation_energy rows and 80 on 10,000
+# (exponent ln 2 / ln 23.9 = 0.218): measured, IRNet-17 in the `quick` trial-0 regime reached test MAE 0.0449 in
+# 40 epochs on all rows (13 min on 2 cores) and 0.1274 in 80 epochs on 10,000 rows against 0.1340 in 40; longer
+# at 10,000 rows would not keep the default run within 15 minutes (README "Budgeted schedules").
+NETWORK_EPOCH_BUDGET = EpochBudget(ref_rows=239_190, ref_epochs=40, exponent=0.218, min_epochs=20, max_epochs=300)
+NETWORK_PRUNING = SuccessiveHalving(min_steps=3, max_steps=NETWORK_EPOCH_BUDGET.max_epochs, reduction_factor=3)
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -318,29 +416,51 @@ PRESETS: dict[str, Preset] = {
                 # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
                 "networks": {
                     "batch_size": choice(128, 256, 512, 1024, 2048),
-                    "step_cap": fixed(300),
-                    "patience": fixed(8),
-                    "lr_decay": fixed(0.3),
+                    # A budgeted schedule: 5% linear warm-up, cosine decay to zero over the epoch budget below,
+                    # which every fit spends (patience above any budget; the best validation epoch is kept).
+                    # Until 2026-12-08 the plateau rule (lr x0.3 after 4 epochs without improvement, early
+                    # stopping after 8, at most 300 epochs), under which a configuration that starts slower looks
+                    # worse at every rung whatever it would reach (README "Budgeted schedules").
+                    "lr_schedule": fixed("cosine"),
+                    "warmup": fixed(0.05),
+                    "patience": fixed(NETWORK_EPOCH_BUDGET.max_epochs),
                     "mixed_precision": fixed(True),
                 },
-                # rtdl's cap of 2,000 rounds with patience 50: a 1,000-round cap stopped the tuned boosters at
-                # 10k and 30k formation_energy rows before early stopping did (docs/results.md, 2026-11-26).
-                "boosters": {"step_cap": fixed(2000), "patience": fixed(50)},
+                # Booster trials boost up to 5,000 rounds, patience 50 (rtdl's): the boosters' lowest learning rate,
+                # 0.02, times 5,000 is 100, the median learning rate x rounds at which the tuned boosters' refits
+                # early-stopped at this preset's 10,000 formation_energy rows (47-174; baselines/boosting.py), so a
+                # trial at the lowest rate can reach its early stopping; rtdl's 2,000 allowed 40. (A 1,000-round cap
+                # stopped the tuned boosters at 10k and 30k rows before early stopping did; docs/results.md,
+                # 2026-11-26.) Most trials are pruned within ~100 rounds and the tuning seconds stay 50 expected fits,
+                # so the higher cap costs configurations tried, not minutes. 2,000 until 2026-12-08.
+                "boosters": {"step_cap": fixed(5000), "patience": fixed(50)},
+                # 100 trees at every size, 239,190 rows too: more trees only lower a forest's variance, and the
+                # forest selected on all 239,190 formation_energy rows (seed 0, max_features 0.2) had validation MAE
+                # 0.0870, 0.0856 and 0.0853 at 48, 78 and 100 trees (docs/results/scaling/export, curves): its last
+                # 22 trees took 0.35% off, at ~1.6 s a tree there (100 trees in 165 s, docs/results.md). `paper`
+                # keeps the model's 500.
                 "forest": {"step_cap": fixed(100), "split_criterion": choice("squared_error")},
             },
             tpe_startup_trials=5,
             pruner_startup_trials=3,
-            # Network trials after trial 0 are compared at 3, 9, 27, 81 and 243 epochs; only the best third of
-            # those reaching a rung go on, so most configurations cost 3 epochs, not a whole fit. (A first rung
-            # of 4 epochs, until 2026-12-05: at 10k rows a depth-48, batch-128 configuration took 26 s to reach
-            # it and IRNet tried 7 configurations in its 105 s of search; 3 is 300 / 3**4 rounded down, so five rungs
-            # lie below the step cap.)
-            pruning={"networks": SuccessiveHalving(min_steps=3, max_steps=300, reduction_factor=3)},
-            # The selected booster configuration's refit may boost 20,000 rounds: its trials' 2,000 bound the
-            # search, but at 30,000 and 239,190 formation_energy rows the selected fits reached them with the
-            # validation MAE still falling (refit to early stopping: XGBoost 8,445 and 9,586 rounds, test MAE
-            # 0.0942 and 0.0661 instead of 0.0977 and 0.0686; README "The boosters' round cap ...").
-            refit_step_caps={"boosters": 20_000},
+            # Network trials after trial 0 are compared at 3, 9, 27 (and 81 where the epoch budget is longer)
+            # epochs of the same cosine schedule; only the best third of those reaching a rung go on, so most
+            # configurations cost 3 epochs, not a whole fit. (A first rung of 4 epochs, until 2026-12-05: at 10k
+            # rows a depth-48, batch-128 configuration took 26 s to reach it and IRNet tried 7 configurations in
+            # its 105 s of search.)
+            pruning={"networks": NETWORK_PRUNING},
+            epoch_budgets={"networks": NETWORK_EPOCH_BUDGET},
+            # From 90,000 training rows on, the networks search first on a ninth of the rows (at least 10,000),
+            # then fit the 3 best configurations on every row and select among those: on all 239,190
+            # formation_energy rows, 26,576-row fits of 65 epochs (~2 min each on 2 cores, most pruned after 3 or
+            # 9 epochs) instead of 40-epoch fits of ~13 min, then three of those (README "Budgets").
+            row_rungs={"networks": RowRungs(fractions=(1 / 9,), promote=3, min_rows=10_000)},
+            # The selected booster configuration's refit may boost 50,000 rounds: its trials' 5,000 bound the
+            # search, but at 30,000 and 239,190 formation_energy rows the selected fits (then capped at 2,000) needed
+            # up to learning rate x rounds 970 (XGBoost, depth 9, lr 0.102: 9,586 rounds; 8,445 at 30,000 rows; test
+            # MAE 0.0942 and 0.0661 instead of 0.0977 and 0.0686 at 2,000; README "The boosters' round cap ..."), and
+            # 50,000 x the lowest rate, 0.02, is 1,000 (baselines/boosting.py). 20,000 until 2026-12-08.
+            refit_step_caps={"boosters": 50_000},
             trial0="converging",
         ),
         Preset(
@@ -359,11 +479,12 @@ PRESETS: dict[str, Preset] = {
                     "clip_inputs": fixed(False),
                     "standardize_target": fixed(False),
                 },
+                "boosters": {"step_cap": fixed(5000), "patience": fixed(50)},  # as quick's (baselines/boosting.py)
             },
             seeds=(0, 1, 2),
             tpe_startup_trials=10,
             pruner_startup_trials=5,
-            refit_step_caps={"boosters": 20_000},  # as quick's: on the full data a booster outgrows its 2,000
+            refit_step_caps={"boosters": 50_000},  # as quick's: on the full data a booster outgrows its 5,000
         ),
     ]
 }

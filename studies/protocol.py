@@ -91,10 +91,14 @@ def first_trials(plan: RunPlan, key: RunKey, budget: TrialBudget) -> tuple[dict[
     return info.converging_regime(int(key.train_size or 0)), [info.model_class.default_params()] if room else []
 
 
-def resolved_space(model: str, preset: Preset, threads: int) -> dict[str, Spec]:
-    """The model's declared space, narrowed and capped by the preset, with its thread parameter fixed."""
+def resolved_space(model: str, preset: Preset, threads: int, n_train: int | None = None) -> dict[str, Spec]:
+    """The model's declared space, narrowed and capped by the preset, with its thread parameter fixed and, where
+    the preset's epoch budget sets it by rows, its step cap for ``n_train`` training rows."""
     info = model_info(model)
     space = merge_space(info.search.space, preset.settings_for(info))
+    cap, cap_param = preset.step_cap_for(model, n_train), info.param("step_cap")
+    if cap is not None and cap_param is not None:
+        space[cap_param] = fixed(cap)
     thread_param = info.param("threads")
     if thread_param is not None:
         space[thread_param] = fixed(threads)
@@ -295,7 +299,8 @@ def run_job(
         )
         trial0, extra_trials = first_trials(plan, key, budget)
         job = TuningJob(model_cls=info.model_class, search=info.search,
-                        space=resolved_space(key.model, plan.preset, plan.threads), training=training, budget=budget,
+                        space=resolved_space(key.model, plan.preset, plan.threads, key.train_size), training=training,
+                        budget=budget,
                         seed=key.seed, device=plan.device, trial0=trial0, extra_trials=extra_trials,
                         model_dir=model_dir, checkpoint_dir=checkpoint_dir(plan, key))  # fmt: skip
         tuning = tune(study, job, recorder=recorder, progress=plan.progress,

@@ -124,7 +124,7 @@ def open_study(
         direction="minimize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=key.seed, n_startup_trials=preset.tpe_startup_trials),
-        pruner=make_pruner(preset.pruning_for(key.model), preset, search),
+        pruner=make_pruner(preset.pruning_for(key.model, key.train_size), preset, search),
     )
     wanted = json.loads(json.dumps(dict(config), sort_keys=True))
     stored = study.user_attrs.get(STUDY_ATTR_CONFIG)
