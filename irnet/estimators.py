@@ -66,6 +66,8 @@ class NetworkRegressor(RegressorMixin, BaseEstimator):
         patience: int = _DEFAULTS["patience"],
         max_epochs: int = _DEFAULTS["max_epochs"],
         lr_decay: float = _DEFAULTS["lr_decay"],
+        schedule: str = _DEFAULTS["schedule"],
+        warmup: float = _DEFAULTS["warmup"],
         standardize_inputs: bool = _DEFAULTS["standardize_inputs"],
         clip_inputs: bool = _DEFAULTS["clip_inputs"],
         standardize_target: bool = _DEFAULTS["standardize_target"],
@@ -85,6 +87,8 @@ class NetworkRegressor(RegressorMixin, BaseEstimator):
         self.patience = patience
         self.max_epochs = max_epochs
         self.lr_decay = lr_decay
+        self.schedule = schedule
+        self.warmup = warmup
         self.standardize_inputs = standardize_inputs
         self.clip_inputs = clip_inputs
         self.standardize_target = standardize_target

@@ -626,7 +626,7 @@ def _adjust_after_epoch(state: _LoopState, point: CurvePoint, mean_predictor_mae
     """A blown-up epoch sends the fit back to its best weights (:func:`_roll_back`); otherwise the plateau
     schedule may lower the rate."""
     if _blew_up(state.progress.curve, mean_predictor_mae):
-        _roll_back(state, state.progress)
+        _roll_back(state)
     elif state.scheduler is not None:
         lr_before = state.optimizer.param_groups[0]["lr"]
         state.scheduler.step(point.val_mae)
@@ -645,9 +645,10 @@ def _blew_up(curve: list[CurvePoint], mean_predictor_mae: float) -> bool:
     return lowest < mean_predictor_mae < last and last > EXPLOSION_FACTOR * lowest
 
 
-def _roll_back(state: _LoopState, progress: _Progress) -> None:
+def _roll_back(state: _LoopState) -> None:
     """Back to the best weights, with fresh Adam moments (the blown-up ones would repeat the step) and a lower
     rate (under a budgeted schedule: the rest of the schedule at a lower base rate)."""
+    progress = state.progress
     assert progress.best_state is not None
     state.model.load_state_dict(progress.best_state)
     state.optimizer.state.clear()

@@ -30,7 +30,7 @@ from benchmarks.metrics import mae
 from studies import schema
 from studies.schema import is_done
 from studies.stores import check_store_exists
-from studies.tracking import MLFLOW_PARENT_TAG
+from studies.tracking import MLFLOW_PARENT_TAG, TAG_RESUMED_TRIALS
 
 KEY = list(schema.RunKey.FIELDS)  # one finished parent run per key
 # Recorded sizes of one task within this relative distance are one size of the study (Matbench folds of one
@@ -214,6 +214,10 @@ def _final_row(record: RunRecord) -> dict[str, Any]:
         "train_size_tag": tags.get(schema.TAG_TRAIN_SIZE, ""),
         # The best trial's fitted model was kept as the refit: its train_seconds are already in tuning_seconds.
         "refit_reused": tags.get(schema.TAG_REFIT_REUSED, "false").lower() == "true",
+        # Trials of the study interrupted and run again, by the first trial of each retry chain ("0,0,7"); "" if none.
+        "resumed_trials": tags.get(TAG_RESUMED_TRIALS, ""),
+        # A study with row rungs: its rungs, configurations and rank agreement; "" for a study on every row.
+        "rungs": rung_summary(metrics),
         # The fitted model as an MLflow model that takes formulas; "" on runs logged before it existed.
         "model_uri": tags.get(schema.TAG_MODEL_URI, ""),
         # The benchmarks.run command line that made the run; "" on runs logged before it was recorded.
@@ -551,3 +555,16 @@ def collect(
         pd.concat(pred_frames, ignore_index=True),
         skipped,
     )
+
+
+def rung_summary(metrics: dict[str, float]) -> str:
+    """A study's row rungs from its parent run's ``rung{r}_*`` metrics (``studies.tracking.rung_metrics``): "rows
+    26,576: 24 configurations (Spearman with the next 0.50) -> 239,190: 3"; "" without row rungs."""
+    parts = []
+    r = 0
+    while f"rung{r}_rows" in metrics:
+        text = f"{metrics[f'rung{r}_rows']:,.0f}: {metrics.get(f'rung{r}_configurations', math.nan):.0f}"
+        rho = metrics.get(f"rung{r}_spearman_next")
+        parts.append(text + (f" (Spearman with the next {rho:.2f})" if rho is not None and math.isfinite(rho) else ""))
+        r += 1
+    return "rows " + " -> ".join(parts) if parts else ""

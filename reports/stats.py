@@ -26,6 +26,7 @@ Conventions, stated once:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,19 @@ TRIALS_HEADING = "trials: tried (complete / pruned / cut)"  # what trial_breakdo
 
 def trial_breakdown(runs: pd.DataFrame) -> str:
     """Configurations tried per study, mean over ``runs``, and how they ended: run to their own stopping rule,
-    pruned, cut by the budget ("33 (33 / 0 / 0)"; only the total for stores written before the breakdown)."""
+    pruned, cut by the budget ("33 (33 / 0 / 0)"; only the total for stores written before the breakdown),
+    then which trials were resumed, if any (:func:`resumed_note`), and a study's row rungs, if it had them."""
+    notes = [resumed_note(runs), *_rung_notes(runs)]
+    return _trial_counts(runs) + "".join(f", {note}" for note in notes if note)
+
+
+def _rung_notes(runs: pd.DataFrame) -> list[str]:
+    """The row rungs of the studies of ``runs`` (``reports.collect.rung_summary``), each once."""
+    texts = runs.get("rungs", [])
+    return list(dict.fromkeys(t for t in texts if isinstance(t, str) and t))
+
+
+def _trial_counts(runs: pd.DataFrame) -> str:
     means = [runs[c].mean() if c in runs else math.nan for c in TRIAL_COUNTS]
 
     def text(v: float) -> str:
@@ -71,6 +84,34 @@ def trial_breakdown(runs: pd.DataFrame) -> str:
     if any(math.isnan(v) for v in means[1:]):
         return text(means[0])
     return f"{text(means[0])} ({' / '.join(text(v) for v in means[1:])})"
+
+
+def resumed_note(runs: pd.DataFrame) -> str:
+    """Which trials of the studies of ``runs`` were interrupted (a kill, a dead worker, Ctrl-C) and run again,
+    "" if none: "resumed 2× (trials 0, 7)"; over several runs, each one's by fold and seed ("resumed 3× in 2
+    of 5 runs (fold 0 seed 0: trial 0 (2×); fold 3 seed 0: trial 7)"). A resumed study searches as it would have
+    left alone; the note says that it was resumed, so that a reader can tell."""
+    resumed = [(r, _resumed_trials(r)) for r in runs.itertuples() if _resumed_trials(r)]
+    if not resumed:
+        return ""
+    count = sum(len(numbers) for _, numbers in resumed)
+    if len(runs) == 1:
+        return f"resumed {count}× ({_trial_list(resumed[0][1])})"
+    each = "; ".join(f"fold {r.fold} seed {r.seed}: {_trial_list(numbers)}" for r, numbers in resumed)
+    return f"resumed {count}× in {len(resumed)} of {len(runs)} runs ({each})"
+
+
+def _resumed_trials(run: Any) -> list[str]:
+    """A run's resumed trials (its ``resumed_trials``, "0,0,7"), none where not recorded (NaN or no column)."""
+    text = getattr(run, "resumed_trials", "")
+    return text.split(",") if isinstance(text, str) and text else []
+
+
+def _trial_list(numbers: list[str]) -> str:
+    """["0", "0", "7"] -> "trials 0 (2×), 7"; ["3"] -> "trial 3"."""
+    times = Counter(numbers)
+    listed = ", ".join(n if k == 1 else f"{n} ({k}×)" for n, k in times.items())
+    return ("trial " if len(times) == 1 else "trials ") + listed
 
 
 def summarize(finals: pd.DataFrame) -> pd.DataFrame:

@@ -182,6 +182,11 @@ ATTR_INTERRUPTED = "interrupted"  # found RUNNING with its local process dead; d
 ATTR_RETRY_OF = "retry_of"  # number of the interrupted trial this one re-runs
 ATTR_DEFAULTS = "defaults"  # set on the enqueued trial 0: the model's defaults (under the preset's caps)
 ATTR_CHECKPOINT_OF = "checkpoint_of"  # the first trial of a retry chain: its number names the fit's checkpoint
+# A study with row rungs (studies.row_rungs): the rung a trial runs on, the trial a promoted one repeats on more rows,
+# and its rung's training rows.
+ATTR_ROW_RUNG, ATTR_PROMOTED_FROM, ATTR_RUNG_ROWS = "row_rung", "promoted_from", "rung_rows"
+# What a retry takes over from the trial it repeats (besides its parameters): what that trial was.
+INHERITED_BY_RETRY = (ATTR_DEFAULTS, ATTR_ROW_RUNG, ATTR_PROMOTED_FROM, ATTR_RUNG_ROWS)
 STUDY_ATTR_WORKER_PREFIX = "worker:"  # one study attribute per process that has worked on the study
 
 # A RUNNING trial whose process was killed between creating it and recording its worker has no owner. It is
@@ -235,20 +240,32 @@ def open_storage(url: str) -> Any:
                         on_stale=requeue_interrupted)  # fmt: skip
 
 
+def is_interrupted(trial: FrozenTrial) -> bool:
+    """A trial cut short by a kill, a dead worker or Ctrl-C: FAIL without a crash of the model (``failure``) and
+    not a surplus trial. It does not count, and a retry (:func:`requeue_interrupted`) takes its place."""
+    return trial.state == TrialState.FAIL and not ({ATTR_FAILURE, ATTR_SURPLUS} & set(trial.user_attrs))
+
+
+def chain_head(trial: FrozenTrial) -> int:
+    """The first trial of ``trial``'s retry chain (itself unless it is a retry): the configuration it runs."""
+    return int(trial.user_attrs.get(ATTR_CHECKPOINT_OF, trial.number))
+
+
 def requeue_interrupted(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue an interrupted trial again with the parameters it had drawn, once.
 
     Optuna calls this for a trial whose heartbeat went stale (its worker died, on any machine);
-    :func:`recover_interrupted` calls it for trials found dead by process id or cut short by Ctrl-C.
+    :func:`recover_interrupted` calls it for trials found dead by process id or cut short by Ctrl-C. The retry
+    inherits what its original was: trial 0 (``defaults``, kept apart from a budget's search seconds), the
+    first trial of the chain (whose checkpoint its fit resumes); :mod:`studies.tuning` gives it the rungs its
+    original passed and the seconds its checkpoint holds when it starts.
     """
     trials = study.get_trials(deepcopy=False)
     if any(t.user_attrs.get(ATTR_RETRY_OF) == trial.number for t in trials):
         return
     # The retry resumes the interrupted fit's checkpoint: it is named by the first trial of the chain.
-    attrs: dict[str, Any] = {ATTR_RETRY_OF: trial.number,
-                             ATTR_CHECKPOINT_OF: trial.user_attrs.get(ATTR_CHECKPOINT_OF, trial.number)}  # fmt: skip
-    if trial.user_attrs.get(ATTR_DEFAULTS):
-        attrs[ATTR_DEFAULTS] = True
+    attrs: dict[str, Any] = {ATTR_RETRY_OF: trial.number, ATTR_CHECKPOINT_OF: chain_head(trial)}
+    attrs.update({k: trial.user_attrs[k] for k in INHERITED_BY_RETRY if k in trial.user_attrs})
     study.enqueue_trial(trial.params, user_attrs=attrs)
     log.info("%s: trial %d was interrupted; queued again", study.study_name, trial.number)
 
@@ -272,7 +289,7 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
             study._storage.set_trial_user_attr(t._trial_id, ATTR_INTERRUPTED, True)  # Optuna has no public call
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             interrupted.append(t)
-        elif t.state == TrialState.FAIL and not ({ATTR_FAILURE, ATTR_SURPLUS} & set(t.user_attrs)):
+        elif is_interrupted(t):
             interrupted.append(t)  # Ctrl-C (Optuna marks the trial FAIL) or a stale heartbeat
     for t in interrupted:
         requeue_interrupted(study, t)

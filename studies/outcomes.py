@@ -33,6 +33,17 @@ class TrialRecorder(Protocol):
     def interrupted(self, numbers: list[int]) -> None: ...
 
 
+@dataclass(frozen=True)
+class RungSummary:
+    """One row rung of a study (:mod:`studies.row_rungs`): its training rows, the trials that finished on it,
+    and the Spearman rank correlation between their validation MAE there and on the next rung (NaN for the last
+    rung, or fewer than two configurations on both)."""
+
+    rows: int
+    configurations: int
+    spearman_next: float
+
+
 @dataclass
 class TuningResult:
     """The outcome of a study: the best configuration and what the budget bought."""
@@ -49,3 +60,8 @@ class TuningResult:
     n_pruned: int = 0  # stopped by the pruner
     n_cut_by_budget: int = 0  # pruned because the tuning seconds ran out (not by the pruner)
     n_failed: int = 0  # crashed by the model (diverged, out of memory, a refused configuration)
+    # One entry per interrupted trial that ran again (a kill, a dead worker, Ctrl-C): the trial whose
+    # configuration it was (the first of its retry chain), so (0, 0, 7): trial 0 resumed twice, trial 7 once.
+    resumed_trials: tuple[int, ...] = ()
+    # A study with row rungs (studies.row_rungs): per rung, its rows, configurations and rank agreement with the next.
+    rungs: tuple[RungSummary, ...] = ()

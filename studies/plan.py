@@ -12,6 +12,7 @@ from typing import Any
 
 from studies import schema
 from studies.presets import Preset, TrialBudget, expected_fit_seconds
+from studies.registry import model_info
 from studies.schema import RunKey
 
 
@@ -92,21 +93,37 @@ class RunPlan:
 
     def expected_fit_seconds(self, key: RunKey) -> float:
         """Expected seconds of one fit of ``key``'s model on its rows, on this plan's device, threads and precision."""
-        n_train = int(key.train_size or 0)
-        return expected_fit_seconds(key.model, n_train, self.device, threads=self.threads,
-                                    bf16=self.preset.trains_in_bf16(key.model, self.device),
-                                    epochs=self.preset.step_cap_for(key.model, n_train))  # fmt: skip
+        return self._fit_seconds(key.model, int(key.train_size or 0))
 
-    def expected_seconds(self, key: RunKey) -> float:
-        """What the budget rule expects ``key`` to take: its tuning (the budget's seconds, plus one fit for
-        trial 0 where the budget keeps it apart, or its trials' expected fits where those are fewer or no
-        seconds are set) plus one refit (at most the per-fit cap)."""
-        budget = self.budget(key)
-        fit = self.expected_fit_seconds(key)
+    def _fit_seconds(self, model: str, n_train: int) -> float:
+        return expected_fit_seconds(model, n_train, self.device, threads=self.threads,
+                                    bf16=self.preset.trains_in_bf16(model, self.device),
+                                    epochs=self.preset.step_cap_for(model, n_train))  # fmt: skip
+
+    def _search_seconds(self, model: str, n_train: int) -> float:
+        """What a search on ``n_train`` rows is expected to take: the budget's seconds, plus one fit for trial 0
+        where the budget keeps it apart, or its trials' expected fits where those are fewer or no seconds are set."""
+        budget = self.preset.budget_for(model, n_train, self.device, self.threads)
+        fit = self._fit_seconds(model, n_train)
         tuning = budget.n_trials * fit
         if budget.tuning_seconds is not None:
             tuning = min(tuning, budget.tuning_seconds + (fit if budget.trial0_apart else 0.0))
-        return tuning + (fit if budget.fit_seconds is None else min(fit, budget.fit_seconds))
+        return tuning
+
+    def expected_seconds(self, key: RunKey) -> float:
+        """What the budget rule expects ``key`` to take: its search (:meth:`_search_seconds`) plus one refit (at
+        most the per-fit cap). With row rungs (:class:`studies.presets.RowRungs`): the search on each lower rung,
+        then the promoted configurations' fits on every row, the best of which is the refit."""
+        n_train = int(key.train_size or 0)
+        rows = self.preset.rung_rows(key.model, n_train)
+        fit = self._fit_seconds(key.model, n_train)
+        if len(rows) > 1:
+            promote = self.preset.row_rungs[model_info(key.model).group].promote
+            return sum(self._search_seconds(key.model, n) for n in rows[:-1]) + promote * fit
+        budget = self.budget(key)
+        return self._search_seconds(key.model, n_train) + (
+            fit if budget.fit_seconds is None else min(fit, budget.fit_seconds)
+        )
 
     def budget(self, key: RunKey) -> TrialBudget:
         """The study budget of ``key``: by the preset's rule from its model family and training rows."""

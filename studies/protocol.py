@@ -17,6 +17,7 @@ workers share the stores is decided in :mod:`studies.coordination`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -65,7 +66,7 @@ from studies.tracking import (
     mark_parent_failed,
     package_tags,
 )
-from studies.tuning import TRIAL_FAILURES, TuningJob, open_study, tune
+from studies.tuning import TRIAL_FAILURES, TuningJob, open_study, tune, tune_by_rows
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,21 @@ def checkpoint_dir(plan: RunPlan, key: RunKey) -> Path:
     return plan.out_dir / "checkpoints" / key.study_name
 
 
+def row_rung_stages(plan: RunPlan, key: RunKey, job: TuningJob, rows: list[int]) -> list[TuningJob]:
+    """The jobs of a study with row rungs (:func:`studies.tuning.tune_by_rows`): on each rung's nested subsample of
+    the training rows (every validation row), with that many rows' epoch budget; the lower rungs under the
+    group's budget for their rows, the last (every row) with the per-fit cap of ``job``, no tuning seconds."""
+    stages = []
+    for rung, n_rows in enumerate(rows):
+        last = rung == len(rows) - 1
+        training = job.training if last else job.training.with_training_rows(n_rows, seed=key.seed)
+        budget = (dataclasses.replace(job.budget, tuning_seconds=None) if last
+                  else plan.preset.budget_for(key.model, n_rows, plan.device, plan.threads))  # fmt: skip
+        space = resolved_space(key.model, plan.preset, plan.threads, n_rows)
+        stages.append(dataclasses.replace(job, training=training, budget=budget, row_rung=rung, space=space))
+    return stages
+
+
 def run_job(
     plan: RunPlan,
     key: RunKey,
@@ -303,8 +319,14 @@ def run_job(
                         budget=budget,
                         seed=key.seed, device=plan.device, trial0=trial0, extra_trials=extra_trials,
                         model_dir=model_dir, checkpoint_dir=checkpoint_dir(plan, key))  # fmt: skip
-        tuning = tune(study, job, recorder=recorder, progress=plan.progress,
-                      description=f"tune {key.model} fold {key.fold} seed {key.seed} n={key.train_size}")  # fmt: skip
+        description = f"tune {key.model} fold {key.fold} seed {key.seed} n={key.train_size}"
+        rung_rows = plan.preset.rung_rows(key.model, len(training.y_train))
+        if len(rung_rows) > 1:
+            tuning = tune_by_rows(study, row_rung_stages(plan, key, job, rung_rows),
+                                  plan.preset.row_rungs[info.group].promote, recorder=recorder,
+                                  progress=plan.progress, description=description)  # fmt: skip
+        else:
+            tuning = tune(study, job, recorder=recorder, progress=plan.progress, description=description)
         # 3-4. Refit and score the test part once: exactly one worker takes it.
         with storage_lock(plan.storage_url, f"final:{key.study_name}"):
             claimed = claim_final_step(client, run_id)

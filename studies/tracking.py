@@ -28,7 +28,7 @@ import numpy as np
 
 from benchmarks.contract import CurvePoint, FitReport, Model
 from studies import schema
-from studies.outcomes import TrialOutcome, TuningResult
+from studies.outcomes import RungSummary, TrialOutcome, TuningResult
 from studies.registry import model_info, registry
 from studies.stores import is_local_store, make_client, redact_url
 
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 MLFLOW_PARENT_TAG = "mlflow.parentRunId"  # what makes a run nested in MLflow's UI
 MLFLOW_RUN_NAME_TAG = "mlflow.runName"
+# On a parent run whose study had trials interrupted (a kill, a dead worker, Ctrl-C) and run again: the first trial
+# of each one's retry chain, in order ("0,0,7": trial 0 resumed twice, trial 7 once). Absent when none was.
+TAG_RESUMED_TRIALS = "resumed_trials"
 # MLflow 3's UI opens an experiment by this tag: "custom_model_development" is the training view (runs
 # table); without it the UI guesses and may open the GenAI overview (mlflow/server/js ExperimentKind enum).
 MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -436,6 +439,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         schema.METRIC_N_TRAIN: record.n_train,
         schema.METRIC_N_VAL: record.n_val,
         schema.METRIC_N_TEST: record.n_test,
+        **rung_metrics(record.tuning.rungs),
     }
     metrics = [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and math.isfinite(float(v))]
     tags = [
@@ -448,11 +452,23 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         tags.append(RunTag(schema.TAG_REFIT_PRECISION, str(record.report.extra["precision"])))
     if "resumed_from_epoch" in record.report.extra:
         tags.append(RunTag(schema.TAG_RESUMED_FROM_EPOCH, str(record.report.extra["resumed_from_epoch"])))
+    if record.tuning.resumed_trials:
+        tags.append(RunTag(TAG_RESUMED_TRIALS, ",".join(str(n) for n in record.tuning.resumed_trials)))
     tags += [RunTag(name, value) for name, value in declaration_tags(key.model, record.params).items()]
     tags.append(RunTag(schema.TAG_REQUIREMENTS, "; ".join(run_requirements(key.model))))
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
     mark_done(client, run_id, metrics)
+
+
+def rung_metrics(rungs: Sequence[RungSummary]) -> dict[str, float]:
+    """A study with row rungs, as metrics of its parent run: per rung r (from 0), ``rung{r}_rows``,
+    ``rung{r}_configurations`` and ``rung{r}_spearman_next`` (left out where NaN)."""
+    out: dict[str, float] = {}
+    for r, rung in enumerate(rungs):
+        out.update({f"rung{r}_rows": rung.rows, f"rung{r}_configurations": rung.configurations,
+                    f"rung{r}_spearman_next": rung.spearman_next})  # fmt: skip
+    return out
 
 
 def mark_done(client: Any, run_id: str, summary: Sequence[Any]) -> None:

@@ -15,7 +15,11 @@ process after the total was reached, or a second copy of the defaults trial queu
 a new study at the same moment as another.
 
 Interrupted trials are found and re-queued by :func:`studies.coordination.recover_interrupted` before a
-process starts trials; no finished trial is lost or repeated.
+process starts trials; no finished trial is lost or repeated. A resumed study searches as it would have left
+alone: the retry of an interrupted trial keeps the rungs its original passed and is charged the seconds its
+checkpoint holds (:meth:`_Objective._take_over`), successive halving does not count the interrupted original
+beside its retry (:class:`_SuccessiveHalvingPruner`), and the sampler draws the configurations the study would
+have drawn (:class:`PlaceSeededTPESampler`).
 
 Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches this module.
 """
@@ -23,6 +27,7 @@ Trials see :class:`benchmarks.splits.TrainingData` only: no test data reaches th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -47,17 +52,22 @@ from studies.coordination import (
     ATTR_RETRY_OF,
     ATTR_SURPLUS,
     ATTR_WORKER,
+    chain_head,
     current_worker,
+    is_interrupted,
     other_workers_alive,
     recover_interrupted,
     register_worker,
     running_elsewhere,
 )
 from studies.outcomes import TrialOutcome, TrialRecorder, TuningResult
-from studies.presets import Preset, SuccessiveHalving, TrialBudget
+from studies.presets import Preset, TrialBudget
 from studies.progress import ProgressLog, progress_bar
 from studies.refit_reuse import fit_identity, jsonable, save_trial_fit
+from studies.row_rungs import ATTR_ROW_RUNG, rung_of, summarize_rungs
+from studies.row_rungs import promote as promote_trials
 from studies.schema import RunKey
+from studies.search_strategy import PlaceSeededTPESampler, make_pruner
 from studies.spaces import default_trial_params, suggest
 from studies.stores import first_line
 
@@ -69,6 +79,8 @@ ATTR_FIT_IDENTITY = "fit_identity"  # digest of (model parameters, seed, trainin
 ATTR_MODEL_FILE = "model_file"  # where the trial's fitted model was saved (for refit reuse)
 ATTR_CUT_BY_BUDGET = "cut_by_budget"  # the seconds a trial was cut at: the tuning seconds left, not the fit cap
 ATTR_RESUMED_FROM_EPOCH = "resumed_from_epoch"  # the trial's fit continued from its checkpoint after this step
+ATTR_RESUMED_SECONDS = "resumed_seconds"  # a retry: the seconds its fit had spent before the checkpoint it resumed
+RUNG_ATTR_PREFIX = "completed_rung_"  # Optuna's successive halving: a trial's value at each rung it reached
 STUDY_ATTR_CONFIG = "config"  # what the trials were run on; a rerun with different data is refused
 
 
@@ -111,7 +123,8 @@ def open_study(
 ) -> optuna.Study:
     """Create the study, or load it when it exists (a resumed run or a joining process).
 
-    TPE seeded with the study's seed; pruning on the intermediate validation MAE: successive halving where the
+    TPE seeded with the study's seed and each trial's place (:class:`PlaceSeededTPESampler`); pruning on the
+    intermediate validation MAE: successive halving where the
     preset gives the model's group multi-fidelity pruning (:class:`studies.presets.SuccessiveHalving`), else
     the median rule. A pruner is fixed when the study is created (Optuna does not store it): a study resumed
     under another preset keeps its name and data check, not its pruner. ``config``
@@ -123,7 +136,7 @@ def open_study(
         study_name=key.study_name,
         direction="minimize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=key.seed, n_startup_trials=preset.tpe_startup_trials),
+        sampler=PlaceSeededTPESampler(key.seed, n_startup_trials=preset.tpe_startup_trials),
         pruner=make_pruner(preset.pruning_for(key.model, key.train_size), preset, search),
     )
     wanted = json.loads(json.dumps(dict(config), sort_keys=True))
@@ -138,20 +151,6 @@ def open_study(
             "use the same settings to resume, or another --out/--storage"
         )
     return study
-
-
-def make_pruner(pruning: SuccessiveHalving | None, preset: Preset, search: ModelSearch) -> optuna.pruners.BasePruner:
-    """Successive halving with explicit resources, or the median rule after the preset's startup trials."""
-    if pruning is not None:
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=pruning.min_steps,
-            reduction_factor=pruning.reduction_factor,
-            min_early_stopping_rate=0,
-            bootstrap_count=pruning.bootstrap_count,
-        )
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=preset.pruner_startup_trials, n_warmup_steps=search.warmup_steps
-    )
 
 
 def enqueue_defaults(
@@ -179,14 +178,16 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and ATTR_FAILURE in trial.user_attrs
 
 
-def finished_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The trials that count toward the budget, in trial-number order."""
-    return [t for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)]
+def finished_trials(study: optuna.Study, rung: int | None = None) -> list[FrozenTrial]:
+    """The trials that count toward the budget, in trial-number order; with ``rung``, only those of that row
+    rung (:mod:`studies.row_rungs`; every trial of a study without row rungs is of rung 0)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if counts_toward_budget(t)]
+    return trials if rung is None else [t for t in trials if rung_of(t) == rung]
 
 
 def spent_seconds(trials: list[FrozenTrial]) -> float:
-    """Summed durations of ``trials`` (the study's tuning time)."""
-    return sum(_duration(t) for t in trials)
+    """Summed costs of ``trials`` (:func:`trial_seconds`): the study's tuning time."""
+    return sum(trial_seconds(t) for t in trials)
 
 
 def charged_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> float:
@@ -204,7 +205,8 @@ def expected_trial_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> fl
     rung (``budget.expected_trial_steps`` steps at the median seconds per step of the trials so far), since
     most trials end there and one that goes on is cut at the tuning seconds left."""
     if budget.expected_trial_steps is not None:
-        per_step = [_duration(t) / max(t.intermediate_values) for t in trials if t.intermediate_values and _duration(t)]
+        per_step = [trial_seconds(t) / max(t.intermediate_values) for t in trials
+                    if t.intermediate_values and trial_seconds(t)]  # fmt: skip
         if per_step:
             return budget.expected_trial_steps * statistics.median(per_step)
     # Where trial 0 is kept apart, only the later trials say what the next one costs; before the first of them
@@ -213,6 +215,13 @@ def expected_trial_seconds(trials: list[FrozenTrial], budget: TrialBudget) -> fl
     if not searched:
         return 0.0 if budget.trial0_apart else spent_seconds(trials) / len(trials)
     return spent_seconds(searched) / len(searched)
+
+
+def trial_seconds(trial: FrozenTrial) -> float:
+    """What a trial cost: its duration, plus, for a retry whose fit resumed a checkpoint, the seconds that fit had
+    spent before it: what the trial would have cost had it never been interrupted (the epochs after the
+    checkpoint, lost with the kill, are paid again by the retry's own duration)."""
+    return _duration(trial) + float(trial.user_attrs.get(ATTR_RESUMED_SECONDS, 0.0))
 
 
 def _duration(trial: FrozenTrial) -> float:
@@ -251,6 +260,35 @@ class TuningJob:
     extra_trials: Sequence[Mapping[str, Any]] = ()
     model_dir: Path | None = None
     checkpoint_dir: Path | None = None
+    # The row rung this job's trials run on (:func:`tune_by_rows`): 0 for a study without row rungs. Trials of a
+    # later rung repeat promoted configurations; they run their whole schedule, like trial 0.
+    row_rung: int = 0
+
+
+def tune_by_rows(
+    study: optuna.Study,
+    stages: Sequence[TuningJob],
+    promote: int,
+    *,
+    recorder: TrialRecorder | None = None,
+    progress: bool = True,
+    description: str = "",
+) -> TuningResult:
+    """A study with row rungs (:class:`studies.presets.RowRungs`): ``stages[r]`` is the job of rung ``r`` (its
+    training rows, space and budget; ``row_rung`` r), the last on every training row. Rung 0 is tuned as
+    :func:`tune` tunes; the ``promote`` best configurations of each rung (:func:`studies.row_rungs.promotion_order`)
+    are queued on the next and fitted there from scratch; the result is the best configuration of the last rung,
+    with every rung's summary (:func:`studies.row_rungs.summarize_rungs`). Resumable like :func:`tune`: a rung whose
+    budget is reached is not run again, and a promotion is queued once."""
+    rows = [len(stage.training.y_train) for stage in stages]
+    for rung, stage in enumerate(stages):
+        if rung > 0:
+            promoted = promote_trials(study, finished_trials(study, rung - 1), rung - 1, promote, rows[rung])
+            budget = dataclasses.replace(stage.budget, n_trials=max(1, len(promoted)), tuning_seconds=None)
+            stage = dataclasses.replace(stage, budget=budget)
+        result = tune(study, stage, recorder=recorder, progress=progress,
+                      description=f"{description} rows {rows[rung]:,} (rung {rung + 1} of {len(stages)})")  # fmt: skip
+    return dataclasses.replace(result, rungs=summarize_rungs(finished_trials(study), rows))
 
 
 def tune(
@@ -285,7 +323,7 @@ def tune(
     # Without a progress bar (stderr not a terminal), timed log lines instead.
     log_lines = None if progress else ProgressLog(description or study.study_name)
     objective = _Objective(study, job, recorder, log_lines)
-    counted = finished_trials(study)
+    counted = finished_trials(study, job.row_rung)
     if not budget_reached(counted, budget):
         bar = progress_bar(budget, len(counted), description, progress)
         if log_lines is not None:
@@ -296,14 +334,14 @@ def tune(
                     objective,
                     n_trials=None,  # the budget callback stops the study: N is a total across processes
                     catch=(*TRIAL_FAILURES, SurplusTrial),
-                    callbacks=[_BudgetCallback(budget, bar, log_lines)],
+                    callbacks=[_BudgetCallback(budget, bar, log_lines, job.row_rung)],
                     gc_after_trial=True,
                 )
         finally:
             if bar is not None:
                 bar.close()
-    _wait_for_a_complete_trial(study, log_lines)
-    result = _result(study)
+    _wait_for_a_complete_trial(study, log_lines, job.row_rung)
+    result = _result(study, job.row_rung)
     if log_lines is not None:
         log_lines.say(f"done: {result.n_trials} trials, best validation MAE {result.best_value:.4g}")
     return result
@@ -312,11 +350,11 @@ def tune(
 TRIAL_POLL_S = 5.0
 
 
-def _wait_for_a_complete_trial(study: optuna.Study, log_lines: ProgressLog | None) -> None:
-    """Wait while the study has no complete trial yet but trials of live workers still run: a process whose
-    own trials were pruned (or cut at the budget) leaves the selection to the trial 0 that another worker runs,
-    instead of failing the study."""
-    while not any(t.state == TrialState.COMPLETE for t in finished_trials(study)):
+def _wait_for_a_complete_trial(study: optuna.Study, log_lines: ProgressLog | None, rung: int = 0) -> None:
+    """Wait while the study has no complete trial on ``rung`` yet but trials of live workers still run: a process
+    whose own trials were pruned (or cut at the budget) leaves the selection to the trial 0 that another worker
+    runs, instead of failing the study."""
+    while not any(t.state == TrialState.COMPLETE for t in finished_trials(study, rung)):
         others_alive = other_workers_alive(study)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not any(running_elsewhere(t, others_alive) for t in running):
@@ -340,7 +378,8 @@ class _Objective:
         live processes) already make up the budget; "duplicate" for a second copy of the defaults trial (two
         processes that start a new study together both queue it; trial numbers are assigned atomically, so
         the lower number is the one that runs)."""
-        earlier = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+        earlier = [t for t in self.study.get_trials(deepcopy=False)
+                   if t.number < trial.number and rung_of(t) == self.job.row_rung]  # fmt: skip
         if (
             trial.user_attrs.get(ATTR_DEFAULTS)
             and ATTR_RETRY_OF not in trial.user_attrs
@@ -364,10 +403,22 @@ class _Objective:
         the queued trial 0 reaches its own stopping rule under the per-fit cap; any other trial gets the tuning
         seconds left where fewer."""
         budget = self.job.budget
-        return budget.fit_limit(None if is_defaults else charged_seconds(finished_trials(self.study), budget))
+        charged = charged_seconds(finished_trials(self.study, self.job.row_rung), budget)
+        return budget.fit_limit(None if is_defaults else charged)
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr(ATTR_WORKER, current_worker())
+        if ATTR_ROW_RUNG not in trial.user_attrs:
+            trial.set_user_attr(ATTR_ROW_RUNG, self.job.row_rung)
+        elif int(trial.user_attrs[ATTR_ROW_RUNG]) != self.job.row_rung:
+            # A promotion queued by a worker that finished this rung: this one stops its rung too, and the
+            # promotion is queued again for the next rung (Optuna hands out queued trials first, so it would take
+            # it again at once).
+            attrs = {k: v for k, v in trial.user_attrs.items() if k != ATTR_WORKER}
+            self.study.enqueue_trial(trial.params, user_attrs=attrs)
+            trial.set_user_attr(ATTR_SURPLUS, "rung")
+            self.study.stop()
+            raise SurplusTrial(f"trial {trial.number}: belongs to the next row rung; queued again")
         reason = self._surplus_reason(trial)
         if reason is not None:
             trial.set_user_attr(ATTR_SURPLUS, reason)
@@ -377,7 +428,8 @@ class _Objective:
 
         started = time.time()
         retry_of = trial.user_attrs.get(ATTR_RETRY_OF)
-        is_defaults = bool(trial.user_attrs.get(ATTR_DEFAULTS))
+        # Trial 0 and the configurations promoted to a later row rung run their whole schedule, never pruned or cut.
+        is_defaults = bool(trial.user_attrs.get(ATTR_DEFAULTS)) or self.job.row_rung > 0
         params = suggest(trial, self.job.space)
         model_params: dict[str, Any] = jsonable(params)  # replaced by the merged dict once the model is built
         seen: list[CurvePoint] = []
@@ -388,6 +440,8 @@ class _Objective:
 
         time_limit, cut_by_budget = self._time_limit(is_defaults)
         checkpoint = self._checkpoint_path(trial)
+        if retry_of is not None:
+            self._take_over(trial, int(retry_of), checkpoint)
         try:
             model = self.job.model_cls(params, seed=self.job.seed, device=self.job.device)
             model_params = jsonable(model.params)
@@ -442,13 +496,26 @@ class _Objective:
             trial.set_user_attr(ATTR_CHECKPOINT_OF, first)
         return self.job.checkpoint_dir / f"trial-{int(first)}.pt"
 
+    def _take_over(self, trial: optuna.Trial, retry_of: int, checkpoint: Path | None) -> None:
+        """Give a retry what its interrupted original had, so that the study goes on as if that trial had never
+        stopped: the rungs it passed (successive halving does not judge it there again; its fit reports the
+        restored epochs first, the values the original recorded) and the seconds its fit had spent before the
+        checkpoint it resumes (:func:`trial_seconds`)."""
+        original = next(t for t in self.study.get_trials(deepcopy=False) if t.number == retry_of)
+        for key, value in original.system_attrs.items():
+            if key.startswith(RUNG_ATTR_PREFIX):
+                trial.storage.set_trial_system_attr(trial._trial_id, key, value)  # Optuna has no public call
+        seconds = _resumed_seconds(original, checkpoint)
+        if seconds > 0:
+            trial.set_user_attr(ATTR_RESUMED_SECONDS, round(seconds, 3))
+
     def _keep_if_best(self, trial: optuna.Trial, model: Model, report: FitReport, params: dict[str, Any]) -> None:
         """Save the fitted model of a trial that beats every completed trial so far (for refit reuse), and
         drop this process's earlier saves."""
         if self.job.model_dir is None:
             return
         values = [t.value for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                  if t.number != trial.number and t.value is not None]  # fmt: skip
+                  if t.number != trial.number and t.value is not None and rung_of(t) == self.job.row_rung]  # fmt: skip
         if values and not report.best_val_mae < min(values):
             return
         identity = fit_identity(params, self.job.seed, self.job.training)
@@ -486,6 +553,16 @@ class _Objective:
             self.recorder.record(outcome)
 
 
+def _resumed_seconds(original: FrozenTrial, checkpoint: Path | None) -> float:
+    """The seconds the fit of the interrupted ``original`` had spent when it last wrote ``checkpoint`` (0 without
+    one: the retry's fit starts over): from the trial's start to that write, plus what its own fit had resumed
+    (a checkpoint written before the trial started is the one it resumed, not one of its own)."""
+    if checkpoint is None or not checkpoint.exists() or original.datetime_start is None:
+        return 0.0
+    own = checkpoint.stat().st_mtime - original.datetime_start.timestamp()
+    return float(original.user_attrs.get(ATTR_RESUMED_SECONDS, 0.0)) + max(0.0, own)
+
+
 def _drop(checkpoint: Path | None) -> None:
     """Delete a trial's checkpoint once the trial is recorded."""
     if checkpoint is not None:
@@ -495,11 +572,11 @@ def _drop(checkpoint: Path | None) -> None:
 class _BudgetCallback:
     """Stops this process's loop once the study (all processes together) has used its budget."""
 
-    def __init__(self, budget: TrialBudget, bar: Any, log_lines: ProgressLog | None = None) -> None:
-        self.budget, self.bar, self.log_lines = budget, bar, log_lines
+    def __init__(self, budget: TrialBudget, bar: Any, log_lines: ProgressLog | None = None, rung: int = 0) -> None:
+        self.budget, self.bar, self.log_lines, self.rung = budget, bar, log_lines, rung
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        counted = finished_trials(study)
+        counted = finished_trials(study, self.rung)
         if self.log_lines is not None:
             values = [t.value for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
             best = f", best validation MAE {min(values):.4g}" if values else ""
@@ -515,9 +592,11 @@ class _BudgetCallback:
             study.stop()
 
 
-def _result(study: optuna.Study) -> TuningResult:
+def _result(study: optuna.Study, rung: int = 0) -> TuningResult:
+    """The best complete trial of ``rung`` (the last row rung: every training row), with the counts of every
+    finished trial of the study."""
     counted = finished_trials(study)
-    complete = [t for t in counted if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [t for t in counted if t.state == TrialState.COMPLETE and t.value is not None and rung_of(t) == rung]
     if not complete:
         failures = [t.user_attrs[ATTR_FAILURE] for t in counted if ATTR_FAILURE in t.user_attrs]
         detail = f"; first failure: {failures[0]}" if failures else ""
@@ -532,7 +611,7 @@ def _result(study: optuna.Study) -> TuningResult:
         best_value=float(best.value),
         best_trial_number=best.number,
         n_trials=len(counted),
-        n_complete=len(complete),
+        n_complete=sum(t.state == TrialState.COMPLETE for t in counted),
         tuning_seconds=spent_seconds(counted),
         history=[(t.number, t.state.name, t.value) for t in counted],
         best_fit_identity=best.user_attrs.get(ATTR_FIT_IDENTITY),
@@ -540,4 +619,5 @@ def _result(study: optuna.Study) -> TuningResult:
         n_pruned=sum(t.state == TrialState.PRUNED and ATTR_CUT_BY_BUDGET not in t.user_attrs for t in counted),
         n_cut_by_budget=sum(t.state == TrialState.PRUNED and ATTR_CUT_BY_BUDGET in t.user_attrs for t in counted),
         n_failed=sum(t.state == TrialState.FAIL for t in counted),
+        resumed_trials=tuple(chain_head(t) for t in study.get_trials(deepcopy=False) if is_interrupted(t)),
     )

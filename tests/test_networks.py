@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -601,6 +602,107 @@ def test_a_fit_killed_between_epochs_resumes_to_the_same_weights_and_curve(
     for name, value in alone.network.state_dict().items():
         assert torch.equal(value, model.network.state_dict()[name]), name
     assert report.fit_seconds >= report.curve[kill_at - 2].seconds  # earlier seconds are counted
+
+
+def test_a_blown_up_cosine_fit_goes_on_with_the_rest_of_its_schedule_at_a_lower_rate(small) -> None:
+    X, y, Xv, yv = small
+    config = TrainConfig(max_epochs=8, patience=8, lr=1e-3, batch_size=16, schedule="cosine", warmup=0.0)
+
+    def rates(blow_up: bool) -> list[float]:
+        torch.manual_seed(0)
+        net = build_model("irnet", 17, N_FEATURES)
+        seen: list[float] = []
+        original = torch.optim.Adam.step
+
+        def spy(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return original(self, *args, **kwargs)
+
+        def blow_up_after_epoch_3(step: int, val_mae: float) -> None:
+            if blow_up and step == 3:
+                with torch.no_grad():
+                    for parameter in net.parameters():
+                        parameter.add_(torch.randn_like(parameter) * 5.0)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(torch.optim.Adam, "step", spy)
+            report = train_network(net, X, y, Xv, yv, config, on_step=blow_up_after_epoch_3).report
+        assert report.extra["rollback_epochs"] == ([4] if blow_up else [])
+        return seen
+
+    calm, rolled = rates(False), rates(True)
+    assert len(calm) == len(rolled) == 8 * 6  # every step of the schedule is taken
+    assert rolled[:24] == calm[:24]  # epochs 1-4 as before
+    assert rolled[24:] == pytest.approx([0.3 * rate for rate in calm[24:]])  # the same curve, 0.3x lower
+
+
+def test_a_cosine_fit_killed_between_epochs_resumes_the_same_schedule_to_the_same_weights(
+    small, tmp_path, monkeypatch
+) -> None:
+    import irnet.training
+
+    monkeypatch.setattr(irnet.training, "CHECKPOINT_EVERY_S", 0.0)
+    params = {"max_epochs": 12, "patience": 12, "lr": 3e-3, "batch_size": 16, "optimizer": "adamw",
+              "schedule": "cosine", "warmup": 0.1}  # fmt: skip
+    X, y, Xv, yv = small
+    alone = IRNetModel(params, seed=4)
+    expected = alone.fit(X, y, Xv, yv)
+    model, report, _steps, _replayed = _fit_killed_then_resumed(IRNetModel, params, small, tmp_path / "f.pt", 7)
+    assert report.extra["resumed_from_epoch"] == 6
+    assert [(c.train_mae, c.val_mae) for c in report.curve] == [(c.train_mae, c.val_mae) for c in expected.curve]
+    assert report.extra["final_lr"] == expected.extra["final_lr"]
+    for name, value in alone.network.state_dict().items():
+        assert torch.equal(value, model.network.state_dict()[name]), name
+
+
+def test_the_budgeted_schedules_warm_up_then_decay_to_zero_at_the_budget() -> None:
+    from irnet.training import lr_multiplier
+
+    total, warm = 100, 10
+    cosine = [lr_multiplier(step, total, warm, "cosine") for step in range(total)]
+    linear = [lr_multiplier(step, total, warm, "linear") for step in range(total)]
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)  # linear warm-up over 10 steps
+    assert cosine[:10] == linear[:10] and cosine[10] == linear[10] == 1.0
+    assert cosine[55] == pytest.approx(0.5) and linear[55] == pytest.approx(0.5)  # half-way through the decay
+    assert cosine[30] > linear[30] and cosine[80] < linear[80]  # cosine holds the rate longer, then drops faster
+    assert all(a >= b for a, b in itertools.pairwise(cosine[10:]))
+    assert lr_multiplier(total, total, warm, "cosine") == 0.0 == lr_multiplier(total + 5, total, warm, "linear")
+    assert lr_multiplier(0, total, 0, "cosine") == 1.0  # no warm-up: the full rate at once
+
+
+def test_a_cosine_fit_spends_its_epochs_and_ends_at_rate_zero(small) -> None:
+    X, y, Xv, yv = small
+    params = {"max_epochs": 6, "patience": 6, "lr": 2e-3, "batch_size": 16, "optimizer": "adamw", "warmup": 0.1}
+    rates: list[float] = []
+    model = IRNetModel({**params, "schedule": "cosine"}, seed=0)
+    original = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):  # the rate each optimiser step used
+        rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.AdamW, "step", spy)
+        report = model.fit(X, y, Xv, yv)
+    steps = 6 * 6  # 96 rows at batch 16: 6 steps per epoch
+    assert report.stopped == "max_steps" and len(report.curve) == 6 and report.extra["schedule"] == "cosine"
+    assert len(rates) == steps and report.extra["final_lr"] == pytest.approx(0.0, abs=1e-12)
+    warm = round(0.1 * steps)
+    assert rates[0] == pytest.approx(2e-3 / warm) and max(rates) == pytest.approx(2e-3)
+    assert rates.index(max(rates)) == warm - 1 and rates[-1] < 2e-3 * 0.01
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"schedule": "onecycle"}, "unknown schedule 'onecycle'; valid: plateau, cosine, linear"),
+        ({"schedule": "cosine", "warmup": 1.0}, "warmup is the fraction of the schedule"),
+        ({"schedule": "cosine", "lr_decay": 0.3}, "lr_decay 0.3 belongs to the plateau schedule"),
+    ],
+)
+def test_a_bad_schedule_is_refused_when_the_model_is_built(params, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        IRNetModel(params)
 
 
 def test_a_damaged_or_foreign_checkpoint_is_ignored_with_one_warning(small, tmp_path, monkeypatch, caplog) -> None:

@@ -51,9 +51,9 @@ def native_bf16(monkeypatch):
 
 def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     quick = PRESETS["quick"]
-    # Networks: 80 epochs at 4,500 rows/s in float32 -> 177.8 s at 10k rows, / 2.2 in bf16 (quick's amp): 80.8 s;
-    # trial 0 apart, then tuning 1.3 fits (successive halving fills it with short trials), cap 4 fits. A trial
-    # after trial 0 is expected to stop at the first rung: 3 epochs.
+    # Networks: the epoch budget's 80 epochs at 10k rows at 4,500 rows/s in float32 -> 177.8 s, / 2.2 in bf16
+    # (quick's amp): 80.8 s; trial 0 apart, then tuning 1.3 fits (successive halving fills it with short trials),
+    # cap 4 fits. A trial after trial 0 is expected to stop at the first rung: 3 epochs.
     net = quick.budget_for("irnet", 10_000)
     assert (net.n_trials, net.tuning_seconds, net.fit_seconds, net.expected_trial_steps) == (50, 105.1, 323.2, 3)
     assert net.trial0_apart and not quick.budget_for("xgboost", 10_000).trial0_apart
@@ -61,7 +61,8 @@ def test_quick_budget_grows_with_rows_and_differs_by_family(native_bf16):
     small = quick.budget_for("srnet", 1_000)
     assert (small.tuning_seconds, small.fit_seconds) == (90.0, 90.0)
     assert quick.budget_for("rf", 1_000).fit_seconds == 60.0  # 4 x the 5 s floor is 20, lifted to the tuning 60
-    assert quick.budget_for("plain", 30_000).fit_seconds == 969.7
+    # 30k rows: 63 epochs (fewer epochs on more rows), 30 x 63 / 4.5 / 2.2 = 190.9 s per fit, cap 4 fits.
+    assert quick.budget_for("plain", 30_000).fit_seconds == 763.6
     # Boosters: 50 trials' worth of 1.5 s fits at 10k rows; a cap 20x the expected fit (30 s), never below the
     # tuning seconds (75 s): a fit the tuning budget could hold is not cut by the cap.
     xgb = quick.budget_for("xgboost", 10_000)
@@ -92,16 +93,28 @@ def test_network_budget_follows_bf16_and_the_thread_count(monkeypatch):
     assert PRESETS["paper"].budget_for("irnet", 10_000) == PRESETS["paper"].budget  # paper: amp off, fixed budget
 
 
-def test_quick_successive_halving_resources_match_the_network_step_cap():
+def test_quick_successive_halving_ends_at_the_epoch_budget_of_the_rows():
+    """`quick`'s networks spend an epoch budget by rows (a cosine schedule over it): it is their step cap, fixed
+    in the space a study tunes, and the last resource of their successive halving."""
+    from studies.protocol import resolved_space
+
     quick = PRESETS["quick"]
-    pruning = quick.pruning["networks"]
-    pruning.check("networks", quick.settings["networks"])  # the preset's own step cap: accepted
-    assert pruning.rungs() == [3, 9, 27, 81, 243]
-    with pytest.raises(ValueError, match="not the step cap"):
-        pruning.check("networks", {"step_cap": fixed(100)})
-    with pytest.raises(ValueError, match="not the step cap"):  # a preset that pairs them wrongly cannot be made
-        quick.with_changes(settings={**quick.settings, "networks": {"step_cap": fixed(100)}})
+    budget = quick.epoch_budgets["networks"]
+    assert [budget.epochs(n) for n in (1_000, 10_000, 30_000, 239_190)] == [132, 80, 63, 40]
+    for n, rungs in ((1_000, [3, 9, 27, 81]), (10_000, [3, 9, 27]), (239_190, [3, 9, 27])):
+        pruning = quick.pruning_for("irnet", n)
+        assert pruning is not None and pruning.max_steps == budget.epochs(n) and pruning.rungs() == rungs
+        space = resolved_space("irnet", quick, threads=2, n_train=n)
+        assert space["max_epochs"] == fixed(budget.epochs(n)) and space["schedule"] == fixed("cosine")
+        assert space["patience"]["value"] >= budget.epochs(n)  # the schedule is spent, never cut by patience
     assert quick.pruning_for("xgboost") is None and quick.budget_for("xgboost", 10_000).expected_trial_steps is None
+    with pytest.raises(ValueError, match="first rung"):  # a first rung at or past the fewest epochs
+        quick.with_changes(pruning={"networks": dataclasses.replace(quick.pruning["networks"], min_steps=20)})
+    # Without an epoch budget the step cap is the preset's fixed one, and the two must agree.
+    plateau = quick.with_changes(epoch_budgets={}, settings={**quick.settings, "networks": {"step_cap": fixed(300)}})
+    assert plateau.pruning_for("irnet", 10_000).rungs() == [3, 9, 27, 81, 243]
+    with pytest.raises(ValueError, match="not the step cap"):
+        plateau.with_changes(settings={**quick.settings, "networks": {"step_cap": fixed(100)}})
 
 
 def test_network_budget_on_a_gpu_is_scaled_by_throughput_and_trees_are_not():
@@ -218,9 +231,9 @@ def test_quick_default_run_is_the_10k_point_of_a_scaling_study(tmp_path):
 
 
 def test_expected_time_is_the_tuning_budget_plus_one_refit(native_bf16, tmp_path):
-    """What `--train-sizes all --threads 2` says at its start: IRNet's trial 0 is one expected fit of 1,932.9 s
-    (80 epochs of 239,190 rows at 4,500 rows/s x 2.2 in bf16), the search after it 1.3 fits (2,512.7 s), and
-    the refit one more fit: 106 min."""
+    """What `--train-sizes all --threads 2` says at its start: IRNet first searches on a ninth of the rows (26,576:
+    trial 0, 65 epochs, 174.5 s in bf16 at 4,500 rows/s x 2.2, and 226.8 s of search), then fits the 3 best on
+    every row (40 epochs, 966.4 s each), the best of which is the refit: 55 min."""
     from benchmarks.loader import load_task
     from studies.protocol import expected_time_line
     from studies.stores import default_tracking_uri
@@ -229,13 +242,13 @@ def test_expected_time_is_the_tuning_budget_plus_one_refit(native_bf16, tmp_path
                                tracking_uri=default_tracking_uri(tmp_path))  # fmt: skip
     irnet, xgboost = plan.keys()
     assert irnet.train_size == 239_190 and plan.expected_seconds(irnet) == pytest.approx(
-        1932.85 + 2512.7 + 1932.85, abs=0.1
+        174.49 + 226.8 + 3 * 966.42, abs=0.1
     )
     # XGBoost: 50 trials of its expected fit are fewer seconds than its tuning budget, so the trials count.
     fit = expected_fit_seconds("xgboost", 239_190, threads=2)
     assert plan.expected_seconds(xgboost) == pytest.approx(min(50 * fit, plan.budget(xgboost).tuning_seconds) + fit)
     line = expected_time_line(plan)
-    assert line.startswith("2 of 2 jobs to run") and "irnet 1 h 46 min" in line and "(cpu, 2 thread(s))" in line
+    assert line.startswith("2 of 2 jobs to run") and "irnet 55 min" in line and "(cpu, 2 thread(s))" in line
 
 
 def test_a_cap_above_a_small_task_is_all_rows(steels_task, tmp_path):
@@ -310,10 +323,10 @@ def test_refit_reuses_the_best_trials_model_and_refits_on_a_mismatch(tmp_path, s
 def test_the_refit_step_cap_replaces_the_trials_cap_of_its_group_only():
     quick = get_preset("quick")
     xgb, factor = quick.refit_configuration("xgboost", {"n_estimators": 2000, "learning_rate": 0.05})
-    assert (xgb["n_estimators"], xgb["learning_rate"], factor) == (20_000, 0.05, 10.0)
+    assert (xgb["n_estimators"], xgb["learning_rate"], factor) == (50_000, 0.05, 25.0)
     assert xgb["early_stopping_rounds"] == 50  # the rest of the full parameters, from the model's defaults
     lgbm, _ = quick.refit_configuration("lightgbm", {"n_estimators": 2000})
-    assert lgbm["n_estimators"] == 20_000
+    assert lgbm["n_estimators"] == 50_000
     assert quick.refit_configuration("xgboost", {"n_estimators": 30_000})[1] == 1.0  # never lowered
     network, factor = quick.refit_configuration("irnet", {"max_epochs": 300})
     assert (network["max_epochs"], factor) == (300, 1.0)  # only the boosters' group is raised

@@ -41,6 +41,7 @@ from studies.presets import PRESETS, SuccessiveHalving, TrialBudget, get_preset
 from studies.protocol import resolved_space
 from studies.registry import BENCHMARK_MODELS, get_model_class, model_info, model_names, parse_model_list
 from studies.schema import RunKey
+from studies.search_strategy import make_pruner
 from studies.spaces import ENABLED_SUFFIX, default_trial_params, suggest
 from studies.tuning import ATTR_MODEL_PARAMS, TuningJob, counts_toward_budget, finished_trials, open_study, tune
 
@@ -354,7 +355,7 @@ def test_successive_halving_runs_trial_0_to_the_end_and_bootstraps_each_rung(tmp
     pruning = SuccessiveHalving(min_steps=2, max_steps=20, reduction_factor=3, bootstrap_count=2)  # rungs 2, 6, 18
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'optuna.db'}"), direction="minimize",
                                 sampler=optuna.samplers.TPESampler(seed=0),
-                                pruner=tuning.make_pruner(pruning, get_preset("quick"), search))  # fmt: skip
+                                pruner=make_pruner(pruning, get_preset("quick"), search))  # fmt: skip
     _tune(study, LateBloomer, search, steels_training, TrialBudget(30, None, None))
     trials = sorted(study.get_trials(), key=lambda t: t.number)
     # Trial 0 is worse than every other trial at every step and still runs to its own end.
