@@ -100,10 +100,11 @@ class RunPlan:
                                     bf16=self.preset.trains_in_bf16(model, self.device),
                                     epochs=self.preset.step_cap_for(model, n_train))  # fmt: skip
 
-    def _search_seconds(self, model: str, n_train: int) -> float:
-        """What a search on ``n_train`` rows is expected to take: the budget's seconds, plus one fit for trial 0
-        where the budget keeps it apart, or its trials' expected fits where those are fewer or no seconds are set."""
-        budget = self.preset.budget_for(model, n_train, self.device, self.threads)
+    def _search_seconds(self, model: str, n_train: int, budget: TrialBudget | None = None) -> float:
+        """What a search on ``n_train`` rows under ``budget`` (default: the preset's for those rows) is expected to
+        take: the budget's seconds, plus one fit for trial 0 where the budget keeps it apart, or its trials'
+        expected fits where those are fewer or no seconds are set."""
+        budget = budget or self.preset.budget_for(model, n_train, self.device, self.threads)
         fit = self._fit_seconds(model, n_train)
         tuning = budget.n_trials * fit
         if budget.tuning_seconds is not None:
@@ -119,7 +120,10 @@ class RunPlan:
         fit = self._fit_seconds(key.model, n_train)
         if len(rows) > 1:
             promote = self.preset.row_rungs[model_info(key.model).group].promote
-            return sum(self._search_seconds(key.model, n) for n in rows[:-1]) + promote * fit
+            searches = [self._search_seconds(key.model, n, self.preset.lower_rung_budget(key.model, n, self.device,
+                                                                                          self.threads))
+                        for n in rows[:-1]]  # fmt: skip
+            return sum(searches) + promote * fit
         budget = self.budget(key)
         return self._search_seconds(key.model, n_train) + (
             fit if budget.fit_seconds is None else min(fit, budget.fit_seconds)

@@ -120,16 +120,23 @@ class RowRungs:
     "Hyperband", JMLR 2018, which names training-set size as a resource) rather than Optuna's pruners: an
     Optuna trial cannot change its rows mid-fit, and a fit on more rows is a new fit, not more epochs of one.
 
-    A rung with fewer than ``min_rows`` rows is left out; with none left, the study is a plain one."""
+    A rung with fewer than ``min_rows`` rows is left out; with none left, the study is a plain one.
+
+    ``search_fits``: the tuning seconds of a lower rung's search after trial 0, in expected fits on that rung's
+    rows (None: the group's rule). Above the rule's because the search on a lower rung is the whole study's
+    search: the rule's 1.3 fits buy 3-9 configurations, a study on every row must compare at least 16."""
 
     fractions: tuple[float, ...]  # of the rows, ascending, each below 1: the lower rungs
     promote: int = 3  # configurations each rung passes to the next (at least this many reach every row)
     min_rows: int = 10_000
+    search_fits: float | None = None
 
     def __post_init__(self) -> None:
         if not (all(0 < f < 1 for f in self.fractions) and list(self.fractions) == sorted(set(self.fractions))
-                and self.promote >= 1 and self.min_rows >= 1):  # fmt: skip
-            raise ValueError(f"row rungs: fractions must rise within (0, 1) and promote, min_rows be >= 1; got {self}")
+                and self.promote >= 1 and self.min_rows >= 1
+                and (self.search_fits is None or self.search_fits > 0)):  # fmt: skip
+            raise ValueError(f"row rungs: fractions must rise within (0, 1), promote and min_rows be >= 1 and "
+                             f"search_fits positive; got {self}")  # fmt: skip
 
     def rows(self, n_train: int) -> list[int]:
         """The training rows of each rung for a study on ``n_train`` rows, ascending; the last is ``n_train``."""
@@ -354,6 +361,23 @@ class Preset:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
+    def lower_rung_budget(
+        self, model: str, n_rows: int, device: str = "cpu", threads: int = REFERENCE_THREADS
+    ) -> TrialBudget:
+        """The budget of the search on a lower row rung of ``n_rows`` rows: the group's budget for that many rows,
+        its tuning seconds ``search_fits`` expected fits there where the rungs set them (:class:`RowRungs`)."""
+        budget = self.budget_for(model, n_rows, device, threads)
+        rungs = self.row_rungs.get(model_info(model).group)
+        if rungs is None or rungs.search_fits is None or "tuning_seconds" in self.budget_overrides:
+            return budget
+        fit = expected_fit_seconds(model, n_rows, device, threads=threads, bf16=self.trains_in_bf16(model, device),
+                                   epochs=self.step_cap_for(model, n_rows))  # fmt: skip
+        tuning = round(rungs.search_fits * fit, 1)
+        cap = budget.fit_seconds
+        if cap is not None and "fit_seconds" not in self.budget_overrides:
+            cap = max(cap, tuning)
+        return dataclasses.replace(budget, tuning_seconds=tuning, fit_seconds=cap)
+
     def with_changes(self, **changes: Any) -> Preset:
         """A copy with some fields replaced (command-line overrides)."""
         return dataclasses.replace(self, **changes)
@@ -452,9 +476,11 @@ PRESETS: dict[str, Preset] = {
             epoch_budgets={"networks": NETWORK_EPOCH_BUDGET},
             # From 90,000 training rows on, the networks search first on a ninth of the rows (at least 10,000),
             # then fit the 3 best configurations on every row and select among those: on all 239,190
-            # formation_energy rows, 26,576-row fits of 65 epochs (~2 min each on 2 cores, most pruned after 3 or
-            # 9 epochs) instead of 40-epoch fits of ~13 min, then three of those (README "Budgets").
-            row_rungs={"networks": RowRungs(fractions=(1 / 9,), promote=3, min_rows=10_000)},
+            # formation_energy rows, 26,576-row fits of 65 epochs (~3 min each on 2 cores, most pruned after 3 or
+            # 9 epochs) instead of 40-epoch fits of ~16 min, then three of those (README "Budgets"). That search
+            # gets 6 expected fits after trial 0 (17 min for IRNet-17 there): at the rule's 1.3 the 10,000-row
+            # studies compared 3-9 configurations, and a study on every row must compare at least 16.
+            row_rungs={"networks": RowRungs(fractions=(1 / 9,), promote=3, min_rows=10_000, search_fits=6.0)},
             # The selected booster configuration's refit may boost 50,000 rounds: its trials' 5,000 bound the
             # search, but at 30,000 and 239,190 formation_energy rows the selected fits (then capped at 2,000) needed
             # up to learning rate x rounds 970 (XGBoost, depth 9, lr 0.102: 9,586 rounds; 8,445 at 30,000 rows; test

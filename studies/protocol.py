@@ -274,7 +274,7 @@ def row_rung_stages(plan: RunPlan, key: RunKey, job: TuningJob, rows: list[int])
         last = rung == len(rows) - 1
         training = job.training if last else job.training.with_training_rows(n_rows, seed=key.seed)
         budget = (dataclasses.replace(job.budget, tuning_seconds=None) if last
-                  else plan.preset.budget_for(key.model, n_rows, plan.device, plan.threads))  # fmt: skip
+                  else plan.preset.lower_rung_budget(key.model, n_rows, plan.device, plan.threads))  # fmt: skip
         space = resolved_space(key.model, plan.preset, plan.threads, n_rows)
         stages.append(dataclasses.replace(job, training=training, budget=budget, row_rung=rung, space=space))
     return stages

@@ -172,6 +172,22 @@ def test_the_quick_networks_search_a_ninth_of_the_rows_from_90000_rows_and_every
         RowRungs(fractions=(0.5, 0.2))
     with pytest.raises(ValueError, match="fractions must rise within"):
         RowRungs(fractions=(1.0,))  # a rung as large as the training rows
+    with pytest.raises(ValueError, match="search_fits positive"):
+        RowRungs(fractions=(0.1,), search_fits=0.0)
+
+
+def test_a_lower_rung_searches_for_its_search_fits_and_an_explicit_timeout_wins():
+    """The search on the ninth of all rows gets 6 expected fits there after trial 0, not the group rule's 1.3; the
+    per-fit cap never lies below those seconds; `--timeout` (a budget override) replaces both."""
+    quick = get_preset("quick")
+    rule = quick.budget_for("irnet", 26_576)
+    lower = quick.lower_rung_budget("irnet", 26_576)
+    fit = rule.tuning_seconds / 1.3
+    assert lower.tuning_seconds == pytest.approx(6 * fit, abs=0.5) and lower.fit_seconds >= lower.tuning_seconds
+    assert (lower.n_trials, lower.trial0_apart) == (rule.n_trials, rule.trial0_apart)
+    assert quick.lower_rung_budget("xgboost", 26_576) == quick.budget_for("xgboost", 26_576)  # no row rungs
+    timed = quick.with_changes(budget_overrides={"tuning_seconds": 500.0})
+    assert timed.lower_rung_budget("irnet", 26_576).tuning_seconds == 500.0
 
 
 def test_a_rung_view_keeps_every_validation_row_and_nests_its_training_rows(steels_training):
