@@ -35,6 +35,9 @@ from benchmarks.errors import UsageError
 LEARNING_RATE_LOW, LEARNING_RATE_HIGH = 0.02, 0.3
 TRIAL_RATE_ROUNDS = 100  # learning rate x rounds a trial at LEARNING_RATE_LOW must be allowed (median at 10k rows)
 REFIT_RATE_ROUNDS = 1_000  # learning rate x rounds a refit at LEARNING_RATE_LOW must be allowed (largest measured)
+# The median pruner compares booster trials at equal learning rate x rounds (``ModelSearch.progress_param``) and
+# prunes none before 5 units: 50 rounds at the default rate 0.1, as the 50-round warm-up before 2026-12-08.
+PRUNING_WARMUP_PROGRESS = 5
 
 
 def as_training_arrays(

@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 import catboost
 import numpy as np
 
-from baselines.boosting import LEARNING_RATE_HIGH, LEARNING_RATE_LOW, as_training_arrays, round_curve, stop_reason
+from baselines.boosting import (
+    LEARNING_RATE_HIGH,
+    LEARNING_RATE_LOW,
+    PRUNING_WARMUP_PROGRESS,
+    as_training_arrays,
+    round_curve,
+    stop_reason,
+)
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.searchspace import ModelSearch, int_range, log_uniform, uniform
 
@@ -171,8 +178,8 @@ MODELS = (
                 "l2_leaf_reg": log_uniform(1.0, 10.0),
                 "leaf_estimation_iterations": int_range(1, 10),
             },
-            report_every=10,
-            warmup_steps=50,
+            progress_param="learning_rate",  # pruned at equal learning rate x rounds (baselines.boosting)
+            warmup_steps=PRUNING_WARMUP_PROGRESS,
             source="rtdl CatBoost ranges; learning rate by the round caps (baselines.boosting)",
         ),
         color="#e377c2",

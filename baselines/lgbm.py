@@ -18,7 +18,14 @@ from typing import Any, ClassVar
 import lightgbm as lgb
 import numpy as np
 
-from baselines.boosting import LEARNING_RATE_HIGH, LEARNING_RATE_LOW, as_training_arrays, round_curve, stop_reason
+from baselines.boosting import (
+    LEARNING_RATE_HIGH,
+    LEARNING_RATE_LOW,
+    PRUNING_WARMUP_PROGRESS,
+    as_training_arrays,
+    round_curve,
+    stop_reason,
+)
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.searchspace import ModelSearch, fixed, int_range, log_uniform, optional, uniform
 
@@ -231,8 +238,8 @@ MODELS = (
                 "colsample_bytree": uniform(0.5, 1.0),
                 "reg_lambda": optional(log_uniform(1e-5, 1.0), off=0.0),
             },
-            report_every=10,
-            warmup_steps=50,
+            progress_param="learning_rate",  # pruned at equal learning rate x rounds (baselines.boosting)
+            warmup_steps=PRUNING_WARMUP_PROGRESS,
             source="TabArena / FLAML / LightGBM Parameters Tuning ranges (leaves, leaf size, rate); rtdl otherwise",
         ),
         color="#8c564b",

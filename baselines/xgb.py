@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 import numpy as np
 import xgboost as xgb
 
-from baselines.boosting import LEARNING_RATE_HIGH, LEARNING_RATE_LOW, as_training_arrays, round_curve, stop_reason
+from baselines.boosting import (
+    LEARNING_RATE_HIGH,
+    LEARNING_RATE_LOW,
+    PRUNING_WARMUP_PROGRESS,
+    as_training_arrays,
+    round_curve,
+    stop_reason,
+)
 from benchmarks.contract import FitCost, FitReport, Model, ModelInfo, StepCallback
 from benchmarks.searchspace import ModelSearch, int_range, log_uniform, optional, uniform
 
@@ -224,8 +231,8 @@ MODELS = (
                 "reg_lambda": optional(log_uniform(1e-8, 100.0), off=0.0),
                 "gamma": optional(log_uniform(1e-8, 100.0), off=0.0),
             },
-            report_every=10,
-            warmup_steps=50,
+            progress_param="learning_rate",  # pruned at equal learning rate x rounds (baselines.boosting)
+            warmup_steps=PRUNING_WARMUP_PROGRESS,
             source="FLAML depth range, learning rate by the round caps (baselines.boosting); rtdl otherwise",
         ),
         color="#ff7f0e",

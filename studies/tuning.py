@@ -452,7 +452,7 @@ class _Objective:
                 self.job.training.y_train,
                 self.job.training.X_val,
                 self.job.training.y_val,
-                on_step=self._step_callback(trial, seen, started, is_defaults),
+                on_step=self._step_callback(trial, seen, started, is_defaults, self._progress_rate(model)),
                 time_limit_s=time_limit,
                 checkpoint_path=checkpoint,
             )
@@ -527,13 +527,29 @@ class _Objective:
             old.with_name(old.name.replace(".fit.pkl", ".model.pkl")).unlink(missing_ok=True)
         self._saved = [fit_path]
 
+    def _progress_rate(self, model: Model) -> float | None:
+        """The rate that scales a step into the pruner's progress (``ModelSearch.progress_param``), or None."""
+        name = self.job.search.progress_param
+        return None if name is None else float(model.params[name])
+
     def _step_callback(
-        self, trial: optuna.Trial, seen: list[CurvePoint], started: float, is_defaults: bool
+        self, trial: optuna.Trial, seen: list[CurvePoint], started: float, is_defaults: bool, rate: float | None
     ) -> Callable[[int, float], None]:
-        """Report every ``report_every``-th step to the pruner. Trial 0 (the defaults or the converging regime)
-        is never pruned, so every model reaches its own stopping rule once; it still asks the pruner, which
-        records its rung values for the trials that follow."""
+        """Report every ``report_every``-th step to the pruner, or, with a progress ``rate``, each whole unit of
+        rate x steps once, as that unit (:class:`benchmarks.searchspace.ModelSearch`). Trial 0 (the defaults or
+        the converging regime) is never pruned, so every model reaches its own stopping rule once; it still asks
+        the pruner, which records its rung values for the trials that follow."""
         every = max(1, self.job.search.report_every)
+        reported = [0]  # the last progress unit reported
+
+        def pruner_step(step: int) -> int | None:
+            if rate is None:
+                return step if step % every == 0 else None
+            unit = int(rate * step)
+            if unit <= reported[0]:
+                return None
+            reported[0] = unit
+            return unit
 
         def on_step(step: int, val_mae: float) -> None:
             seen.append(
@@ -541,8 +557,9 @@ class _Objective:
             )
             if self.log_lines is not None:
                 self.log_lines.maybe(lambda: f"trial {trial.number} at step {step}, validation MAE {val_mae:.4g}")
-            if step % every == 0 and math.isfinite(val_mae):
-                trial.report(float(val_mae), step)
+            at = pruner_step(step) if math.isfinite(val_mae) else None
+            if at is not None:
+                trial.report(float(val_mae), at)
                 if trial.should_prune() and not is_defaults:
                     raise optuna.TrialPruned(f"pruned at step {step} (validation MAE {val_mae:.5g})")
 

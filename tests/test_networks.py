@@ -756,6 +756,21 @@ def test_amp_on_a_cpu_without_native_bf16_trains_in_float32_with_one_warning(sma
     assert [c.val_mae for c in reports[0].curve] == [c.val_mae for c in reports[2].curve]
 
 
+def test_bf16_is_used_only_where_it_measures_faster_than_float32(monkeypatch) -> None:
+    """The CPU flag alone does not decide: a Xeon VM with avx512_bf16 and no AMX trained IRNet-17 slower in bf16."""
+    import irnet.training
+
+    speedup = irnet.training.bf16_speedup()
+    assert math.isfinite(speedup) and speedup > 0
+    monkeypatch.setattr(irnet.training, "_cpu_bf16_flag", lambda: "avx512_bf16")
+    monkeypatch.setattr(irnet.training, "bf16_speedup", lambda: 0.6)
+    assert native_cpu_bf16() is None
+    monkeypatch.setattr(irnet.training, "bf16_speedup", lambda: 2.2)
+    assert native_cpu_bf16() == "avx512_bf16"
+    monkeypatch.setattr(irnet.training, "_cpu_bf16_flag", lambda: None)  # no flag: never measured, never used
+    assert native_cpu_bf16() is None
+
+
 @pytest.mark.skipif(native_cpu_bf16() is None, reason="this CPU has no native bf16")
 def test_amp_on_a_cpu_with_native_bf16_trains_in_bf16_and_predicts_in_float32(small) -> None:
     X, y, Xv, yv = small

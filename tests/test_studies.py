@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import socket
 import subprocess
@@ -340,6 +341,48 @@ def test_unpromising_trials_are_pruned_from_intermediate_scores(tmp_path, steels
         assert all(step % 2 == 0 for step in t.intermediate_values)
     pruned_outcomes = [o for o in recorder.outcomes if o.state == "PRUNED"]
     assert pruned_outcomes and all(len(o.curve) < 20 for o in pruned_outcomes)
+
+
+class ShrinkageModel(CurveModel):
+    """A booster stand-in over 200 rounds whose curve depends on learning rate x rounds, as shrinkage makes it:
+    1 / (rate x round) + rate, so a lower rate is behind at equal rounds but ahead at equal rate x rounds."""
+
+    name: ClassVar[str] = "shrinkage"
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"learning_rate": 0.3}
+
+    def fit(self, X_train, y_train, X_val, y_val, *, on_step=None, time_limit_s=None) -> FitReport:
+        start, rate = time.perf_counter(), float(self.params["learning_rate"])
+        self.mean_ = float(np.mean(y_train))
+        curve = []
+        for step in range(1, 201):
+            value = 1.0 / (rate * step) + rate
+            curve.append(CurvePoint(step, value, value, 0.0))
+            if on_step is not None:
+                on_step(step, value)
+        return self._report(y_val, curve, start)
+
+
+def test_booster_trials_are_compared_at_equal_learning_rate_times_rounds(tmp_path, steels_training):
+    """With ``progress_param`` the pruner sees each whole unit of rate x rounds once, as that unit, so a low rate
+    is judged where it has gone as far as a high one, and the search can beat a high-rate trial 0."""
+    search = ModelSearch({"learning_rate": spaces.log_uniform(0.02, 0.3)}, warmup_steps=2,
+                         progress_param="learning_rate")  # fmt: skip
+    study = _study(tmp_path, search, name="shrinkage")
+    _tune(study, ShrinkageModel, search, steels_training, TrialBudget(10, None, None))
+    trials = study.get_trials()
+    for t in trials:
+        rate = t.user_attrs[ATTR_MODEL_PARAMS]["learning_rate"]
+        last = max(t.intermediate_values)
+        assert sorted(t.intermediate_values) == list(range(1, last + 1))
+        if t.state == TrialState.COMPLETE:
+            assert last == int(rate * 200)
+        unit = 1  # the value reported at unit u is the curve's at the first round where rate x round reaches u
+        assert t.intermediate_values[unit] == pytest.approx(1.0 / (rate * math.ceil(unit / rate - 1e-9)) + rate)
+    assert trials[0].user_attrs[ATTR_MODEL_PARAMS]["learning_rate"] == 0.3
+    assert study.best_trial.number != 0 and study.best_trial.params["learning_rate"] < 0.3
 
 
 class LateBloomer(CurveModel):
