@@ -4,7 +4,8 @@ learning-rate range of their search spaces with the rule that ties it to the pre
 **Learning rate x rounds.** A smaller learning rate needs more rounds (LightGBM's "Parameters Tuning": "Use small
 learning_rate with large num_iterations"), roughly in inverse proportion, so how far a fit must boost is counted
 here as learning rate x best round. The project's tracked formation_energy refits, all ended by early stopping
-(``docs/results/scaling/export``; README "The boosters' round cap on the full training part"):
+(``docs/results/scaling/export``; docs/measurements.md "The boosters' round cap on the full
+training part, measured"):
 
 - 10,000 rows: LightGBM 47, 60, 118; XGBoost 70, 159, 174 (seeds 0-2; median 94);
 - 30,000 rows: LightGBM 397-642; XGBoost 143-316;

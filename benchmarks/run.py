@@ -324,7 +324,7 @@ def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
         finals = pd.DataFrame(columns=["model", "fold", "seed", "train_rows"])
     # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model group.
     budget_text = (
-        "budgets by model group and rows (README: Budgets)" if plan.preset.rules else "one fixed budget per model"
+        "budgets by model group and rows (docs/guide/budgets.md)" if plan.preset.rules else "one fixed budget per model"
     )
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = [k for _, k in jobs]

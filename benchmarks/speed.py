@@ -22,7 +22,7 @@ One run, one machine, real data (the OQMD ``formation_energy`` task read from th
   input-gradient and weight-gradient GEMM at that batch size): the machine's practical peak for this work.
 
 Only numpy, pandas and torch are needed (matminer is timed when importable), so it runs on a bare GPU node with
-the data copied in ``$IRNET_BENCH_CACHE`` (README "GPU check").
+the data copied in ``$IRNET_BENCH_CACHE`` (docs/guide/gpu.md "GPU check").
 """
 
 from __future__ import annotations

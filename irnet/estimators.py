@@ -11,7 +11,8 @@ Each regressor wraps the benchmark's own model (:class:`irnet.models.NetworkMode
 :func:`irnet.networks.build_model` trained by :func:`irnet.training.train_network`), so a network fitted here is
 the network a benchmark run fits with the same parameters, seed and rows. Its parameters are the model's
 (``NetworkModel.default_params()``: the paper's regime, Adam, lr 1e-4, batch 32, patience 200; on a CPU
-``lr=3e-3, batch_size=1024, optimizer="adamw"`` converges much sooner, README "Budgets") plus:
+``lr=3e-3, batch_size=1024, optimizer="adamw"`` converges much sooner, docs/guide/budgets.md "Trial 0 of a network
+study") plus:
 
 - ``validation_fraction`` (default 0.1): the share of the rows held out, seeded by ``random_state``, for early
   stopping (the network keeps its best validation epoch); ``fit(X, y, eval_set=(X_val, y_val))`` gives the

@@ -259,7 +259,8 @@ MIN_STEPS_PER_EPOCH = 8
 def converging_network_regime(n_train: int) -> dict[str, Any]:
     """A network regime that early-stops within minutes on a 2-core CPU: AdamW, the largest batch that still
     gives ``MIN_STEPS_PER_EPOCH`` steps per epoch (1024 at 10k rows), lr 3e-3 at batch 1024 scaled by the
-    square root of the batch ratio (1e-3..3e-3 for batches 128..1024). Measured: README "Budgets"."""
+    square root of the batch ratio (1e-3..3e-3 for batches 128..1024). Measured: docs/measurements.md "Budgeted
+    schedules, measured"."""
     batch = next((b for b in CONVERGING_BATCH_SIZES if n_train >= MIN_STEPS_PER_EPOCH * b), CONVERGING_BATCH_SIZES[-1])
     lr = round(3e-3 * math.sqrt(batch / 1024), 6)
     return {"optimizer": "adamw", "lr": lr, "batch_size": batch, "weight_decay": 0.0}
@@ -269,8 +270,8 @@ def converging_network_regime(n_train: int) -> dict[str, Any]:
 # ~NETWORK_CPU_SAMPLES_PER_S float32 training rows per second on 2 idle cores, ~18 s per 1,000 rows.
 # Throughput: IRNet-17 at batch 1024, 4,536 float32 and 10,085 bf16 samples/s (2.22x; `python -m
 # benchmarks.speed`, 2026-12-02, AMX CPU, 2 threads). Epochs: 49-100 at 10k formation_energy rows by patience
-# and lr_decay (README "Budgets"); the quick trial 0 85 epochs (the default quick run). A GPU at batch >= 1024 is
-# taken as 10x faster (conservative: an H100 measures well above that).
+# and lr_decay (docs/measurements.md "Budgeted schedules, measured"); the quick trial 0 85 epochs (the default
+# quick run). A GPU at batch >= 1024 is taken as 10x faster (conservative: an H100 measures well above that).
 NETWORK_CPU_SAMPLES_PER_S = 4_500.0
 NETWORK_EPOCHS_TO_STOP = 80
 # Under a budgeted schedule (a preset's EpochBudget) the epochs are known: the same throughput times the epochs.

@@ -55,7 +55,7 @@ ELEMNET_DROPOUT: tuple[float, ...] = (0.2, 0.1, 0.3, 0.2)
 # weights are trained, selected and scored for the stochastic network. Without batch norm, switching dropout off
 # shifts every layer's activation statistics and the predictions shrink: on all 239,190 formation_energy rows,
 # after 14 epochs of the published regime, validation MAE 0.180 with dropout off against 0.074 with it on (one
-# pass) and 0.0717 for the mean of 8 passes (README "ElemNet"). Here a prediction is the mean of this many
+# pass) and 0.0717 for the mean of 8 passes (docs/measurements.md "ElemNet"). Here a prediction is the mean of this many
 # passes with dropout on, under a fixed seed, so that it is reproducible and less noisy than the single pass.
 ELEMNET_INFERENCE_PASSES = 8
 INFERENCE_DROPOUT_SEED = 0
@@ -196,7 +196,8 @@ def _glorot_init(network: nn.Module) -> None:
     ``elemnet/dl_regressors.py``) builds its layers with TF-slim ``fully_connected``, whose defaults these are.
     PyTorch's default (weights of variance 1/(3 fan_in), uniform biases) shrinks the signal ~3x more per ReLU
     layer; without batch norm nothing undoes that. At 30,000 formation_energy rows it made no measurable
-    difference to ElemNet's validation MAE (README "ElemNet"); it is kept because it is the published start.
+    difference to ElemNet's validation MAE (docs/guide/networks.md "ElemNet"); it is kept because it is the
+    published start.
     """
     for module in network.modules():
         if isinstance(module, nn.Linear):

@@ -23,7 +23,7 @@ validation MAE with patience 200 epochs, inputs not scaled. Departures, each a s
   one-cycle shape without its momentum cycle). The rate is set per step. ``max_epochs`` is then the budget the
   schedule spends, not only a cap: measured on all 239,190 formation_energy rows, IRNet-17 (AdamW, lr 3e-3,
   batch 1024) reached a lower test MAE with a 40-epoch cosine schedule than with the plateau rule's 104 epochs
-  (README "Budgeted schedules"). Early stopping still keeps the best validation epoch; ``patience`` still
+  (docs/guide/budgets.md "Budgeted schedules"). Early stopping still keeps the best validation epoch; ``patience`` still
   applies (a preset sets it to the budget to let the schedule finish).
 - ``optimizer="adamw"``, ``weight_decay``, ``loss="mse"`` are options.
 - ``amp``: bf16 autocast of the training forward where the device runs bf16 natively (CUDA; a CPU with AMX or
@@ -87,8 +87,9 @@ log = logging.getLogger(__name__)
 EVAL_BATCH_SIZE = 8192  # rows per forward pass for validation and prediction (no gradients kept)
 LOSSES = ("mae", "mse")
 OPTIMIZERS = ("adam", "adamw")
-# Adam/AdamW kernel on CPU; see make_optimizer and the measurement in README "Speed".
-# Measured (README "Speed"): the per-tensor loop beat foreach by 1-20% on 2 cores, most at batch 32.
+# Adam/AdamW kernel on CPU; see make_optimizer and the measurement in docs/measurements.md "Training throughput".
+# Measured (docs/measurements.md "Training throughput"): the per-tensor loop beat foreach by 1-20% on 2 cores,
+# most at batch 32.
 CPU_OPTIMIZER_IMPLEMENTATION = "loop"
 CHECKPOINT_EVERY_S = 30.0  # a fit with a checkpoint path saves its state after an epoch once this long has passed
 CHECKPOINT_FORMAT = 3  # bump when the checkpoint's contents change; other formats are ignored (fit starts over)

@@ -5,8 +5,9 @@
 An export (:mod:`reports.export`) is found by its manifest (``irnet-bench-export.json``); its report is the
 folder above it (``docs/results/quick/export/`` -> ``docs/results/quick/``). For each, the report is rebuilt
 from the export in memory (as ``python -m reports.build --export``) and its ``leaderboard.csv`` and
-``leaderboard.md`` are compared byte for byte with the committed ones. Exit 0 when all match, or when no export
-is committed (it says so); 1 with one line naming the first file that differs; 2 on an export that cannot be read.
+``leaderboard.md`` are compared byte for byte with the committed ones. Exit 0 when all match; 1 with one line
+naming the first file that differs; 2 on an export that cannot be read, and on a folder that is missing or holds no
+export (a check that finds nothing would pass whatever moved the published results away).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.cli import ArgumentParser, main_guard
+from benchmarks.errors import UsageError
 from reports.build import report_of
 from reports.export import MANIFEST, load_export
 
@@ -53,10 +55,17 @@ def run(argv: list[str] | None = None) -> int:
         "root", nargs="?", type=Path, default=Path("docs/results"), help="where to look (default docs/results)"
     )
     args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        raise UsageError(
+            f"check_published: {args.root} is not a folder; expected the folder of the published reports, each "
+            f"with its export (export/{MANIFEST})"
+        )
     exports = exports_under(args.root)
     if not exports:
-        print(f"check_published: no export ({MANIFEST}) under {args.root}: nothing to check")
-        return 0
+        raise UsageError(
+            f"check_published: no export under {args.root}, so nothing was checked; expected published reports, "
+            f"each with its export (export/{MANIFEST})"
+        )
     for export in exports:
         problem = first_difference(export)
         if problem:

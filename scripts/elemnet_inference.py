@@ -1,4 +1,4 @@
-"""Validation MAE of a fitted ElemNet with its dropout off and on when it predicts (README "ElemNet").
+"""Validation MAE of a fitted ElemNet with its dropout off and on when it predicts (docs/guide/networks.md "ElemNet").
 
 ``python scripts/elemnet_inference.py OUT/trial_models/<study>/trial-0.model.pkl --task formation_energy``
 loads a saved ElemNet (a benchmark run keeps its best trial's model there; any ``Model.save`` file of ElemNet

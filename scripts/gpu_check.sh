@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first-GPU check (README "GPU check"): featurise formation_energy, IRNet-17/48 training throughput in
+# The first-GPU check (docs/guide/gpu.md "GPU check"): featurise formation_energy, IRNet-17/48 training throughput in
 # fp32/bf16 with and without torch.compile, IRNet-17, SRNet-17 and plain-17 trained through the quick preset's
 # budgeted schedule (40-epoch cosine) on all
 # 239,190 rows and scored on the test part, and IRNet-17 in the paper's regime for a few epochs; ~9 minutes.

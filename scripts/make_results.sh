@@ -65,7 +65,7 @@ for name in "${studies[@]}"; do
     elemnet)
       # The published same-split check (CrabNet paper, Table 2): ElemNet as its authors trained it (Adam, lr 1e-4,
       # batch 32, raw fractions and targets, MAE loss), one fit. Its own study: a report holds one preset, and the
-      # quick preset's large-batch regimes overfit ElemNet, which has no batch norm (README "ElemNet").
+      # quick preset's large-batch regimes overfit ElemNet, which has no batch norm (docs/measurements.md "ElemNet").
       study elemnet --task formation_energy --preset paper --models elemnet --featurizer elemnet --train-sizes all \
         --seeds 0 --trials 1 --fit-timeout "${ELEMNET_FIT_SECONDS:-4000}" "${threads[@]}"
       ;;

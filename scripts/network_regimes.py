@@ -6,7 +6,7 @@ rows), each regime's entries replacing those, on the nested ``--rows`` sample, s
 part. Pin it to a core (``taskset -c 1``) and give it ``--threads 1`` to time it beside other work. Another
 model takes ``--base`` (JSON parameters replacing the network base), e.g. a tuned booster's selected parameters
 with a larger round cap, ``--model xgboost --base '{..., "n_estimators": 20000}' --regimes '[{}]' --print-every
-500``; ElemNet reads element fractions, ``--model elemnet --featurizer elemnet`` (README "ElemNet").
+500``; ElemNet reads element fractions, ``--model elemnet --featurizer elemnet`` (docs/guide/networks.md "ElemNet").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A long study that outlives the machine it runs on (README "Published results").
+# A long study that outlives the machine it runs on (docs/guide/reports.md "Studies that outlive a machine").
 #
 #   scripts/run_study.sh NAME [benchmarks.run arguments ...]
 #   e.g. scripts/run_study.sh scaling --task formation_energy --train-sizes 1000,3000,10000,30000 --seeds 0,1,2

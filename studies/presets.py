@@ -85,9 +85,9 @@ class EpochBudget:
     training rows ``n``: ``round(ref_epochs * (ref_rows / n) ** exponent)`` within ``[min_epochs, max_epochs]``.
 
     Fewer rows give fewer optimiser steps per epoch, so a smaller set needs more epochs for the same schedule
-    to converge; the anchors are measured (README "Budgeted schedules"). The budget is the fits' step cap and the
-    last rung of successive halving: every configuration of a study is compared at the same fractions of the
-    same schedule."""
+    to converge; the anchors are measured (docs/measurements.md "Budgeted schedules, measured"). The budget is the
+    fits' step cap and the last rung of successive halving: every configuration of a study is compared at the same
+    fractions of the same schedule."""
 
     ref_rows: int
     ref_epochs: int
@@ -165,7 +165,8 @@ class GroupBudget:
 def derive_budget(rule: GroupBudget, cost: FitCost, n_train: int, device: str = "cpu", *,
                   threads: int = REFERENCE_THREADS, bf16: bool = False,
                   epochs: int | None = None) -> TrialBudget:  # fmt: skip
-    """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the README's rule);
+    """The budget of one study of a model with fit ``cost`` on ``n_train`` training rows (the rule of
+    docs/guide/budgets.md "Budgets");
     ``epochs``: the fits' epochs where a budgeted schedule fixes them."""
     fit = cost.expected_seconds(n_train, device, threads=threads, bf16=bf16, epochs=epochs)
     tuning = None if rule.tuning_fits is None else round(max(rule.min_tuning_seconds, rule.tuning_fits * fit), 1)
@@ -386,7 +387,7 @@ class Preset:
 # The `quick` networks' cosine schedule spends 40 epochs on all 239,190 formation_energy rows and 80 on 10,000
 # (exponent ln 2 / ln 23.9 = 0.218): measured, IRNet-17 in the `quick` trial-0 regime reached test MAE 0.0449 in
 # 40 epochs on all rows (13 min on 2 cores) and 0.1274 in 80 epochs on 10,000 rows against 0.1340 in 40; longer
-# at 10,000 rows would not keep the default run within 15 minutes (README "Budgeted schedules").
+# at 10,000 rows would not keep the default run within 15 minutes (docs/guide/budgets.md "Budgeted schedules").
 NETWORK_EPOCH_BUDGET = EpochBudget(ref_rows=239_190, ref_epochs=40, exponent=0.218, min_epochs=20, max_epochs=300)
 NETWORK_PRUNING = SuccessiveHalving(min_steps=3, max_steps=NETWORK_EPOCH_BUDGET.max_epochs, reduction_factor=3)
 
@@ -422,7 +423,8 @@ PRESETS: dict[str, Preset] = {
                 # halving spends on many configurations of 3 epochs each. Charging trial 0 too (2.3 fits in all,
                 # until 2026-12-05) left the search whatever trial 0 did not use: at 10,000 rows, idle, trial 0
                 # took 65-112 s of 186 s and IRNet tried 5-9 configurations. On average the three networks'
-                # studies still fit the 15 minutes of the default run (README "The default quick run").
+                # studies still fit the 15 minutes of the default run (docs/measurements.md "The default quick run,
+                # measured").
                 "networks": GroupBudget(
                     n_trials=50, tuning_fits=1.3, min_tuning_seconds=90.0, fit_margin=4.0, trial0_apart=True
                 ),
@@ -435,16 +437,18 @@ PRESETS: dict[str, Preset] = {
                 # CPU-sane regimes only: large batches; the paper's batch 32 needs minutes per epoch at 10k+.
                 # The rate is cut to 0.3x after 4 epochs without improvement, early stopping after 8: at 10k
                 # formation_energy rows the quick trial 0 reaches test MAE 0.145 instead of 0.157 at constant
-                # rate, in 61 epochs instead of 49 (README "Budgets").
-                # bf16 autocast where the CPU has it natively (float32 elsewhere): 2.2x float32 at batch 1024 on
-                # AMX, test MAE within the seed spread (README "Speed", `python -m benchmarks.speed --accuracy-check`).
+                # rate, in 61 epochs instead of 49 (docs/measurements.md "Budgeted schedules, measured").
+                # bf16 autocast where the CPU has it natively and it measures faster than float32 (float32
+                # elsewhere; irnet.training.native_cpu_bf16): 2.2x float32 at batch 1024 on AMX, test MAE within the
+                # seed spread (docs/measurements.md "bf16", `python -m benchmarks.speed
+                # --accuracy-check`).
                 "networks": {
                     "batch_size": choice(128, 256, 512, 1024, 2048),
                     # A budgeted schedule: 5% linear warm-up, cosine decay to zero over the epoch budget below,
                     # which every fit spends (patience above any budget; the best validation epoch is kept).
                     # Until 2026-12-08 the plateau rule (lr x0.3 after 4 epochs without improvement, early
                     # stopping after 8, at most 300 epochs), under which a configuration that starts slower looks
-                    # worse at every rung whatever it would reach (README "Budgeted schedules").
+                    # worse at every rung whatever it would reach (docs/guide/budgets.md "Budgeted schedules").
                     "lr_schedule": fixed("cosine"),
                     "warmup": fixed(0.05),
                     "patience": fixed(NETWORK_EPOCH_BUDGET.max_epochs),
@@ -477,15 +481,16 @@ PRESETS: dict[str, Preset] = {
             # From 90,000 training rows on, the networks search first on a ninth of the rows (at least 10,000),
             # then fit the 3 best configurations on every row and select among those: on all 239,190
             # formation_energy rows, 26,576-row fits of 65 epochs (~3 min each on 2 cores, most pruned after 3 or
-            # 9 epochs) instead of 40-epoch fits of ~16 min, then three of those (README "Budgets"). That search
-            # gets 6 expected fits after trial 0 (17 min for IRNet-17 there): at the rule's 1.3 the 10,000-row
-            # studies compared 3-9 configurations, and a study on every row must compare at least 16.
+            # 9 epochs) instead of 40-epoch fits of ~16 min, then three of those (docs/guide/budgets.md
+            # "Multi-fidelity over training rows"). That search gets 6 expected fits after trial 0 (17 min for
+            # IRNet-17 there): at the rule's 1.3 the 10,000-row studies compared 3-9 configurations, and a study on
+            # every row must compare at least 16.
             row_rungs={"networks": RowRungs(fractions=(1 / 9,), promote=3, min_rows=10_000, search_fits=6.0)},
             # The selected booster configuration's refit may boost 50,000 rounds: its trials' 5,000 bound the
             # search, but at 30,000 and 239,190 formation_energy rows the selected fits (then capped at 2,000) needed
             # up to learning rate x rounds 970 (XGBoost, depth 9, lr 0.102: 9,586 rounds; 8,445 at 30,000 rows; test
-            # MAE 0.0942 and 0.0661 instead of 0.0977 and 0.0686 at 2,000; README "The boosters' round cap ..."), and
-            # 50,000 x the lowest rate, 0.02, is 1,000 (baselines/boosting.py). 20,000 until 2026-12-08.
+            # MAE 0.0942 and 0.0661 instead of 0.0977 and 0.0686 at 2,000; docs/measurements.md "The boosters' round
+            # cap ..."), and 50,000 x the lowest rate, 0.02, is 1,000 (baselines/boosting.py). 20,000 until 2026-12-08.
             refit_step_caps={"boosters": 50_000},
             trial0="converging",
         ),

@@ -23,8 +23,9 @@ from studies.spaces import default_trial_params, suggest
 
 BOOSTERS = ("lightgbm", "xgboost", "catboost")
 
-# Configurations published on all 239,190 formation_energy training rows (README "A network on the full training
-# part" and "The boosters' round cap on the full training part"; docs/results/scaling/export, seed 0).
+# Configurations published on all 239,190 formation_energy training rows (docs/measurements.md "A network on the full
+# training part, measured" and "The boosters' round cap on the full training part, measured";
+# docs/results/scaling/export, seed 0).
 PUBLISHED = {
     "one hand-set LightGBM, test 0.0839": ("lightgbm", {"num_leaves": 127, "learning_rate": 0.1}),
     "tuned LightGBM, test 0.0913": (
