@@ -315,6 +315,7 @@ def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
     import pandas as pd
 
     from reports.collect import ReportInputError, read_finals
+    from reports.ensembles import ConsoleEnsembles
     from reports.tables import format_leaderboard, leaderboard, select, write_long_table
     from studies.tracking import ui_hint
 
@@ -325,6 +326,10 @@ def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
     # smoke keeps one fixed budget; quick and paper derive theirs from the rows and the model group.
     budget_text = (
         "budgets by model group and rows (docs/guide/budgets.md)" if plan.preset.rules else "one fixed budget per model"
+    )
+    # Post-hoc ensembles of the runs, recorded in the store with MLflow models that take formulas (reports.ensembles).
+    ensembles = ConsoleEnsembles.record(
+        plan.tracking_uri, plan.task_name, plan.preset.name, select(finals, plan.keys())
     )
     for jobs in plan.jobs_by_size().values():  # one table per training size, smallest first
         keys = [k for _, k in jobs]
@@ -337,6 +342,10 @@ def _print_results(plan: RunPlan, models: Sequence[str]) -> None:
         )
         board = leaderboard(select(finals, keys), models=models)
         print(format_leaderboard(board, title=title, unit=str(plan.task.spec.unit)))
+        for line in ensembles.lines(select(finals, keys), str(plan.task.spec.unit)):
+            print(line)
+    for note in ensembles.notes:
+        print(f"note: {note}")
     path = plan.out_dir / f"results_{plan.task_name}_{plan.preset.name}.csv"
     write_long_table(select(finals, plan.keys()), path)
     print(f"results: {path}; MLflow: {plan.tracking_uri}")

@@ -9,9 +9,13 @@ line naming the source says it was read back from the export.
 Writes into DIR: leaderboard.md (figures linked from plots/), leaderboard.html (self-contained, figures
 embedded), leaderboard.csv (long table: task, model, fold, seed, preset, metric, value, train/inference/tuning seconds,
 device, run_id, train_size, refit_stopped), plots/*.png (with a scaling and a compute figure per task whose runs sit
-at two or more training sizes) and
-a Matbench submission folder per model and seed, matbench/matbench_v0.1_irnet-bench-<model>-seed<k>/
-(results.json.gz, info.json). Every file is written atomically. Everything is computed before the first
+at two or more training sizes, and a figure of the MAE by number of elements per task whose formulas are in the
+pinned archive), ensembles.csv (where the runs give post-hoc ensembles, :mod:`reports.ensembles`: one row per
+ensemble with its members, weights, validation and test scores) and a Matbench submission folder per model (an
+ensemble among them) and seed, matbench/matbench_v0.1_irnet-bench-<model>-seed<k>/ (results.json.gz, info.json).
+Beside the suite's runs a task's section shows the published models' own test predictions where the runs used the
+whole training part (:mod:`reports.references`) and where the errors are (:mod:`reports.breakdown`). Every file is
+written atomically. Everything is computed before the first
 file is written, so empty or inconsistent input leaves DIR untouched: one line on stderr and exit status 2.
 """
 
@@ -21,18 +25,21 @@ import argparse
 import io
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.atomic import atomic_write_bytes
 from benchmarks.cli import ArgumentParser
 from benchmarks.errors import BenchError, UsageError
 from benchmarks.paths import check_out_dir, default_out_dir, make_out_dir
-from reports import declared, document, render, scaling, stats, tables
+from reports import breakdown, declared, document, render, scaling, stats, tables
 from reports.collect import Collected, collect
+from reports.ensembles import SEED_AVERAGE, EnsembleSet, build_ensembles, ensemble_runs, ensembles_table
 from reports.matbench_export import MatbenchExport, build_exports
+from reports.references import ReferenceSet, best_single, build_references, compare_beside
 
 DEFAULT_TRACKING_URI = f"sqlite:///{default_out_dir() / 'mlflow.db'}"  # where `python -m benchmarks.run` writes
 TITLE = "IRNet benchmark leaderboard"
@@ -51,6 +58,9 @@ class Report:
     studies: dict[str, scaling.ScalingStudy | None]
     exports: list[MatbenchExport]
     files: dict[str, bytes]  # path relative to the output folder -> content
+    ensembles: EnsembleSet = field(default_factory=EnsembleSet)
+    references: ReferenceSet = field(default_factory=ReferenceSet)
+    extras: dict[str, document.TaskExtras] | None = None
 
 
 def make_report(tracking_uri: str, tasks: list[str] | None = None, preset: str | None = None) -> Report:
@@ -72,7 +82,16 @@ def report_of(collected: Collected) -> Report:
         for task in collected.tasks
     }
     exports = build_exports(headline, collected.predictions[collected.predictions["run_id"].isin(headline["run_id"])])
-    blocks = document.assemble(collected, summary, ranks, comparisons, exports, row_comparisons, studies)
+    references = build_references(collected)
+    ensembles = build_ensembles(collected)
+    sizes = {str(task): int(size) for task, size in headline.groupby("task")["train_size"].first().items()}
+    extras = {task: task_extras(collected, summary, references, ensembles, task, sizes[task]) for task in sizes}
+    # Ensembles of one seed that cover a Matbench task are submissions of their own (a seed average has no seed).
+    at_headline = [e for e in ensembles.ensembles if e.train_size == sizes.get(e.task) and e.kind != SEED_AVERAGE]
+    if at_headline:
+        ensemble_finals = ensemble_runs(at_headline, collected.finals)
+        exports += build_exports(ensemble_finals, ensembles.predictions)
+    blocks = document.assemble(collected, summary, ranks, comparisons, exports, row_comparisons, studies, extras)
 
     files: dict[str, bytes] = {}
     for block in blocks:
@@ -84,9 +103,52 @@ def report_of(collected: Collected) -> Report:
     buf = io.StringIO()
     tables.long_table(collected.finals).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
     files["leaderboard.csv"] = buf.getvalue().encode("utf-8")
+    if ensembles.ensembles:
+        buf = io.StringIO()
+        ensembles_table(ensembles.ensembles).to_csv(buf, index=False, lineterminator="\n", float_format="%.10g")
+        files["ensembles.csv"] = buf.getvalue().encode("utf-8")
     files["leaderboard.md"] = render.to_markdown(TITLE, blocks).encode("utf-8")
     files["leaderboard.html"] = render.to_html(TITLE, blocks).encode("utf-8")
-    return Report(collected, summary, ranks, comparisons, row_comparisons, studies, exports, files)
+    return Report(collected, summary, ranks, comparisons, row_comparisons, studies, exports, files, ensembles,
+                  references, extras)  # fmt: skip
+
+
+def task_extras(
+    collected: Collected,
+    summary: pd.DataFrame,
+    references: ReferenceSet,
+    ensembles: EnsembleSet,
+    task: str,
+    size: int,
+) -> document.TaskExtras:
+    """What ``task``'s section shows beside its runs at its leaderboard's training size ``size``: the ensembles and
+    reference rows there, each against IRNet and the best of the suite row by row, and where the errors are."""
+    predictions = collected.predictions[(collected.predictions["task"] == task)
+                                        & (collected.predictions["train_size"] == size)]  # fmt: skip
+    # Rounded to float32 as an export keeps them: a report from a store and one from its export say the same.
+    predictions = predictions.assign(
+        **{c: np.asarray(predictions[c], dtype=np.float32).astype(np.float64) for c in ("y_true", "y_pred")}
+    )
+    ours = {}
+    best = best_single(summary, task)
+    for name in dict.fromkeys([stats.REFERENCE_MODEL, best]):
+        if name is not None and (predictions["model"] == name).any():
+            ours[name] = predictions[predictions["model"] == name]
+    reference_rows = references.of(task, size)
+    task_ensembles = ensembles.of(task, size)
+    ensemble_rows = ensembles.predictions[ensembles.predictions["run_id"].isin({e.run_id for e in task_ensembles})]
+    others = [(m, reference_rows[reference_rows["model"] == m]) for m in references.models(task, size)]
+    names = sorted({e.name for e in task_ensembles}, key=lambda n: (n.endswith(SEED_AVERAGE), n))
+    others += [(n, ensemble_rows[ensemble_rows["model"] == n]) for n in names]
+    ranked = list(summary.loc[summary["task"] == task].sort_values(["rank", "model"])["model"])
+    models = breakdown.models_in_order(predictions, ranked, ensemble_rows, reference_rows)
+    return document.TaskExtras(
+        ensembles=task_ensembles,
+        references=reference_rows,
+        beside=compare_beside(task, size, ours, others),
+        breakdown=breakdown.breakdown(task, size, models, breakdown.element_counts(task)),
+        notes=ensembles.notes.get(task, ()),
+    )
 
 
 def write_report(report: Report, out: Path) -> list[Path]:

@@ -18,7 +18,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from benchmarks.metrics import mae
 from studies import schema
 from studies.schema import is_done
 from studies.stores import check_store_exists
-from studies.tracking import MLFLOW_PARENT_TAG, TAG_RESUMED_TRIALS
+from studies.tracking import ARTIFACT_VAL_PREDICTIONS, MLFLOW_PARENT_TAG, TAG_RESUMED_TRIALS
 
 KEY = list(schema.RunKey.FIELDS)  # one finished parent run per key
 # Recorded sizes of one task within this relative distance are one size of the study (Matbench folds of one
@@ -90,6 +90,15 @@ class RunRecord:
         )
 
 
+VAL_COLUMNS = ["run_id", "id", "y_true", "y_pred"]
+
+
+def no_val_predictions() -> pd.DataFrame:
+    """``Collected.val_predictions`` of runs that recorded none (runs written before 2026-12-08)."""
+    return pd.DataFrame({"run_id": pd.Series(dtype=str), "id": pd.Series(dtype=str),
+                         "y_true": pd.Series(dtype=np.float64), "y_pred": pd.Series(dtype=np.float64)})  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Collected:
     """All a report needs, as long tables.
@@ -104,6 +113,9 @@ class Collected:
     skipped: human-readable notes on runs left out (unfinished parent runs), shown in the report.
     records: the parent runs as published (:class:`RunRecord`), in the order of ``finals``.
     from_export: read from an export of the store ``tracking_uri`` (:mod:`reports.export`), not the store itself.
+    val_predictions: ``run_id, id, y_true, y_pred`` (float32 values as float64): each refit's predictions on its
+        validation rows, for post-hoc ensembles (:mod:`reports.ensembles`); no rows for a run that recorded none
+        (runs written before 2026-12-08, an export of format version 1).
     """
 
     tracking_uri: str
@@ -114,6 +126,7 @@ class Collected:
     skipped: tuple[str, ...]
     records: tuple[RunRecord, ...] = ()
     from_export: bool = False
+    val_predictions: pd.DataFrame = field(default_factory=no_val_predictions)
 
     @property
     def tasks(self) -> list[str]:
@@ -270,7 +283,18 @@ def _download_predictions(client: Any, record: RunRecord, row: dict[str, Any], s
         raise ReportInputError(
             f"{_where(row)}: finished parent run without artifact {schema.ARTIFACT_PREDICTIONS} ({exc})"
         ) from None
-    return pd.read_csv(local, dtype={"id": str})
+    # round_trip: the values as written (pandas' default parser can be one unit in the last place off).
+    return pd.read_csv(local, dtype={"id": str}, float_precision="round_trip")
+
+
+def _download_val_predictions(client: Any, record: RunRecord, scratch: Path) -> pd.DataFrame | None:
+    """The refit's validation predictions of one parent run (:data:`ARTIFACT_VAL_PREDICTIONS`), None where the run
+    recorded none (written before 2026-12-08)."""
+    if ARTIFACT_VAL_PREDICTIONS not in {f.path for f in client.list_artifacts(record.store_id)}:
+        return None
+    local = client.download_artifacts(record.store_id, ARTIFACT_VAL_PREDICTIONS, str(scratch / record.store_id))
+    frame = pd.read_parquet(local)
+    return frame.astype({"id": str}).assign(run_id=record.run_id)[VAL_COLUMNS]
 
 
 def checked_predictions(frame: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
@@ -465,12 +489,14 @@ def assemble(
     skipped: Iterable[str],
     *,
     from_export: bool = False,
+    val_predictions: pd.DataFrame | None = None,
 ) -> Collected:
     """The :class:`Collected` of ``finals`` (and their ``records``) from long tables keyed by the published run id,
     whatever they were read from (a store: :func:`collect`; an export: :mod:`reports.export`):
     ``curve_points`` (``run_id, step, train_mae, val_mae``), ``trials`` (``parent_run_id, trial_number,
     trial_val_mae, trial_state``; those of other runs are dropped) and ``predictions`` (``run_id, id, y_true,
-    y_pred``; every run of ``finals`` must have rows)."""
+    y_pred``; every run of ``finals`` must have rows) and ``val_predictions`` (``run_id, id, y_true, y_pred``; a run
+    may have none)."""
     rows = finals.to_dict("records")
     by_run = dict(iter(predictions.groupby("run_id", sort=False))) if len(predictions) else {}
     pred_frames = []
@@ -494,6 +520,8 @@ def assemble(
     trials = trials[trials["parent_run_id"].isin(parents.index)]  # trials of skipped parents are not reported
     order = ["task", "model", "train_size", "fold", "seed", "trial_number", "trial_state", "trial_val_mae"]
     trials = trials.join(parents, on="parent_run_id").sort_values(order, kind="stable")
+    val = no_val_predictions() if val_predictions is None or val_predictions.empty else val_predictions[VAL_COLUMNS]
+    val = val[val["run_id"].isin(parents.index)].astype({"id": str, "y_true": np.float64, "y_pred": np.float64})
     return Collected(
         tracking_uri=tracking_uri,
         finals=finals,
@@ -503,6 +531,7 @@ def assemble(
         skipped=tuple(skipped),
         records=tuple(records),
         from_export=from_export,
+        val_predictions=val.reset_index(drop=True),
     )
 
 
@@ -542,10 +571,14 @@ def collect(
 
     curve_rows: list[dict[str, Any]] = []
     pred_frames: list[pd.DataFrame] = []
+    val_frames: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="irnet-bench-report-") as scratch:
         for record, row in zip(records, finals.to_dict("records"), strict=True):
             curve_rows.extend(_curve_points(client, record))
             pred_frames.append(_download_predictions(client, record, row, Path(scratch)).assign(run_id=record.run_id))
+            val = _download_val_predictions(client, record, Path(scratch) / "val")
+            if val is not None:
+                val_frames.append(val)
     return assemble(
         tracking_uri,
         finals,
@@ -554,6 +587,7 @@ def collect(
         pd.DataFrame(trial_rows, columns=["parent_run_id", "trial_number", "trial_val_mae", "trial_state"]),
         pd.concat(pred_frames, ignore_index=True),
         skipped,
+        val_predictions=pd.concat(val_frames, ignore_index=True) if val_frames else None,
     )
 
 

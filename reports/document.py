@@ -5,18 +5,25 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
+from benchmarks.metrics import regression_metrics
 from reports import declared, plots
+from reports.breakdown import Breakdown
 from reports.collect import Collected
+from reports.ensembles import SEED_AVERAGE, Ensemble
 from reports.matbench_export import MatbenchExport
+from reports.references import LABEL as REFERENCE_LABEL
 from reports.render import Block, Figure, Heading, Para, Table
 from reports.scaling import CONFIDENCE, ScalingStudy, measured_leaders
 from reports.stats import (
     CUT_SHORT,
     MIN_PAIRS,
+    NO_SEED,
     REFERENCE_MODEL,
     TRIALS_HEADING,
     PairedComparison,
@@ -27,6 +34,7 @@ from reports.stats import (
     running_best,
     wilcoxon_floor,
 )
+from studies.ensembling import ROUNDS
 
 PUBLISHED_FILE = "published_matbench_v0.1.csv"
 PUBLISHED_SOURCE = "materialsproject/matbench, docs_src Leaderboards Per-Task (Matbench v0.1)"
@@ -56,11 +64,33 @@ PUBLISHED_OQMD_SOURCES = (
     "metrics/all_metrics.csv), on the CrabNet archive split this suite uses; IRNet paper (Jha et al., KDD 2019), "
     "OQMD-C on the paper's own split"
 )
+SAME_SPLIT = "published, same split"  # published_oqmd.csv's split of the CrabNet paper's figures
 CUT_SHORT_MARK = "†"
 CUT_SHORT_LEGEND = (
     f"{CUT_SHORT_MARK} cut short: at least one refit behind this score hit its time limit "
     f"(refit_stopped={CUT_SHORT}) before its own stopping rule, so the model may not have converged."
 )
+
+
+REFERENCE_NOTE = (
+    f'Rows marked "{REFERENCE_LABEL}" (grey in the HTML) are scored here from the published models\' own test '
+    "predictions on this split (Wang, Murdock, Kauwe and Sparks, npj Comput. Mater. 7, 77 (2021), Table 2; "
+    "anthony-wang/CrabNet publication_predictions/, MIT licence; shipped in benchmarks/reference/ with its sha256), on "
+    "the test rows and targets of our runs: their MAEs are the paper's. Shown only where our runs used the whole "
+    "training part of the split, as those models did; not ranked."
+)
+
+
+@dataclass(frozen=True)
+class TaskExtras:
+    """What a task's section shows beside its runs: its ensembles and reference rows at the leaderboard's training
+    size, their row-by-row comparisons with IRNet and the best of the suite, the breakdown of errors, and notes."""
+
+    ensembles: list[Ensemble] = field(default_factory=list)
+    references: pd.DataFrame | None = None
+    beside: list[RowComparison] = field(default_factory=list)
+    breakdown: Breakdown | None = None
+    notes: tuple[str, ...] = ()
 
 
 def load_published() -> pd.DataFrame:
@@ -242,8 +272,12 @@ def leaderboard_table(
     published: pd.DataFrame,
     composition_only: bool,
     published_oqmd: pd.DataFrame | None = None,
+    ensembles: list[Ensemble] | None = None,
+    references: pd.DataFrame | None = None,
 ) -> Table:
-    """Ranked models of one task, then the published reference rows where the task has them.
+    """Ranked models of one task, then its post-hoc ensembles (not ranked: they are made of the ranked models),
+    then the published reference rows where the task has them: the published models' own predictions on these
+    test rows (``references``) and figures copied from papers and leaderboards.
 
     Each score shows why its refits stopped; one whose refit hit its time limit is marked cut short (†).
     """
@@ -267,7 +301,16 @@ def leaderboard_table(
                 r.refit_stopped,
             ]
         )
+    rows += ensemble_rows(ensembles or [], d_mae, d_rmse)
     muted: set[int] = set()
+    shown_references: set[str] = set()
+    if references is not None and not references.empty:
+        for model, part in sorted(references.groupby("model"), key=lambda kv: _mae_of(kv[1])):
+            scores = regression_metrics(part["y_true"].to_numpy(), part["y_pred"].to_numpy())
+            muted.add(len(rows))
+            shown_references.add(str(model))
+            rows.append([DASH, f"{model} ({REFERENCE_LABEL})", _f(scores["mae"], d_mae), _f(scores["rmse"], d_rmse),
+                         _f(scores["r2"], 3), f"{len(part):,} test rows", DASH, DASH, DASH, DASH, DASH])  # fmt: skip
     if task in published.index:
         ref = published.loc[task]
         task_input = f"{ref['input']} input"
@@ -288,6 +331,8 @@ def leaderboard_table(
             .sort_values("test_mae", key=lambda v: v.astype(float))
             .itertuples()
         ):
+            if r.model in shown_references and r.split == SAME_SPLIT:
+                continue  # its own predictions are shown above, scored on these rows
             muted.add(len(rows))
             rows.append(
                 [DASH, f"{r.model} ({r.split})", r.test_mae, DASH, DASH, "1 fixed split", DASH, DASH, DASH, DASH, DASH]
@@ -298,6 +343,41 @@ def leaderboard_table(
     columns = ["rank", "model", "MAE", "RMSE", "R²", "runs (folds×seeds)", "depth", "refit s", "tuning s",
                TRIALS_HEADING, "refit stopped"]  # fmt: skip
     return Table(columns, rows, caption, frozenset(muted), frozenset({0, 2, 3, 4, 7, 8}))
+
+
+def _mae_of(rows: pd.DataFrame) -> float:
+    return float((rows["y_pred"] - rows["y_true"]).abs().mean())
+
+
+def ensemble_rows(ensembles: list[Ensemble], d_mae: int, d_rmse: int) -> list[list[str]]:
+    """One leaderboard row per ensemble name: mean ± std over its keys, its members with their mean weights."""
+    rows = []
+    by_name: dict[str, list[Ensemble]] = {}
+    for e in ensembles:
+        by_name.setdefault(e.name, []).append(e)
+    for name, group in sorted(by_name.items(), key=lambda kv: (float(np.mean([e.test["mae"] for e in kv[1]])), kv[0])):
+        scores = {k: np.array([e.test[k] for e in group]) for k in ("mae", "rmse", "r2")}
+        std = {k: float(v.std()) if len(v) > 1 else math.nan for k, v in scores.items()}
+        folds, seeds = len({e.fold for e in group}), len({e.seed for e in group})
+        runs = f"{len(group)} ({folds} folds)" if group[0].kind == SEED_AVERAGE else f"{len(group)} ({folds}×{seeds})"
+        rows.append([DASH, f"{name} (ensemble: {mean_weights(group)})",
+                     _pm(float(scores["mae"].mean()), std["mae"], d_mae),
+                     _pm(float(scores["rmse"].mean()), std["rmse"], d_rmse),
+                     _pm(float(scores["r2"].mean()), std["r2"], 3), runs, DASH, DASH, DASH, DASH, DASH])  # fmt: skip
+    return rows
+
+
+def mean_weights(group: list[Ensemble]) -> str:
+    """Members and their weights; over several keys the mean weight of each model (0 where it was not chosen)."""
+    if group[0].kind == SEED_AVERAGE:
+        seeds = sorted({m.seed for e in group for m in e.members})
+        return f"mean of seeds {', '.join(map(str, seeds))}"
+    totals: dict[str, float] = {}
+    for e in group:
+        for m in e.members:
+            totals[m.model] = totals.get(m.model, 0.0) + m.weight / len(group)
+    text = ", ".join(f"{m} {w:.2f}" for m, w in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+    return text + (f"; mean over {len(group)} runs" if len(group) > 1 else "")
 
 
 def comparison_table(task: str, comparisons: list[PairedComparison], decimals: int) -> Table:
@@ -369,6 +449,160 @@ def row_comparison_blocks(task: str, rows: list[RowComparison], decimals: int) -
             note=True,
         ),
     ]
+
+
+def beside_blocks(
+    task: str, rows: list[RowComparison], decimals: int, has_references: bool, has_ensembles: bool
+) -> list[Block]:
+    """The published reference predictions and the post-hoc ensembles against IRNet and the best of the suite's
+    models, row by row, at the leaderboard's training size."""
+    if not rows:
+        return []
+    table_rows = [
+        [
+            c.baseline,
+            c.reference,
+            f"{c.train_size:,}",
+            f"{c.n_rows:,}",
+            str(c.n_seeds),
+            _f(c.mae_baseline, decimals),
+            _f(c.mae_reference, decimals),
+            _f(c.diff, decimals),
+            f"[{_f(c.ci_low, decimals)}, {_f(c.ci_high, decimals)}]",
+            _p(c.p_value),
+            f"{c.reference} better" if c.ci_low > 0 else f"{c.baseline} better" if c.ci_high < 0
+            else "no clear difference",
+        ]
+        for c in rows
+    ]  # fmt: skip
+    n = rows[0].n_resamples
+    header = ["row", "against", "train rows", "test rows", "seeds", "its MAE", "MAE against", "Δ MAE",
+              f"{CONFIDENCE:.0%} CI of Δ", "p (sign-flip)", "verdict"]  # fmt: skip
+    parts = (("the published models' own predictions", has_references), ("the post-hoc ensembles", has_ensembles))
+    what = " and ".join(w for w, shown in parts if shown)
+    return [
+        Table(
+            header,
+            table_rows,
+            f"{task}: {what} against IRNet and the best of the suite's models, on the same test rows",
+            align_right=frozenset({2, 3, 4, 5, 6, 7, 8, 9}),
+        ),
+        Para(
+            "Each row's absolute errors paired with those of IRNet and of the suite's best model on this leaderboard "
+            "(lowest mean test MAE) on the same test rows, folds pooled; a side with several seeds is averaged over "
+            "them per row (only the seeds both ran where both have seeds; published predictions and seed averages "
+            "have none of their own). Δ MAE is the row's MAE minus the MAE it is compared against (positive: ours "
+            f"better); the interval is a paired bootstrap over rows ({n} resamples, seeded), p a two-sided sign-flip "
+            f"permutation test ({n} permutations). ElemNet's published predictions miss one test row, so its pairs "
+            "are one fewer.",
+            note=True,
+        ),
+    ]
+
+
+def ensemble_blocks(task: str, ensembles: list[Ensemble], notes: tuple[str, ...], decimals: int) -> list[Block]:
+    """The post-hoc ensembles of one task at the leaderboard's training size: per key, its members and weights,
+    its validation MAE beside the library's best single model's, and its test scores; then the notes (runs left
+    out for want of validation predictions)."""
+    blocks: list[Block] = []
+    if ensembles:
+        rows = [
+            [e.name, str(e.fold), "all" if e.seed == NO_SEED else str(e.seed), f"{e.train_size:,}", e.weights_text(),
+             _f(e.val_mae, decimals), f"{e.best_single} {_f(e.best_single_val_mae, decimals)}" if e.best_single
+             else DASH, _f(e.test["mae"], decimals), _f(e.test["rmse"], decimals), _f(e.test["r2"], 3)]
+            for e in sorted(ensembles, key=lambda e: (e.name, e.fold, e.seed))
+        ]  # fmt: skip
+        blocks += [
+            Heading(f"{task}: post-hoc ensembles", 3, f"{task}-ensembles"),
+            Para(
+                'Greedy ensemble selection with replacement (Caruana, Niculescu-Mizil, Crew and Ksikes, "Ensemble '
+                f'selection from libraries of models", ICML 2004), {ROUNDS} rounds, the ensemble of the best round '
+                "kept, weights = how often each model was chosen, on each (fold, seed, training size)'s validation "
+                "rows (never its test rows), over all the key's models (ensemble-all), its networks "
+                "(ensemble-networks) and its tree ensembles (ensemble-trees), families as the runs recorded them; a "
+                "library of one model, or the same models as a library before it, gives none. Each ensemble is then "
+                "scored once on the test rows. <model>-seedavg is the mean of one model's seeds' test predictions "
+                "(equal weights, nothing selected). The validation rows also tuned and early-stopped the members, so "
+                "the validation MAEs here are optimistic; the test MAEs are not. Ensembles are not ranked among the "
+                "suite's models; ensembles.csv beside this report lists every one.",
+                note=True,
+            ),
+            Table(
+                [
+                    "ensemble",
+                    "fold",
+                    "seed",
+                    "train rows",
+                    "members: weight",
+                    "validation MAE",
+                    "best single on validation",
+                    "test MAE",
+                    "test RMSE",
+                    "test R²",
+                ],
+                rows,
+                f"{task}: post-hoc ensembles per fold and seed",
+                align_right=frozenset({1, 2, 3, 5, 7, 8, 9}),
+                collapsed=len(rows) > 12,
+            ),
+        ]
+    blocks += [Para(note, note=True) for note in notes]
+    return blocks
+
+
+def breakdown_blocks(bd: Breakdown, unit: str, decimals: int) -> list[Block]:
+    """Where the errors are: median absolute error, MAE without unphysical targets, MAE by number of elements; a
+    table and a figure."""
+    groups = list(bd.groups)
+    rule_column = f"MAE, |y| ≤ {bd.rule.limit:g}" if bd.rule else "MAE without unphysical targets"
+    rows: list[list[str]] = []
+    muted: set[int] = set()
+    for record in bd.table.to_dict("records"):
+        label = {"ours": str(record["model"]), "ensemble": f"{record['model']} (ensemble)",
+                 "published": f"{record['model']} ({REFERENCE_LABEL})"}[str(record["kind"])]  # fmt: skip
+        if record["kind"] == "published":
+            muted.add(len(rows))
+        rows.append([label, f"{int(record['rows']):,}", _f(record["mae"], decimals), _f(record["median"], decimals),
+                     _f(record["mae_physical"], decimals) if bd.rule else DASH,
+                     *(_f(record[g], decimals) for g in groups)])  # fmt: skip
+    header = ["model", "test rows", "MAE", "median abs. error", rule_column,
+              *(f"MAE {g} ({n:,} rows)" for g, n in bd.groups.items())]  # fmt: skip
+    rule = (
+        f"Unphysical targets: {bd.rule.text}; {bd.n_unphysical} test row(s) left out of that column."
+        if bd.rule
+        else "No rule for unphysical targets is set for this task (its column shows a dash)."
+    )
+    elements = (
+        "Number of elements: that of the row's formula as the featuriser reads it, from the pinned archive."
+        if groups
+        else "This task's formulas are not in the pinned archive: no breakdown by number of elements."
+    )
+    blocks: list[Block] = [
+        Heading(f"{bd.task}: where the errors are", 3, f"{bd.task}-errors"),
+        Para(
+            f"At {bd.train_size:,} training rows, test rows pooled over folds, each row's absolute error averaged over "
+            f"the seeds that predicted it (so a model's MAE here can differ from its mean over runs in the last digits "
+            f"where folds differ in size). {rule} {elements}",
+            note=True,
+        ),
+        Table(
+            header,
+            rows,
+            f"{bd.task}: test errors beside the MAE ({unit or 'task unit'})",
+            frozenset(muted),
+            frozenset(range(1, len(header))),
+        ),
+    ]
+    if groups:
+        blocks.append(
+            Figure(
+                f"plots/{bd.task}_elements.png",
+                plots.element_errors(bd.table, bd.groups, bd.task, unit),
+                f"{bd.task}: test MAE over all rows and by number of elements in the formula, at {bd.train_size:,} "
+                "training rows (published predictions hatched, ensembles dotted).",
+            )
+        )
+    return blocks
 
 
 def scaling_blocks(task: str, study: ScalingStudy, unit: str) -> list[Block]:
@@ -510,8 +744,11 @@ def task_blocks(
     row_comparisons: list[RowComparison] | None = None,
     study: ScalingStudy | None = None,
     published_oqmd: pd.DataFrame | None = None,
+    extras: TaskExtras | None = None,
 ) -> list[Block]:
-    """One task's section: facts, leaderboard (headline training size), comparisons, scaling study, figures."""
+    """One task's section: facts, leaderboard (headline training size), comparisons, the published models' own
+    predictions and the post-hoc ensembles beside ours, where the errors are, scaling study, figures."""
+    extras = extras or TaskExtras()
     all_sizes = collected.finals[collected.finals["task"] == task]
     finals = at_headline_size(all_sizes)  # a scaling study's leaderboard: the largest size with the most models
     composition_only = bool(finals["composition_only"].iloc[0])
@@ -547,8 +784,8 @@ def task_blocks(
         per_model = "; ".join(f"{m} {', '.join(sorted(set(g['budget'])))}" for m, g in finals.groupby("model"))
         facts += f" Tuning budget per study (trials / tuning s / s per fit): {per_model}."
     blocks.append(Para(facts))
-    # Budgets are derived per model group and training size (README, Budgets); one model with several budgets at
-    # one size would mean runs made under different rules were mixed.
+    # Budgets are derived per model group and training size (docs/guide/budgets.md "Budgets"); one model with
+    # several budgets at one size would mean runs made under different rules were mixed.
     mixed = finals.groupby(["model", "train_size"])["budget"].nunique() > 1
     if mixed.any():
         per_model = "; ".join(f"{m}: {', '.join(sorted(set(g['budget'])))}" for m, g in finals.groupby("model"))
@@ -563,7 +800,8 @@ def task_blocks(
                 note=True,
             )
         )
-    blocks.append(leaderboard_table(task, summary, published, composition_only, published_oqmd))
+    blocks.append(leaderboard_table(task, summary, published, composition_only, published_oqmd, extras.ensembles,
+                                    extras.references))  # fmt: skip
     if (summary.loc[summary["task"] == task, "n_cut_short"] > 0).any():
         blocks.append(Para(CUT_SHORT_LEGEND, note=True))
     if published_oqmd is not None and task in set(published_oqmd["task"]):
@@ -573,6 +811,16 @@ def task_blocks(
                 f"MAEs copied from the papers ({PUBLISHED_OQMD_SOURCES}); copied in reports/{PUBLISHED_OQMD_FILE}. "
                 "Only the same-split rows are directly comparable with ours, and only when our runs use the full "
                 "training part.",
+                note=True,
+            )
+        )
+    if extras.references is not None and not extras.references.empty:
+        blocks.append(Para(REFERENCE_NOTE, note=True))
+    if extras.ensembles:
+        blocks.append(
+            Para(
+                'Rows marked "ensemble" are post-hoc ensembles of the ranked models (see "post-hoc ensembles" below '
+                "for each one's members and weights); they are not ranked among the models they are made of.",
                 note=True,
             )
         )
@@ -613,6 +861,12 @@ def task_blocks(
     blocks += row_comparison_blocks(
         task, row_comparisons or [], decimals(summary.loc[summary["task"] == task, "mae_mean"])
     )
+    d_task = decimals(summary.loc[summary["task"] == task, "mae_mean"])
+    has_references = extras.references is not None and not extras.references.empty
+    blocks += beside_blocks(task, extras.beside, d_task, has_references, bool(extras.ensembles))
+    blocks += ensemble_blocks(task, extras.ensembles, extras.notes, d_task)
+    if extras.breakdown is not None:
+        blocks += breakdown_blocks(extras.breakdown, unit, d_task)
     if study is not None:
         blocks += scaling_blocks(task, study, unit)
     blocks += depth_blocks(task, depth_table(collected.finals, task), unit)
@@ -736,14 +990,15 @@ def assemble(
     exports: list[MatbenchExport],
     row_comparisons: dict[str, list[RowComparison]] | None = None,
     studies: dict[str, ScalingStudy | None] | None = None,
+    extras: dict[str, TaskExtras] | None = None,
 ) -> list[Block]:
     """The whole report, in reading order."""
     published = load_published()
     published_oqmd = load_published_oqmd()
     best = running_best(collected.trials)
     finals = collected.finals
-    # Budgets follow the preset's rule: by model group and training rows (README, Budgets), so they differ between
-    # families by design; one model with several budgets at one (task, size) would mean mixed rules.
+    # Budgets follow the preset's rule: by model group and training rows (docs/guide/budgets.md "Budgets"), so they
+    # differ between families by design; one model with several budgets at one (task, size) would mean mixed rules.
     consistent = bool((finals.groupby(["task", "model", "train_size"])["budget"].nunique() <= 1).all())
     budget = (
         "Every model is tuned with the budget its preset's rule gives its group at that training size (listed per task)"
@@ -774,6 +1029,7 @@ def assemble(
             (row_comparisons or {}).get(task, []),
             (studies or {}).get(task),
             published_oqmd,
+            (extras or {}).get(task),
         )
     blocks += export_blocks(exports)
     blocks += provenance_blocks(collected)

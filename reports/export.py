@@ -8,7 +8,7 @@ for the report, of the tasks and preset given) into DIR; ``python -m reports.bui
 same report from it as from the store, and the second form recreates the runs in an MLflow store (sqlite or
 a tracking server) so that ``mlflow ui`` browses them and ``reports.build`` reads them as it reads any store.
 
-Format ``irnet-bench-export``, version :data:`VERSION`. DIR holds the manifest and seven parquet files
+Format ``irnet-bench-export``, version :data:`VERSION`. DIR holds the manifest and eight parquet files
 (zstd-compressed, written by pyarrow); a row's ``run_id`` is the run's published id (its MLflow id in the store
 it was first exported from). Rows are in the order of the report's runs table (task, model, training size,
 fold, seed), then as named, so the same store exported twice gives the same bytes.
@@ -18,28 +18,33 @@ exported, without a password), ``selection`` (the ``tasks`` and ``preset`` asked
 ``preset``, ``runs`` (count), ``skipped`` (notes on unfinished parent runs left out, as the report lists
 them), and ``files``: per file its ``rows``, ``bytes`` and ``sha256`` (a reader refuses a file that differs).
 
-========================  ==========================================================================================
-file                      columns (one row per ...)
-========================  ==========================================================================================
-``runs.parquet``          the columns of ``Collected.finals`` (one per finished parent run): ``run_id``, the key
-                          (``task, model, fold, seed, preset, train_size``; ``train_rows`` as recorded), provenance
-                          (``code_version, data_sha256, featurizer, device, composition_only, max_train_rows,
-                          val_seed``), ``unit, depth, budget``, ``params`` (the tuned configuration, a JSON object of
-                          strings), ``start_time, end_time`` (ms since 1970), ``refit_stopped, refit_reused,
-                          model_uri, command, summary, bibtex, requirements`` (empty on runs recorded before
-                          2026-12-05's tags), ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds,
-                          inference_seconds, tuning_seconds, n_trials, best_val_mae, n_train, n_test``. The table
-                          to read for analysis.
-``tags.parquet``          ``run_id, key, value``: every tag of the run (package versions ``pkg.*``, ``study_name``,
-                          ``train_test_duplicates``, ...) but the worker's (``final_owner``, ``final_heartbeat``)
-``params.parquet``        ``run_id, key, value``: every MLflow parameter of the run, as logged (strings)
-``metrics.parquet``       ``run_id, key, value`` (float64): the run's metrics but the per-step curves
-``curves.parquet``        ``run_id, step, train_mae, val_mae`` (float64, null where a step lacks one): the refit's curve
-``trials.parquet``        ``run_id, trial_number, trial_state, trial_val_mae``: the Optuna trials of the run's study
-                          that were scored (run_id is the parent run's)
-``predictions.parquet``   ``run_id, id, y_true, y_pred`` (float32; id is the task's row id): the test predictions, in
-                          the order of the run's ``predictions.csv``
-========================  ==========================================================================================
+============================  ==========================================================================================
+file                          columns (one row per ...)
+============================  ==========================================================================================
+``runs.parquet``              the columns of ``Collected.finals`` (one per finished parent run): ``run_id``, the key
+                              (``task, model, fold, seed, preset, train_size``; ``train_rows`` as recorded), provenance
+                              (``code_version, data_sha256, featurizer, device, composition_only, max_train_rows,
+                              val_seed``), ``unit, depth, budget``, ``params`` (the tuned configuration, a JSON object
+                              of strings), ``start_time, end_time`` (ms since 1970), ``refit_stopped, refit_reused,
+                              model_uri, command, summary, bibtex, requirements`` (empty on runs recorded before
+                              2026-12-05's tags), ``test_mae, test_rmse, test_r2, test_max_error``, ``train_seconds,
+                              inference_seconds, tuning_seconds, n_trials, best_val_mae, n_train, n_test``. The table
+                              to read for analysis.
+``tags.parquet``              ``run_id, key, value``: every tag of the run (package versions ``pkg.*``, ``study_name``,
+                              ``train_test_duplicates``, ...) but the worker's (``final_owner``, ``final_heartbeat``)
+``params.parquet``            ``run_id, key, value``: every MLflow parameter of the run, as logged (strings)
+``metrics.parquet``           ``run_id, key, value`` (float64): the run's metrics but the per-step curves
+``curves.parquet``            ``run_id, step, train_mae, val_mae`` (float64, null where a step lacks one): the refit's
+                              curve
+``trials.parquet``            ``run_id, trial_number, trial_state, trial_val_mae``: the Optuna trials of the run's study
+                              that were scored (run_id is the parent run's)
+``predictions.parquet``       ``run_id, id, y_true, y_pred`` (float32; id is the task's row id): the test predictions,
+                              in the order of the run's ``predictions.csv``
+``val_predictions.parquet``   ``run_id, id, y_true, y_pred`` (float32): the refit's predictions on its validation rows
+                              (what post-hoc ensembles are selected on, :mod:`reports.ensembles`); no rows for a run
+                              that recorded none (written before 2026-12-08). New in version 2: an export of version 1
+                              has no such file and reads as runs without validation predictions (no ensemble).
+============================  ==========================================================================================
 
 Size: about 0.4 MB per run scored on the 51,255 test rows of formation_energy (its predictions; floats do not
 compress), a few kB per run of a small task. Not exported: the fitted models and figures (the report redraws
@@ -76,9 +81,10 @@ from studies import schema
 from studies.stores import is_local_store, redact_url, sqlite_path
 
 FORMAT = "irnet-bench-export"
-VERSION = 1
+VERSION = 2  # 2: val_predictions.parquet (2026-12-08); version 1 exports are read as runs without them
 MANIFEST = "irnet-bench-export.json"
-FILES = ("runs", "tags", "params", "metrics", "curves", "trials", "predictions")  # each <name>.parquet
+FILES = ("runs", "tags", "params", "metrics", "curves", "trials", "predictions", "val_predictions")  # <name>.parquet
+FILES_V1 = FILES[:-1]  # what an export of version 1 holds
 # Strings repeat (run ids, keys, values), so a dictionary pays; the row ids are unique and floats rarely repeat,
 # where a dictionary only adds a fallback page (measured: 100 kB instead of 32 kB for 51,255 ids).
 NO_DICTIONARY = {"id"}
@@ -114,7 +120,16 @@ def tables(collected: Collected) -> dict[str, pd.DataFrame]:
         "predictions": collected.predictions[["run_id", "id", "y_true", "y_pred"]].astype(
             {"id": str, "y_true": np.float32, "y_pred": np.float32}
         ),
+        "val_predictions": _val_rows(collected),
     }
+
+
+def _val_rows(collected: Collected) -> pd.DataFrame:
+    """The validation predictions in the order of the report's runs (then as recorded), float32."""
+    val = collected.val_predictions
+    order = {run_id: i for i, run_id in enumerate(collected.finals["run_id"])}
+    val = val.assign(_order=val["run_id"].map(order)).sort_values("_order", kind="stable")
+    return val[["run_id", "id", "y_true", "y_pred"]].astype({"id": str, "y_true": np.float32, "y_pred": np.float32})
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -213,13 +228,18 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ExportError(
             f"{path}: export format version {version} is newer than this code reads ({VERSION}); update irnet-bench"
         )
-    for name in (f"{n}.parquet" for n in FILES):
+    for name in (f"{n}.parquet" for n in export_files_of(version)):
         file = folder / name
         if name not in listing or not file.is_file():
             raise ExportError(f"{folder}: {name} missing from the export; copy the whole folder or re-export the store")
         if hashlib.sha256(file.read_bytes()).hexdigest() != listing[name]["sha256"]:
             raise ExportError(f"{file} differs from its manifest (edited or half-copied); re-export the store")
     return manifest
+
+
+def export_files_of(version: int) -> tuple[str, ...]:
+    """The parquet files (names without ``.parquet``) an export of format ``version`` holds."""
+    return FILES_V1 if version < 2 else FILES
 
 
 def _read_table(folder: Path, name: str) -> pd.DataFrame:
@@ -239,7 +259,7 @@ def load_export(folder: Path) -> Collected:
     """The :class:`Collected` of an export: the same as :func:`reports.collect.collect` gives for the store it was
     made from (predictions in float32), read through the same checks."""
     manifest = read_manifest(folder)
-    t = {name: _read_table(folder, name) for name in FILES}
+    t = {name: _read_table(folder, name) for name in export_files_of(int(manifest["version"]))}
     tags, params, metrics = _by_run(t["tags"], str), _by_run(t["params"], str), _by_run(t["metrics"], float)
     runs = t["runs"]
     records = [
@@ -255,7 +275,8 @@ def load_export(folder: Path) -> Collected:
     finals, records, _ = finals_from_records(records, [], source, None)
     trials = t["trials"].rename(columns={"run_id": "parent_run_id"})
     return assemble(manifest["tracking_uri"], finals, records, t["curves"], trials, t["predictions"],
-                    manifest.get("skipped", []), from_export=True)  # fmt: skip
+                    manifest.get("skipped", []), from_export=True,
+                    val_predictions=t.get("val_predictions"))  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- importing ---
@@ -310,7 +331,15 @@ def _import_run(client: Any, experiment_id: str, record: RunRecord, collected: C
     from mlflow.entities import Metric, Param
 
     from studies.outcomes import TrialOutcome
-    from studies.tracking import MLFLOW_RUN_NAME_TAG, MlflowTrialRecorder, log_metrics, log_params, mark_done
+    from studies.tracking import (
+        ARTIFACT_VAL_PREDICTIONS,
+        MLFLOW_RUN_NAME_TAG,
+        MlflowTrialRecorder,
+        log_metrics,
+        log_params,
+        mark_done,
+        write_val_predictions,
+    )
 
     # MLflow sets a new run's id itself; the published id travels as a tag, as mlflow-export-import keeps
     # source ids in tags (github.com/mlflow/mlflow-export-import, README_governance.md, "source tags").
@@ -331,6 +360,11 @@ def _import_run(client: Any, experiment_id: str, record: RunRecord, collected: C
     csv.parent.mkdir(parents=True)
     rows[["id", "y_true", "y_pred"]].to_csv(csv, index=False)  # float64 of the float32 values: read back exactly
     client.log_artifact(run_id, str(csv))
+    val = collected.val_predictions[collected.val_predictions["run_id"] == record.run_id]
+    if len(val):  # a run that recorded validation predictions gets them back (float32, as recorded)
+        client.log_artifact(run_id, str(write_val_predictions(scratch / run_id / ARTIFACT_VAL_PREDICTIONS,
+                                                              val["id"].to_numpy(), val["y_true"].to_numpy(),
+                                                              val["y_pred"].to_numpy())))  # fmt: skip
 
     key_tags = {k: record.tags[k] for k in (*_key(record).tags(), schema.TAG_STUDY_NAME) if k in record.tags}
     recorder = MlflowTrialRecorder(client, experiment_id, run_id, key_tags)

@@ -301,3 +301,43 @@ def compute(points: pd.DataFrame, task: str) -> bytes:
     ax.grid(alpha=0.3, which="both")
     _legend_below(ax)
     return _png(fig)
+
+
+# Published reference predictions and post-hoc ensembles have no declared colour: their own shades, and a hatch.
+REFERENCE_COLORS = ("#5b4e2f", "#8a7a4f", "#b3a57a", "#d4c9a6", "#ece4cb")  # sand, hatched
+ENSEMBLE_COLORS = ("#1a1a1a", "#3d3d6b", "#6b3d3d", "#3d6b5a", "#5a3d6b")  # dark, dotted
+
+
+def element_errors(table: pd.DataFrame, groups: dict[str, int], task: str, unit: str = "") -> bytes:
+    """Test MAE of every model of ``table`` (``model, kind, mae`` and one column per element group) over all rows
+    and per element group (bars, grouped by what they cover): our models in their colours, ensembles dark and
+    dotted, published reference predictions in greys, hatched."""
+    columns = ["mae", *groups]
+    labels = ["all rows", *(f"{g}\n({n:,} rows)" for g, n in groups.items())]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 1.5 * len(columns)), 4.4))
+    width = 0.8 / max(1, len(table))
+    x = np.arange(len(columns))
+    counters = {"ensemble": 0, "published": 0}
+    for i, record in enumerate(table.to_dict("records")):
+        values = [float(record[c]) for c in columns]
+        kind, model = str(record["kind"]), str(record["model"])
+        hatch = None
+        if kind == "published":
+            c = REFERENCE_COLORS[counters["published"] % len(REFERENCE_COLORS)]
+            hatch = "//"
+        elif kind == "ensemble":
+            c = ENSEMBLE_COLORS[counters["ensemble"] % len(ENSEMBLE_COLORS)]
+            hatch = ".."
+        else:
+            c = color(model)
+        if kind in counters:
+            counters[kind] += 1
+        ax.bar(x - 0.4 + (i + 0.5) * width, values, width, color=c, hatch=hatch, edgecolor="white", lw=0.4,
+               label=model)  # fmt: skip
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel(f"test MAE ({unit})" if unit else "test MAE")
+    ax.set_title(f"{task}: test MAE by number of elements (folds pooled, seeds averaged per row)")
+    ax.grid(alpha=0.3, axis="y")
+    _legend_below(ax, ncol=4)
+    fig.tight_layout()
+    return _png(fig)

@@ -11,7 +11,10 @@ Conventions, stated once:
   the exact two-sided test cannot go below 2/2^n (5 folds: 0.0625), so that floor is shown beside it.
 - The per-row comparison pairs the two models' absolute errors on the same test rows (same task, fold, seed
   and training size), averages each row's errors over the seeds both models ran, pools the folds, and gives a
-  paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded.
+  paired bootstrap interval of the MAE difference and a sign-flip permutation p-value, both seeded. The same
+  comparison pairs any two sets of predictions (:func:`compare_prediction_sets`: a published model's own
+  predictions or a post-hoc ensemble against IRNet or the best of the suite); a set without seeds of its own
+  (:data:`NO_SEED`) is paired with the other's errors averaged over its seeds.
 - A task with runs at several training sizes (a scaling study) is ranked and compared at its headline size: the
   largest size at which the most models ran (:func:`headline_size`), so a study whose largest size is still in
   progress (one model there so far) keeps its complete leaderboard one size down.
@@ -385,6 +388,7 @@ class RowComparison:
     ci_high: float
     p_value: float  # two-sided sign-flip permutation p-value of diff = 0; at least 1 / (n_resamples + 1)
     n_resamples: int
+    reference: str = REFERENCE_MODEL  # the model whose errors are subtracted (IRNet, or the best of the suite)
 
 
 def paired_row_errors(
@@ -481,3 +485,70 @@ def compare_rows(
                 )
             )
     return out
+
+
+# A row of predictions without a seed of its own: published predictions, a mean over seeds (reports.ensembles).
+# Paired with one of those, the other side's errors are averaged over all its seeds first.
+NO_SEED = -1
+
+
+def paired_prediction_errors(reference: pd.DataFrame, baseline: pd.DataFrame) -> pd.DataFrame:
+    """Columns ``fold, id, reference, baseline, n_seeds``: each side's absolute error per test row, for two sets of
+    predictions (columns ``fold, seed, id, y_true, y_pred``) of one task and training size.
+
+    Where both sides have seeds, rows are joined on (fold, seed, id) and averaged over the seeds both ran (as
+    :func:`paired_row_errors`); where a side has no seed (:data:`NO_SEED`), each side's errors are first averaged
+    over its own seeds and the rows joined on (fold, id); ``n_seeds`` is then the seeds the other side averaged.
+    """
+    key = ["fold", "seed", "id"]
+    sides = {
+        name: frame.assign(error=(frame["y_pred"] - frame["y_true"]).abs())[[*key, "error"]]
+        for name, frame in (("reference", reference), ("baseline", baseline))
+    }
+    if all((frame["seed"] != NO_SEED).all() for frame in sides.values()):
+        joined = pd.concat([f.set_index(key)["error"].rename(n) for n, f in sides.items()], axis=1, join="inner")
+        out = (
+            joined.reset_index()
+            .groupby(["fold", "id"])
+            .agg(reference=("reference", "mean"), baseline=("baseline", "mean"), n_seeds=("seed", "nunique"))
+        )
+        return out.reset_index()
+    means = [f.groupby(["fold", "id"])["error"].mean().rename(n) for n, f in sides.items()]
+    seeds = max(int(f.loc[f["seed"] != NO_SEED, "seed"].nunique()) for f in sides.values())
+    out = pd.concat(means, axis=1, join="inner").reset_index()
+    return out.assign(n_seeds=max(1, seeds))
+
+
+def compare_prediction_sets(
+    task: str,
+    train_size: int,
+    reference: str,
+    reference_rows: pd.DataFrame,
+    baseline: str,
+    baseline_rows: pd.DataFrame,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = RESAMPLE_SEED,
+) -> RowComparison | None:
+    """``reference`` against ``baseline`` on the test rows both predicted (:func:`paired_prediction_errors`), with
+    the paired bootstrap interval and sign-flip p of :func:`paired_difference_test`; None when they share no row."""
+    pairs = paired_prediction_errors(reference_rows, baseline_rows)
+    if pairs.empty:
+        return None
+    diff, low, high, p = paired_difference_test(
+        pairs["reference"].to_numpy(), pairs["baseline"].to_numpy(), n_resamples, seed
+    )
+    return RowComparison(
+        task=task,
+        baseline=baseline,
+        train_size=int(train_size),
+        n_rows=len(pairs),
+        n_seeds=int(pairs["n_seeds"].max()),
+        mae_reference=float(pairs["reference"].mean()),
+        mae_baseline=float(pairs["baseline"].mean()),
+        diff=diff,
+        ci_low=low,
+        ci_high=high,
+        p_value=p,
+        n_resamples=n_resamples,
+        reference=reference,
+    )

@@ -391,7 +391,8 @@ def refit_and_score(
     Where the preset raises the group's step cap for the refit (:meth:`Preset.refit_configuration`), a best
     trial that stopped at its step cap is refitted under the raised cap (and a time limit raised in proportion);
     one that stopped early is kept, since a higher cap would not change it. With ``log_lines``, the refit's
-    steps are logged at its interval."""
+    steps are logged at its interval. The model's predictions on the validation rows are recorded beside the
+    test predictions (post-hoc ensembles are selected on them, never on test rows)."""
     budget = budget or plan.budget(key)
     refit_started = time.time()
     params, cap_factor = plan.preset.refit_configuration(key.model, tuning.best_params)
@@ -420,6 +421,8 @@ def refit_and_score(
         train_seconds = time.perf_counter() - start
     if not math.isfinite(report.best_val_mae):
         raise FloatingPointError(f"the refit's validation MAE is {report.best_val_mae}")
+    # The refit's validation predictions, recorded for post-hoc ensembles (reports.ensembles weighs models on them).
+    y_val_pred = np.asarray(model.predict(training.X_val), dtype=np.float64)
     start = time.perf_counter()
     y_pred = np.asarray(model.predict(test.X), dtype=np.float64)
     inference_seconds = time.perf_counter() - start
@@ -448,6 +451,9 @@ def refit_and_score(
         refit_reused=reused is not None,
         featurizer=plan.featurizer,
         example_formulas=formulas_of(plan.task, test.ids[:EXAMPLE_ROWS]),
+        val_ids=training.val_ids,
+        y_val=training.y_val,
+        y_val_pred=y_val_pred,
     )
 
 

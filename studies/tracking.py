@@ -39,6 +39,13 @@ MLFLOW_RUN_NAME_TAG = "mlflow.runName"
 # On a parent run whose study had trials interrupted (a kill, a dead worker, Ctrl-C) and run again: the first trial
 # of each one's retry chain, in order ("0,0,7": trial 0 resumed twice, trial 7 once). Absent when none was.
 TAG_RESUMED_TRIALS = "resumed_trials"
+# The refit's predictions on the fold's validation rows (columns id, y_true, y_pred; float32): what post-hoc
+# ensemble selection weighs the suite's models on (reports.ensembles), never the test rows. Absent on runs written
+# before 2026-12-08.
+ARTIFACT_VAL_PREDICTIONS = "val_predictions.parquet"
+# A post-hoc ensemble of parent runs (reports.ensembles), logged with its MLflow model by benchmarks.run; never a
+# parent run (reports read run_kind=final only).
+KIND_ENSEMBLE = "ensemble"
 # MLflow 3's UI opens an experiment by this tag: "custom_model_development" is the training view (runs
 # table); without it the UI guesses and may open the GenAI overview (mlflow/server/js ExperimentKind enum).
 MLFLOW_EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -372,6 +379,10 @@ class FinalRecord:
     refit_reused: bool = False  # the best trial's fitted model was kept instead of training it again
     featurizer: str = "magpie"  # what the model's inputs were computed by (its formula model featurises so)
     example_formulas: tuple[str, ...] = ()  # a few test formulas: the formula model's input example
+    # The refit's predictions on the validation rows (ids, targets, predictions), for post-hoc ensembles.
+    val_ids: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    y_val_pred: np.ndarray | None = None
 
 
 def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord) -> None:
@@ -392,6 +403,11 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
         pd.DataFrame({"id": record.test_ids, "y_true": record.y_true, "y_pred": record.y_pred}).to_csv(
             folder / schema.ARTIFACT_PREDICTIONS, index=False
         )
+        artifacts = [schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_PARITY, schema.ARTIFACT_CONVERGENCE,
+                     schema.ARTIFACT_BEST_PARAMS]  # fmt: skip
+        if record.val_ids is not None and record.y_val is not None and record.y_val_pred is not None:
+            write_val_predictions(folder / ARTIFACT_VAL_PREDICTIONS, record.val_ids, record.y_val, record.y_val_pred)
+            artifacts.append(ARTIFACT_VAL_PREDICTIONS)
         parity_plot(record.y_true, record.y_pred, folder / schema.ARTIFACT_PARITY, title=title, unit=record.unit)
         convergence_plot(record.report.curve, record.tuning.history, folder / schema.ARTIFACT_CONVERGENCE,
                          title=title, step_name=model_info(key.model).step_name)  # fmt: skip
@@ -409,8 +425,7 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
                 default=str,
             )
         )
-        for name in (schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_PARITY, schema.ARTIFACT_CONVERGENCE,
-                     schema.ARTIFACT_BEST_PARAMS):  # fmt: skip
+        for name in artifacts:
             client.log_artifact(run_id, str(folder / name))
     uri = log_formula_model(
         client,
@@ -459,6 +474,17 @@ def log_final(client: Any, run_id: str, key: schema.RunKey, record: FinalRecord)
     client.log_batch(run_id, tags=tags)
     client.set_terminated(run_id, status="FINISHED")  # MLflow accepts logging to a FINISHED run
     mark_done(client, run_id, metrics)
+
+
+def write_val_predictions(path: Path, ids: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> Path:
+    """The validation predictions artifact (:data:`ARTIFACT_VAL_PREDICTIONS`): ``id`` (string), ``y_true`` and
+    ``y_pred`` (float32), one row per validation row in the order given; parquet, zstd."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": np.asarray(ids).astype(str), "y_true": np.asarray(y_true, dtype=np.float32),
+                          "y_pred": np.asarray(y_pred, dtype=np.float32)})  # fmt: skip
+    frame.to_parquet(path, index=False, compression="zstd")
+    return path
 
 
 def rung_metrics(rungs: Sequence[RungSummary]) -> dict[str, float]:

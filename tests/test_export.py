@@ -72,7 +72,7 @@ def test_export_holds_every_done_run_its_provenance_predictions_curve_and_trials
     parents = {r.info.run_id: r for r in _done_parents(uri)}
     client = make_client(uri)
     manifest = json.loads((folder / export.MANIFEST).read_text())
-    assert manifest["format"] == export.FORMAT and manifest["version"] == export.VERSION == 1
+    assert manifest["format"] == export.FORMAT and manifest["version"] == export.VERSION == 2
     assert manifest["runs"] == len(parents) == 4 and manifest["tasks"] == [TASK] and manifest["preset"] == "smoke"
     assert len(manifest["skipped"]) == 1 and "lightgbm" in manifest["skipped"][0]  # the crashed run, listed
     assert sorted(p.name for p in folder.iterdir()) == sorted(

@@ -279,7 +279,13 @@ def test_build_writes_every_output(built, logged):
         assert (out / name).stat().st_size > 0
     pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
     assert pngs == sorted(
-        [f"{TASK}_convergence_depth3.png", f"{TASK}_parity.png", f"{TASK}_time.png", f"{TASK}_tuning.png"]
+        [
+            f"{TASK}_convergence_depth3.png",
+            f"{TASK}_elements.png",
+            f"{TASK}_parity.png",
+            f"{TASK}_time.png",
+            f"{TASK}_tuning.png",
+        ]
     )
     for png in pngs:
         assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -309,7 +315,7 @@ def test_html_is_self_contained(built):
     html = (out / "leaderboard.html").read_text()
     assert "<link" not in html and "<script" not in html
     sources = re.findall(r'src="([^"]+)"', html)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 5 and all(s.startswith("data:image/png;base64,") for s in sources)
     for s in sources:
         assert base64.b64decode(s.split(",", 1)[1])[:4] == b"\x89PNG"
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
