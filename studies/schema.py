@@ -71,6 +71,7 @@ METRIC_TRIAL_VALUE = "trial_val_mae"
 
 # Artifacts on the parent run.
 ARTIFACT_PREDICTIONS = "predictions.csv"  # columns: id, y_true, y_pred
+ARTIFACT_VAL_PREDICTIONS = "val_predictions.parquet"  # the refit's validation rows: id, y_true, y_pred (float32)
 ARTIFACT_PARITY = "parity.png"
 ARTIFACT_CONVERGENCE = "convergence.png"
 ARTIFACT_MODEL = "model"  # the MLflow pyfunc model that takes formulas (studies.formula_model)

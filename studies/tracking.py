@@ -42,7 +42,7 @@ TAG_RESUMED_TRIALS = "resumed_trials"
 # The refit's predictions on the fold's validation rows (columns id, y_true, y_pred; float32): what post-hoc
 # ensemble selection weighs the suite's models on (reports.ensembles), never the test rows. Absent on runs written
 # before 2026-12-08.
-ARTIFACT_VAL_PREDICTIONS = "val_predictions.parquet"
+ARTIFACT_VAL_PREDICTIONS = schema.ARTIFACT_VAL_PREDICTIONS  # re-exported: readers import it from here
 # A post-hoc ensemble of parent runs (reports.ensembles), logged with its MLflow model by benchmarks.run; never a
 # parent run (reports read run_kind=final only).
 KIND_ENSEMBLE = "ensemble"

@@ -177,7 +177,8 @@ def test_smoke_run_records_everything_and_a_rerun_skips_it(capsys, shared_out, s
 
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
         assert artifacts == {schema.ARTIFACT_PREDICTIONS, schema.ARTIFACT_PARITY, schema.ARTIFACT_CONVERGENCE,
-                             schema.ARTIFACT_MODEL, schema.ARTIFACT_BEST_PARAMS}  # fmt: skip
+                             schema.ARTIFACT_MODEL, schema.ARTIFACT_BEST_PARAMS,
+                             schema.ARTIFACT_VAL_PREDICTIONS}  # fmt: skip
         folder = Path(client.download_artifacts(parent.info.run_id, "", str(out / "download" / model)))
         predictions = pd.read_csv(folder / schema.ARTIFACT_PREDICTIONS)
         assert list(predictions.columns) == ["id", "y_true", "y_pred"]
