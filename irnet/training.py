@@ -318,9 +318,12 @@ def training_precision(device: torch.device, amp: bool) -> Precision:
     kernel = native_cpu_bf16() if device.type == "cpu" else None
     if kernel is None:
         if not _warned_no_bf16:
-            log.warning("amp: this %s has no native bf16; training in float32", device.type.upper())
+            log.warning(
+                "amp: this %s has no native bf16, or it measures slower than float32; training in float32",
+                device.type.upper(),
+            )
             _warned_no_bf16 = True
-        return Precision(False, "float32 (amp asked; no native bf16)")
+        return Precision(False, "float32 (amp asked; no native or no faster bf16)")
     return Precision(True, f"bf16 autocast (CPU {kernel})")
 
 

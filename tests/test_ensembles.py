@@ -127,8 +127,8 @@ def test_a_run_without_validation_predictions_is_left_out_with_a_note():
 
 
 def test_an_export_of_format_version_1_reads_as_runs_without_validation_predictions():
-    collected = export.load_export(REPO / "docs" / "results" / "quick" / "export")
-    assert json.loads((REPO / "docs/results/quick/export" / export.MANIFEST).read_text())["version"] == 1
+    collected = export.load_export(REPO / "docs" / "results" / "quick-equal-rounds" / "export")
+    assert json.loads((REPO / "docs/results/quick-equal-rounds/export" / export.MANIFEST).read_text())["version"] == 1
     assert collected.val_predictions.empty
     made = build_ensembles(collected)
     assert not made.ensembles and "No post-hoc ensemble" in made.notes["formation_energy"][0]

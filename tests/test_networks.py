@@ -750,7 +750,9 @@ def test_amp_on_a_cpu_without_native_bf16_trains_in_float32_with_one_warning(sma
     params = {"max_epochs": 2, "lr": 1e-3, "batch_size": 16}
     with caplog.at_level("WARNING", logger="irnet.training"):
         reports = [IRNetModel({**params, "amp": amp}, seed=2).fit(X, y, Xv, yv) for amp in (True, True, False)]
-    assert [r.getMessage() for r in caplog.records] == ["amp: this CPU has no native bf16; training in float32"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "amp: this CPU has no native bf16, or it measures slower than float32; training in float32"
+    ]
     assert reports[0].extra["amp"] is False and reports[0].extra["precision"].startswith("float32")
     # The fallback is exactly the float32 fit.
     assert [c.val_mae for c in reports[0].curve] == [c.val_mae for c in reports[2].curve]

@@ -99,7 +99,7 @@ def test_a_file_whose_row_count_differs_from_the_archive_is_refused_naming_it(tm
 
 
 def test_references_join_only_runs_that_used_the_whole_training_part():
-    quick = export.load_export(REPO / "docs/results/quick/export")  # 10,000 training rows: not comparable
+    quick = export.load_export(REPO / "docs/results/quick-equal-rounds/export")  # 10,000 training rows: not comparable
     assert full_training_sizes(quick.finals, "formation_energy") == []
     assert build_references(quick).predictions.empty
     elemnet = export.load_export(REPO / "docs/results/elemnet/export")  # all 239,190 rows
