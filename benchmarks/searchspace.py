@@ -67,8 +67,8 @@ class ModelSearch:
     ``report_every`` is unused and ``warmup_steps`` counts those units). At equal rounds a configuration with a
     lower rate is always behind, however far it would go, and the median pruner stopped every one of them: at
     the ``quick`` preset's 10,000 rows the XGBoost search of 2026-12-08 selected lr 0.18, LightGBM's never beat
-    its default lr 0.1 (docs/results/quick). Shrinkage makes progress roughly proportional to rate x rounds
-    (Friedman, "Greedy function approximation", Ann. Statist. 2001, section 5).
+    its default lr 0.1 (docs/results/quick-equal-rounds). Shrinkage makes progress roughly proportional to
+    rate x rounds (Friedman, "Greedy function approximation", Ann. Statist. 2001, section 5).
     """
 
     space: Space
