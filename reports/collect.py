@@ -91,6 +91,8 @@ class RunRecord:
 
 
 VAL_COLUMNS = ["run_id", "id", "y_true", "y_pred"]
+# Prediction rows made beside the runs' (published predictions, post-hoc ensembles), keyed like Collected.predictions.
+PREDICTION_COLUMNS = ["run_id", "task", "model", "fold", "seed", "train_size", "id", "y_true", "y_pred"]
 
 
 def no_val_predictions() -> pd.DataFrame:

@@ -36,7 +36,7 @@ import pandas as pd
 
 from benchmarks.metrics import regression_metrics
 from reports import declared, stats
-from reports.collect import Collected, ReportInputError
+from reports.collect import PREDICTION_COLUMNS, Collected, ReportInputError
 from studies import schema
 from studies.ensembling import ROUNDS, combine, greedy_selection, weights_of
 from studies.tracking import KIND_ENSEMBLE
@@ -57,7 +57,6 @@ TAG_ENSEMBLE_ID = "ensemble_id"
 TAG_ENSEMBLE_KIND = "ensemble_kind"
 TAG_ENSEMBLE_MEMBERS = "ensemble_members"  # JSON: [[run id, weight], ...]
 METRIC_VAL_MAE = "ensemble_val_mae"
-PREDICTION_COLUMNS = ["run_id", "task", "model", "fold", "seed", "train_size", "id", "y_true", "y_pred"]
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from benchmarks import published
+from reports.collect import PREDICTION_COLUMNS as COLUMNS
 from reports.collect import Collected
 from reports.stats import NO_SEED, RowComparison, compare_prediction_sets
 
 PREFIX = "published:"  # a reference row's run_id: published:<column of the reference file>
 LABEL = "published predictions, same split"
-COLUMNS = ["run_id", "task", "model", "fold", "seed", "train_size", "id", "y_true", "y_pred"]
 
 
 @dataclass(frozen=True)

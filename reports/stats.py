@@ -391,26 +391,6 @@ class RowComparison:
     reference: str = REFERENCE_MODEL  # the model whose errors are subtracted (IRNet, or the best of the suite)
 
 
-def paired_row_errors(
-    predictions: pd.DataFrame, task: str, baseline: str, train_size: int, reference: str = REFERENCE_MODEL
-) -> pd.DataFrame:
-    """Columns ``fold, id, reference, baseline, n_seeds``: each model's absolute error per test row.
-
-    Rows are joined on (fold, seed, id) at one training size, so only the seeds both models ran count; a row's
-    errors are then averaged over those seeds (seeds share the row, so they are not independent samples).
-    """
-    rows = predictions[(predictions["task"] == task) & (predictions["train_size"] == train_size)]
-    errors = rows.assign(error=(rows["y_pred"] - rows["y_true"]).abs())
-    key = ["fold", "seed", "id"]
-    ref = errors[errors["model"] == reference].set_index(key)["error"].rename("reference")
-    base = errors[errors["model"] == baseline].set_index(key)["error"].rename("baseline")
-    joined = pd.concat([ref, base], axis=1, join="inner").reset_index()
-    out = joined.groupby(["fold", "id"]).agg(
-        reference=("reference", "mean"), baseline=("baseline", "mean"), n_seeds=("seed", "nunique")
-    )
-    return out.reset_index()
-
-
 def paired_difference_test(
     reference_errors: np.ndarray,
     baseline_errors: np.ndarray,
@@ -461,29 +441,12 @@ def compare_rows(
         models = sorted(at_size["model"].unique())
         if reference not in models:
             continue
+        reference_rows = at_size[at_size["model"] == reference]
         for baseline in (m for m in models if m != reference):
-            pairs = paired_row_errors(predictions, task, baseline, int(train_size), reference)
-            if pairs.empty:
-                continue
-            diff, low, high, p = paired_difference_test(
-                pairs["reference"].to_numpy(), pairs["baseline"].to_numpy(), n_resamples, seed
-            )
-            out.append(
-                RowComparison(
-                    task=task,
-                    baseline=baseline,
-                    train_size=int(train_size),
-                    n_rows=len(pairs),
-                    n_seeds=int(pairs["n_seeds"].max()),
-                    mae_reference=float(pairs["reference"].mean()),
-                    mae_baseline=float(pairs["baseline"].mean()),
-                    diff=diff,
-                    ci_low=low,
-                    ci_high=high,
-                    p_value=p,
-                    n_resamples=n_resamples,
-                )
-            )
+            comparison = compare_prediction_sets(task, int(train_size), reference, reference_rows, baseline,
+                                                 at_size[at_size["model"] == baseline], n_resamples, seed)  # fmt: skip
+            if comparison is not None:
+                out.append(comparison)
     return out
 
 
@@ -496,9 +459,10 @@ def paired_prediction_errors(reference: pd.DataFrame, baseline: pd.DataFrame) ->
     """Columns ``fold, id, reference, baseline, n_seeds``: each side's absolute error per test row, for two sets of
     predictions (columns ``fold, seed, id, y_true, y_pred``) of one task and training size.
 
-    Where both sides have seeds, rows are joined on (fold, seed, id) and averaged over the seeds both ran (as
-    :func:`paired_row_errors`); where a side has no seed (:data:`NO_SEED`), each side's errors are first averaged
-    over its own seeds and the rows joined on (fold, id); ``n_seeds`` is then the seeds the other side averaged.
+    Where both sides have seeds, rows are joined on (fold, seed, id), so only the seeds both ran count, and a row's
+    errors are averaged over those seeds (seeds share the row, so they are not independent samples); where a side
+    has no seed (:data:`NO_SEED`), each side's errors are first averaged over its own seeds and the rows joined on
+    (fold, id); ``n_seeds`` is then the seeds the other side averaged.
     """
     key = ["fold", "seed", "id"]
     sides = {

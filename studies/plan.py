@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from studies import schema
-from studies.presets import Preset, TrialBudget, expected_fit_seconds
+from studies.presets import Preset, TrialBudget
 from studies.registry import model_info
 from studies.schema import RunKey
 
@@ -96,9 +96,7 @@ class RunPlan:
         return self._fit_seconds(key.model, int(key.train_size or 0))
 
     def _fit_seconds(self, model: str, n_train: int) -> float:
-        return expected_fit_seconds(model, n_train, self.device, threads=self.threads,
-                                    bf16=self.preset.trains_in_bf16(model, self.device),
-                                    epochs=self.preset.step_cap_for(model, n_train))  # fmt: skip
+        return self.preset.expected_fit(model, n_train, self.device, self.threads)
 
     def _search_seconds(self, model: str, n_train: int, budget: TrialBudget | None = None) -> float:
         """What a search on ``n_train`` rows under ``budget`` (default: the preset's for those rows) is expected to

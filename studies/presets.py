@@ -362,6 +362,12 @@ class Preset:
             budget = dataclasses.replace(budget, expected_trial_steps=pruning.min_steps)
         return dataclasses.replace(budget, **self.budget_overrides) if self.budget_overrides else budget
 
+    def expected_fit(self, model: str, n_train: int, device: str = "cpu", threads: int = REFERENCE_THREADS) -> float:
+        """Expected seconds of one fit of ``model`` on ``n_train`` rows under this preset: its precision on
+        ``device`` and, where an epoch budget sets them, its epochs."""
+        return expected_fit_seconds(model, n_train, device, threads=threads, bf16=self.trains_in_bf16(model, device),
+                                    epochs=self.step_cap_for(model, n_train))  # fmt: skip
+
     def lower_rung_budget(
         self, model: str, n_rows: int, device: str = "cpu", threads: int = REFERENCE_THREADS
     ) -> TrialBudget:
@@ -371,9 +377,7 @@ class Preset:
         rungs = self.row_rungs.get(model_info(model).group)
         if rungs is None or rungs.search_fits is None or "tuning_seconds" in self.budget_overrides:
             return budget
-        fit = expected_fit_seconds(model, n_rows, device, threads=threads, bf16=self.trains_in_bf16(model, device),
-                                   epochs=self.step_cap_for(model, n_rows))  # fmt: skip
-        tuning = round(rungs.search_fits * fit, 1)
+        tuning = round(rungs.search_fits * self.expected_fit(model, n_rows, device, threads), 1)
         cap = budget.fit_seconds
         if cap is not None and "fit_seconds" not in self.budget_overrides:
             cap = max(cap, tuning)
